@@ -1,0 +1,444 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: the VM network spec, its validation, and the plan.
+
+One place knows the schema of ``spec.devices.interfaces`` and ``spec.networks``.
+Backends and connection methods are entries in two registries (``BACKENDS``,
+``CONNECTIONS``): supporting a new one is a local addition there.
+
+Validation never stops at the first problem: every violation is collected as a
+``SpecError`` naming the field's path, and reported at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL_MAX = 63
+IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
+# Characters the kernel refuses in interface names, plus the ones that make names unsafe as file names.
+IFNAME_FORBIDDEN = re.compile(r"[/:\s%]")
+BRIDGE_PREFIX = "k6t-"
+DEFAULT_POD_INTERFACE = "eth0"
+DEFAULT_TAP = "tap0"
+MAX_LISTED_ERRORS = 20
+MAX_SUPPORTED_INTERFACES = 1
+
+INTERFACES_PATH = "spec.devices.interfaces"
+NETWORKS_PATH = "spec.networks"
+
+
+class SpecError:
+    """One violation: where it is, what is wrong, and what is allowed there."""
+
+    __slots__ = ("path", "problem", "allowed")
+
+    def __init__(self, path, problem, allowed=None):
+        self.path = path
+        self.problem = problem
+        self.allowed = allowed
+
+    def __str__(self):
+        text = f"{self.path}: {self.problem}"
+        return f"{text} (allowed: {self.allowed})" if self.allowed else text
+
+    def as_dict(self):
+        return {"path": self.path, "msg": self.problem, "allowed": self.allowed}
+
+
+def describe(value):
+    """A short, safe description of a value of any type for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {shown!r}"
+    if isinstance(value, (int, float)):
+        return f"number {value!r}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a value of type {type(value).__name__}"
+
+
+def _key_text(key):
+    return key if isinstance(key, str) else repr(key)
+
+
+def _names(keys):
+    return ", ".join(sorted(keys))
+
+
+# --- registries -----------------------------------------------------------------------------
+
+class Backend:
+    """A network backend (the ``spec.networks[]`` key other than ``name``)."""
+
+    name = ""
+    description = ""
+    fields = {}  # field name -> validator(value, path, errors)
+
+    def validate(self, value, path, errors):
+        """Check the backend's own mapping (``pod: {}``)."""
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            errors.append(SpecError(path, f"must be a mapping, got {describe(value)}", "{}"))
+            return {}
+        normalized = {}
+        for key, item in value.items():
+            if key not in self.fields:
+                allowed = _names(self.fields) if self.fields else "no fields"
+                errors.append(SpecError(f"{path}.{_key_text(key)}", f"unknown field of the {self.name!r} backend", allowed))
+                continue
+            normalized[key] = self.fields[key](item, f"{path}.{key}", errors)
+        return normalized
+
+
+class PodBackend(Backend):
+    name = "pod"
+    description = "the pod's own network interface"
+
+
+class Connection:
+    """A connection method (the ``spec.devices.interfaces[]`` key other than ``name``)."""
+
+    name = ""
+    options = {}  # option name -> (validator, default, backends it is valid with or None for all)
+
+    def validate(self, value, path, errors):
+        if value is None:  # "bridge:" with nothing after it in YAML
+            value = {}
+        if not isinstance(value, Mapping):
+            errors.append(SpecError(path, f"must be a mapping, got {describe(value)}", _names(self.options) or "{}"))
+            return None
+        normalized = {}
+        for key, item in value.items():
+            if key not in self.options:
+                errors.append(SpecError(f"{path}.{_key_text(key)}", f"unknown option of the {self.name!r} connection",
+                                        _names(self.options) or "no options"))
+                continue
+            validator = self.options[key][0]
+            normalized[key] = validator(item, f"{path}.{key}", errors)
+        for key, (_validator, default, _backends) in self.options.items():
+            normalized.setdefault(key, default)
+        return normalized
+
+    def check_backend(self, options, backend, path, errors):
+        """Options that only make sense with some backends."""
+        for key, (_validator, default, backends) in self.options.items():
+            if backends is not None and options.get(key) != default and backend.name not in backends:
+                errors.append(SpecError(f"{path}.{key}", f"is valid only with the {_names(backends)} backend, "
+                                        f"but network uses the {backend.name!r} backend"))
+
+    def plan_fields(self, options, backend):
+        """The plan's connection-specific fields."""
+        raise NotImplementedError
+
+
+def _boolean(value, path, errors):
+    if isinstance(value, bool):
+        return value
+    errors.append(SpecError(path, f"must be a boolean, got {describe(value)}", "true, false"))
+    return False
+
+
+class BridgeConnection(Connection):
+    name = "bridge"
+    options = {"delegateIp": (_boolean, False, ("pod",))}
+
+    def plan_fields(self, options, backend):
+        delegate = bool(options.get("delegateIp"))
+        # The spec's support matrix: pod + bridge is Ethernet, pod + bridge.delegateIp is IP.
+        return {"delegate_ip": delegate, "connectivity": "ip" if delegate else "ethernet"}
+
+
+BACKENDS = {b.name: b for b in (PodBackend(),)}
+CONNECTIONS = {c.name: c for c in (BridgeConnection(),)}
+
+DEFAULT_INTERFACES = [{"name": "default", "bridge": {"delegateIp": True}}]
+DEFAULT_NETWORKS = [{"name": "default", "pod": {}}]
+
+
+# --- validation -----------------------------------------------------------------------------
+
+def _validate_name(item, path, errors):
+    if "name" not in item:
+        errors.append(SpecError(f"{path}.name", "is required", "a lowercase DNS label"))
+        return None
+    name = item["name"]
+    if not isinstance(name, str):
+        errors.append(SpecError(f"{path}.name", f"must be a string, got {describe(name)}", "a lowercase DNS label"))
+        return None
+    if len(name) > DNS_LABEL_MAX:
+        errors.append(SpecError(f"{path}.name", f"is {len(name)} characters long", f"at most {DNS_LABEL_MAX}"))
+        return None
+    if not DNS_LABEL.match(name):
+        errors.append(SpecError(f"{path}.name", f"{name!r} is not a valid name",
+                                "lowercase letters, digits and '-', starting and ending with a letter or digit"))
+        return None
+    return name
+
+
+def _validate_entries(entries, path, registry, kind, errors):
+    """Validate a list of interfaces or networks; return [(index, name, method, options)]."""
+    if not isinstance(entries, list):
+        errors.append(SpecError(path, f"must be a list, got {describe(entries)}"))
+        return []
+    result = []
+    seen = {}
+    for index, item in enumerate(entries):
+        item_path = f"{path}[{index}]"
+        if not isinstance(item, Mapping):
+            errors.append(SpecError(item_path, f"must be a mapping, got {describe(item)}"))
+            continue
+        name = _validate_name(item, item_path, errors)
+        if name is not None:
+            if name in seen:
+                errors.append(SpecError(f"{item_path}.name", f"duplicate name {name!r}, also used by {path}[{seen[name]}]",
+                                        f"unique names in {path}"))
+                name = None
+            else:
+                seen[name] = index
+        methods = []
+        for key in item:
+            if key == "name":
+                continue
+            if key in registry:
+                methods.append(key)
+            else:
+                errors.append(SpecError(f"{item_path}.{_key_text(key)}", f"unknown field of a {kind}",
+                                        f"name, and one of {_names(registry)}"))
+        if not methods:
+            errors.append(SpecError(item_path, f"names no {kind}", f"exactly one of {_names(registry)}"))
+            continue
+        if len(methods) > 1:
+            errors.append(SpecError(item_path, f"names more than one {kind} ({_names(methods)})",
+                                    f"exactly one of {_names(registry)}"))
+            continue
+        method = methods[0]
+        options = registry[method].validate(item[method], f"{item_path}.{method}", errors)
+        if options is not None:
+            result.append((index, name, method, options))
+    return result
+
+
+def _section(vm, errors):
+    """Pick ``spec.devices.interfaces`` and ``spec.networks`` out of the VM object."""
+    if not isinstance(vm, Mapping):
+        errors.append(SpecError("vm", f"must be a VM object (a mapping with kind: VM), got {describe(vm)}"))
+        return None, None
+    kind = vm.get("kind")
+    if kind is not None and kind != "VM":
+        errors.append(SpecError("kind", f"must be 'VM', got {describe(kind)}", "VM"))
+    spec = vm.get("spec")
+    if spec is None:
+        return None, None
+    if not isinstance(spec, Mapping):
+        errors.append(SpecError("spec", f"must be a mapping, got {describe(spec)}"))
+        return None, None
+    devices = spec.get("devices")
+    if devices is not None and not isinstance(devices, Mapping):
+        errors.append(SpecError("spec.devices", f"must be a mapping, got {describe(devices)}"))
+        devices = None
+    interfaces = devices.get("interfaces") if devices is not None else None
+    return interfaces, spec.get("networks")
+
+
+def vm_name(vm):
+    """The VM's metadata.name, or None; used to label errors of many VMs."""
+    if isinstance(vm, Mapping) and isinstance(vm.get("metadata"), Mapping):
+        name = vm["metadata"].get("name")
+        if isinstance(name, str):
+            return name
+    return None
+
+
+def match_by_name(interfaces, networks):
+    """Pair items of two lists by ``name``: (pairs, unmatched interfaces, unmatched networks).
+
+    ``pairs`` keeps the interfaces' order. Items are anything with a ``name`` key.
+    """
+    by_name = {}
+    for network in networks:
+        by_name.setdefault(network["name"], network)
+    pairs, lonely_interfaces = [], []
+    matched = set()
+    for interface in interfaces:
+        network = by_name.get(interface["name"])
+        if network is None:
+            lonely_interfaces.append(interface)
+        else:
+            pairs.append((interface, network))
+            matched.add(interface["name"])
+    lonely_networks = [n for n in networks if n["name"] not in matched]
+    return pairs, lonely_interfaces, lonely_networks
+
+
+def validate_ifname(name, path, errors):
+    if not isinstance(name, str) or not name:
+        errors.append(SpecError(path, f"must be a non-empty string, got {describe(name)}", "a Linux interface name"))
+        return False
+    if len(name) > IFNAME_MAX:
+        errors.append(SpecError(path, f"{name!r} is {len(name)} characters long", f"at most {IFNAME_MAX} (Linux limit)"))
+        return False
+    if name in (".", "..") or IFNAME_FORBIDDEN.search(name):
+        errors.append(SpecError(path, f"{name!r} is not a valid Linux interface name",
+                                "no '/', ':', '%' or white space, not '.' or '..'"))
+        return False
+    return True
+
+
+def validate_pod_names(pod_interface, tap, errors):
+    ok = validate_ifname(pod_interface, "pod_interface", errors)
+    if ok and len(BRIDGE_PREFIX + pod_interface) > IFNAME_MAX:
+        errors.append(SpecError("pod_interface", f"bridge name {BRIDGE_PREFIX + pod_interface!r} would exceed "
+                                f"{IFNAME_MAX} characters", f"a pod interface name of at most {IFNAME_MAX - len(BRIDGE_PREFIX)}"))
+    if validate_ifname(tap, "tap", errors) and tap == pod_interface:
+        errors.append(SpecError("tap", f"{tap!r} is also the pod interface's name", "a different name"))
+
+
+def _fail(errors, subject="VM spec"):
+    listed = [str(e) for e in errors[:MAX_LISTED_ERRORS]]
+    more = len(errors) - len(listed)
+    if more > 0:
+        listed.append(f"... and {more} more")
+    count = f"{len(errors)} error" + ("s" if len(errors) != 1 else "")
+    raise PodnetError(f"invalid {subject} ({count}): " + "; ".join(listed), errors=[e.as_dict() for e in errors])
+
+
+def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
+    """Validate a VM object and return its plan: one entry per interface.
+
+    Raises ``PodnetError`` with ``errors`` (a list of {path, msg, allowed}) naming every
+    violation at once. Never raises anything else, whatever ``vm`` is.
+    """
+    errors = []
+    validate_pod_names(pod_interface, tap, errors)
+    interfaces, networks = _section(vm, errors)
+    if errors:
+        _fail(errors)
+
+    has_interfaces = interfaces is not None and interfaces != []
+    has_networks = networks is not None and networks != []
+    if not has_interfaces and not has_networks:
+        interfaces, networks = DEFAULT_INTERFACES, DEFAULT_NETWORKS
+    elif not has_interfaces:
+        errors.append(SpecError(INTERFACES_PATH, f"is missing while {NETWORKS_PATH} is given",
+                                "both lists, or neither for the default pod network"))
+    elif not has_networks:
+        errors.append(SpecError(NETWORKS_PATH, f"is missing while {INTERFACES_PATH} is given",
+                                "both lists, or neither for the default pod network"))
+
+    valid_interfaces = _validate_entries(interfaces, INTERFACES_PATH, CONNECTIONS, "connection method", errors) \
+        if has_interfaces or not has_networks else []
+    valid_networks = _validate_entries(networks, NETWORKS_PATH, BACKENDS, "backend", errors) \
+        if has_networks or not has_interfaces else []
+
+    if isinstance(interfaces, list) and len(interfaces) > MAX_SUPPORTED_INTERFACES:
+        errors.append(SpecError(INTERFACES_PATH, f"has {len(interfaces)} interfaces; only {MAX_SUPPORTED_INTERFACES} "
+                                "is supported today", "a single interface connected to the pod network"))
+    if isinstance(networks, list) and len(networks) > MAX_SUPPORTED_INTERFACES:
+        errors.append(SpecError(NETWORKS_PATH, f"has {len(networks)} networks; only {MAX_SUPPORTED_INTERFACES} "
+                                "is supported today", "a single pod network"))
+
+    named_interfaces = [{"name": e[1], "entry": e} for e in valid_interfaces if e[1] is not None]
+    named_networks = [{"name": e[1], "entry": e} for e in valid_networks if e[1] is not None]
+    pairs, lonely_interfaces, lonely_networks = [], [], []
+    if has_interfaces == has_networks:  # both given, or both defaulted: pair them by name
+        pairs, lonely_interfaces, lonely_networks = match_by_name(named_interfaces, named_networks)
+    network_names = ", ".join(repr(n["name"]) for n in named_networks) or "none"
+    interface_names = ", ".join(repr(i["name"]) for i in named_interfaces) or "none"
+    for item in lonely_interfaces:
+        index, name = item["entry"][0], item["name"]
+        errors.append(SpecError(f"{INTERFACES_PATH}[{index}]", f"interface {name!r} has no network named {name!r} "
+                                f"in {NETWORKS_PATH}", f"a network of the same name; networks: {network_names}"))
+    for item in lonely_networks:
+        index, name = item["entry"][0], item["name"]
+        errors.append(SpecError(f"{NETWORKS_PATH}[{index}]", f"network {name!r} has no interface named {name!r} "
+                                f"in {INTERFACES_PATH}", f"an interface of the same name; interfaces: {interface_names}"))
+
+    plan = []
+    for interface, network in pairs:
+        index, name, method, options = interface["entry"]
+        _nindex, _nname, backend_name, _backend_options = network["entry"]
+        connection, backend = CONNECTIONS[method], BACKENDS[backend_name]
+        path = f"{INTERFACES_PATH}[{index}].{method}"
+        before = len(errors)
+        connection.check_backend(options, backend, path, errors)
+        if backend_name != "pod":
+            errors.append(SpecError(f"{INTERFACES_PATH}[{index}]", f"is connected to a {backend_name!r} network",
+                                    "a pod network (the only supported backend today)"))
+        if len(errors) > before:
+            continue
+        entry = {"interface": name, "network": network["name"], "backend": backend_name, "connection": method}
+        entry.update(connection.plan_fields(options, backend))
+        entry.update({"pod_interface": pod_interface, "bridge": BRIDGE_PREFIX + pod_interface, "tap": tap})
+        plan.append(entry)
+
+    if errors:
+        _fail(errors)
+    return plan
+
+
+# --- bindings (one plan entry, as handed to vm_pod_bridge) ---------------------------------
+
+BINDING_KEYS = ("interface", "network", "backend", "connection", "delegate_ip", "connectivity",
+                "pod_interface", "bridge", "tap")
+
+
+def validate_binding(binding):
+    """Check that ``binding`` is one entry of a valid plan; return a clean copy.
+
+    Raises ``PodnetError`` naming every bad key.
+    """
+    errors = []
+    if not isinstance(binding, Mapping):
+        _fail([SpecError("binding", f"must be one entry of vm_network_plan's plan, got {describe(binding)}")],
+              subject="binding")
+    for key in binding:
+        if key not in BINDING_KEYS:
+            errors.append(SpecError(f"binding.{_key_text(key)}", "unknown key (not produced by vm_network_plan)",
+                                    ", ".join(BINDING_KEYS)))
+    for key in BINDING_KEYS:
+        if key not in binding:
+            errors.append(SpecError(f"binding.{key}", "is missing (use an entry of vm_network_plan's plan)"))
+    if errors:
+        _fail(errors, subject="binding")
+
+    for key in ("interface", "network"):
+        value = binding[key]
+        if not isinstance(value, str) or len(value) > DNS_LABEL_MAX or not DNS_LABEL.match(value):
+            errors.append(SpecError(f"binding.{key}", f"is not a valid name: {describe(value)}", "a lowercase DNS label"))
+    if binding["interface"] != binding["network"]:
+        errors.append(SpecError("binding.network", "differs from binding.interface", "the interface's own name"))
+    if binding["backend"] not in BACKENDS:
+        errors.append(SpecError("binding.backend", f"unknown backend {describe(binding['backend'])}", _names(BACKENDS)))
+    if binding["connection"] not in CONNECTIONS:
+        errors.append(SpecError("binding.connection", f"unknown connection {describe(binding['connection'])}",
+                                _names(CONNECTIONS)))
+    delegate = binding["delegate_ip"]
+    if not isinstance(delegate, bool):
+        errors.append(SpecError("binding.delegate_ip", f"must be a boolean, got {describe(delegate)}", "true, false"))
+    elif binding["connectivity"] != ("ip" if delegate else "ethernet"):
+        errors.append(SpecError("binding.connectivity", f"{describe(binding['connectivity'])} does not match "
+                                f"delegate_ip {str(delegate).lower()}", "ip" if delegate else "ethernet"))
+    pod_interface, tap = binding["pod_interface"], binding["tap"]
+    name_errors = []
+    validate_pod_names(pod_interface, tap, name_errors)
+    errors.extend(SpecError(f"binding.{e.path}", e.problem, e.allowed) for e in name_errors)
+    if not name_errors and binding["bridge"] != BRIDGE_PREFIX + pod_interface:
+        errors.append(SpecError("binding.bridge", f"{describe(binding['bridge'])} is not derived from the pod interface",
+                                repr(BRIDGE_PREFIX + str(pod_interface))))
+    if errors:
+        _fail(errors, subject="binding")
+    return {key: binding[key] for key in BINDING_KEYS}
