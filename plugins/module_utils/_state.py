@@ -1,0 +1,151 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: the state cache, lease declarations and the per-pod lock.
+
+Layout (docs/internals.md): ``<run_dir>/pods/<key>.json``, ``locks/<nskey>.lock``,
+``leases/<key>.json``; directories 0700, files 0600, every write atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import tempfile
+
+from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+
+DEFAULT_RUN_DIR = "/run/virtnet-podnet"
+CACHE_VERSION = 1
+SUBDIRS = ("pods", "locks", "leases")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def netns_key(netns):
+    """The ``netns`` argument made file-safe: ``pod1``, ``/proc/1234/ns/net`` -> ``proc-1234-ns-net``."""
+    key = _UNSAFE.sub("-", netns.strip("/").replace("/", "-")).strip("-")
+    # A name made only of dots would be a path component with a meaning.
+    if not key or set(key) <= {"."}:
+        key = "ns-" + key.replace(".", "_")
+    return key
+
+
+def state_key(netns, pod_interface):
+    return f"{netns_key(netns)}__{pod_interface}"
+
+
+def cache_path(run_dir, key):
+    return os.path.join(run_dir, "pods", key + ".json")
+
+
+def lease_path(run_dir, key):
+    return os.path.join(run_dir, "leases", key + ".json")
+
+
+def lock_path(run_dir, netns):
+    return os.path.join(run_dir, "locks", netns_key(netns) + ".lock")
+
+
+def ensure_dirs(run_dir):
+    """Create the run directory tree, root-only."""
+    for sub in ("",) + SUBDIRS:
+        path = os.path.join(run_dir, sub) if sub else run_dir
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise PodnetError(f"run_dir: cannot create {path}: {exc.strerror}", path=path) from None
+        # makedirs honours the umask; a pre-existing directory may be wider.
+        os.chmod(path, 0o700)
+
+
+def atomic_write_json(path, data):
+    """Write ``data`` as JSON to ``path``: temp file in the same directory, fsync, rename, fsync dir."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory):
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def read_json(path):
+    """The JSON document at ``path``, or None when there is none."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise PodnetError(f"cannot read {path}: {exc}; remove it if the pod is gone", path=path) from None
+
+
+def remove(path):
+    """Delete ``path``; True when something was deleted (a missing file is fine)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    _fsync_dir(os.path.dirname(path))
+    return True
+
+
+def load_cache(run_dir, key, inode):
+    """Return ``(cache, stale)``: the cache for ``key`` if it belongs to the namespace with ``inode``.
+
+    A cache recorded for another namespace of the same name (the pod was recreated) is stale:
+    it is returned as ``None`` with ``stale=True`` so the caller can drop it.
+    """
+    cache = read_json(cache_path(run_dir, key))
+    if cache is None:
+        return None, False
+    if cache.get("version") != CACHE_VERSION or (inode is not None and cache.get("netns_inode") != list(inode)):
+        return None, True
+    return cache, False
+
+
+def save_cache(run_dir, key, cache):
+    atomic_write_json(cache_path(run_dir, key), dict(cache, version=CACHE_VERSION, key=key))
+
+
+@contextlib.contextmanager
+def pod_lock(run_dir, netns):
+    """Hold an exclusive ``flock`` for the pod namespace; two runs on one pod serialize."""
+    ensure_dirs(run_dir)
+    path = lock_path(run_dir, netns)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                break
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if exc.errno != errno.EINTR:
+                    raise
+        yield path
+    finally:
+        # Closing releases the lock; the file stays so waiters lock the same inode.
+        os.close(fd)
