@@ -110,8 +110,8 @@ def validate_options(params):
     lease_time = p.get("lease_time")
     if lease_time is None:
         lease_time = DEFAULT_LEASE_TIME
-    if isinstance(lease_time, bool) or not isinstance(lease_time, int) or not 60 <= lease_time <= 0xFFFFFFFE:
-        errors.append(f"lease_time: {lease_time!r} must be whole seconds between 60 and 4294967294")
+    if isinstance(lease_time, bool) or not isinstance(lease_time, int) or not 4 <= lease_time <= 0x7FFFFFFE:
+        errors.append(f"lease_time: {lease_time!r} must be whole seconds between 4 and 2147483646")
     p["lease_time"] = lease_time
     if errors:
         raise PodnetError("invalid options: " + "; ".join(errors), errors=errors)
@@ -196,15 +196,22 @@ def launcher_facts(binding, original, params):
 
 
 def lease_declaration(key, cache, params):
+    """The declaration the DHCP responder reads, checked by its own validator when available."""
     original, binding = cache["original"], cache["binding"]
     facts = launcher_facts(binding, original, params)
-    return {
+    declaration = {
         "version": LEASE_VERSION, "key": key, "netns": cache["netns"], "netns_inode": cache["netns_inode"],
         "bridge": binding["bridge"], "tap": binding["tap"], "vm_mac": original["mac"],
         "ip": facts["ip"], "prefixlen": facts["prefixlen"], "gateway": facts["gateway"], "routes": facts["routes"],
         "mtu": original["mtu"], "dns_servers": params["dns_servers"], "search_domains": params["search_domains"],
         "hostname": params.get("hostname"), "lease_time": params["lease_time"],
     }
+    try:
+        from ansible_collections.virtnet.podnet.plugins.module_utils._lease import validate_declaration
+    except ImportError:  # the responder's module needs pyroute2.dhcp; plumbing does not
+        return declaration
+    # Fails at plumb time, before any change, rather than when the responder serves it.
+    return validate_declaration(declaration)
 
 
 # -- views for diff ---------------------------------------------------------------

@@ -1,0 +1,294 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vm_pod_bridge
+short_description: Connect a VM to its pod's network with a bridge and a tap
+version_added: 0.1.0
+description:
+  - Inside the pod's network namespace, records the pod interface (IPv4 and IPv6 addresses, MAC,
+    MTU, routes) in a root-only state cache, then creates the bridge O(binding.bridge) and the tap
+    O(binding.tap), enslaves the pod interface with a new locally administered MAC, and with
+    O(binding.delegate_ip) moves the pod's IPv4 address away from it so the VM can lease it by DHCP.
+  - The VM takes the pod interface's original MAC, which CNIs with anti-spoofing accept.
+  - Every step is ensure-style; a second run reports no change. A run that was killed is finished
+    by the next O(state=present) or undone by O(state=absent), from the state cache.
+  - O(state=absent) removes tap and bridge, restores the pod interface exactly (addresses, routes
+    with their protocol and scope, MAC, MTU, up) and withdraws the lease declaration. It succeeds
+    without change when the links or the whole namespace are already gone.
+  - Runs on the node as root, with netlink in-process (pyroute2); no C(ip) commands.
+author:
+  - virtnet.podnet contributors (@virtnet)
+requirements:
+  - pyroute2 >= 0.9
+  - root on the node (CAP_NET_ADMIN and CAP_SYS_ADMIN to enter the namespace)
+attributes:
+  check_mode:
+    support: full
+    description: Predicts the exact list of changes and the diff a real run makes, and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the pod's links (pod interface, bridge, tap) and their IPv4 addresses before and after.
+  platform:
+    support: full
+    platforms: posix
+    description: Linux nodes only.
+options:
+  netns:
+    description:
+      - The pod's network namespace, a name under C(/run/netns) or an absolute path such as
+        C(/proc/PID/ns/net) or a bind mount.
+    type: str
+    required: true
+  binding:
+    description:
+      - One entry of the C(plan) returned by M(virtnet.podnet.vm_network_plan); the same entry is
+        needed for O(state=absent).
+    type: dict
+    required: true
+  state:
+    description:
+      - V(present) plumbs the pod for the VM, V(absent) undoes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  tap_uid:
+    description:
+      - Numeric owner of the tap (the user qemu runs as). Unset leaves the tap ownerless (root only).
+    type: int
+  tap_gid:
+    description:
+      - Numeric group of the tap.
+    type: int
+  multiqueue:
+    description:
+      - Create the tap with multiqueue support (vhost with several queues).
+      - A tap's queue mode cannot change while it exists.
+    type: bool
+    default: false
+  pod_mac:
+    description:
+      - The new MAC for the pod interface, a unicast address.
+      - By default a locally administered MAC derived from the original MAC and the namespace,
+        so check mode predicts it.
+    type: str
+  run_dir:
+    description:
+      - Directory of the state cache, locks and lease declarations.
+    type: path
+    default: /run/virtnet-podnet
+  dns_servers:
+    description:
+      - IPv4 DNS servers the DHCP responder hands to the VM (option 6).
+    type: list
+    elements: str
+    default: []
+  search_domains:
+    description:
+      - DNS search domains for the VM (option 119).
+    type: list
+    elements: str
+    default: []
+  hostname:
+    description:
+      - Host name for the VM (option 12).
+    type: str
+  lease_time:
+    description:
+      - DHCP lease time in seconds.
+    type: int
+    default: 86400
+notes:
+  - Two runs on the same pod namespace serialize on a lock under O(run_dir).
+  - IPv6 addresses of the pod interface are recorded and left alone.
+  - The lease declaration (C(leases/<key>.json) under O(run_dir)) is written only with
+    O(binding.delegate_ip); the DHCP responder serves nothing in Ethernet mode.
+seealso:
+  - module: virtnet.podnet.vm_network_plan
+  - module: virtnet.podnet.vm_pod_network_info
+"""
+
+EXAMPLES = r"""
+- name: Plan the VM's network
+  virtnet.podnet.vm_network_plan:
+    vm: "{{ vm }}"
+  register: plan
+
+- name: Plumb the pod for the VM
+  virtnet.podnet.vm_pod_bridge:
+    netns: pod1
+    binding: "{{ plan.plan[0] }}"
+    tap_uid: 107
+    tap_gid: 107
+    dns_servers: [10.96.0.10]
+    search_domains: [default.svc.cluster.local, svc.cluster.local]
+    hostname: vm1
+  register: net
+
+- name: Start the VM with the returned arguments
+  ansible.builtin.debug:
+    msg: "qemu-system-x86_64 {{ net.qemu_args | join(' ') }}"
+
+- name: Undo it
+  virtnet.podnet.vm_pod_bridge:
+    netns: /proc/4242/ns/net
+    binding: "{{ plan.plan[0] }}"
+    state: absent
+"""
+
+RETURN = r"""
+changes:
+  description: What was done (or, in check mode, what would be done), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create bridge k6t-eth0 (MTU 1450, STP off, forward delay 0, no IPv6 autoconf)"]
+key:
+  description: The state key, the netns made file-safe plus C(__<pod_interface>).
+  returned: always
+  type: str
+  sample: pod1__eth0
+netns_path:
+  description: The namespace file used.
+  returned: always
+  type: str
+  sample: /run/netns/pod1
+tap:
+  description: The tap for the VM.
+  returned: state=present
+  type: str
+  sample: tap0
+bridge:
+  description: The bridge in the pod.
+  returned: state=present
+  type: str
+  sample: k6t-eth0
+pod_interface:
+  description: The pod interface bridged to the VM.
+  returned: state=present
+  type: str
+  sample: eth0
+vm_mac:
+  description: The MAC the VM must use, the pod interface's original MAC.
+  returned: state=present
+  type: str
+  sample: 0a:58:0a:f4:01:0a
+pod_mac:
+  description: The new MAC of the pod interface.
+  returned: state=present
+  type: str
+  sample: 1e:7c:33:09:a2:51
+mtu:
+  description: The MTU of the pod interface, bridge, tap and VM.
+  returned: state=present
+  type: int
+  sample: 1450
+delegate_ip:
+  description: Whether the pod's IPv4 address was moved to the VM.
+  returned: state=present
+  type: bool
+  sample: true
+ip:
+  description: The delegated IPv4 address (null in Ethernet mode).
+  returned: state=present
+  type: str
+  sample: 10.244.1.10
+prefixlen:
+  description: Its prefix length.
+  returned: state=present
+  type: int
+  sample: 24
+gateway:
+  description: The gateway from the pod's routes.
+  returned: state=present
+  type: str
+  sample: 10.244.1.1
+routes:
+  description: Routes for DHCP option 121, link routes first and the default route last.
+  returned: state=present
+  type: list
+  elements: dict
+  sample: [{"dst": "10.244.1.0/24", "gateway": null}, {"dst": "0.0.0.0/0", "gateway": "10.244.1.1"}]
+libvirt_interface_xml:
+  description: A libvirt C(<interface type='ethernet'>) element for the VM.
+  returned: state=present
+  type: str
+  sample: "<interface type='ethernet'>...</interface>"
+qemu_args:
+  description: qemu C(-netdev) and C(-device) arguments.
+  returned: state=present
+  type: list
+  elements: str
+  sample: ["-netdev", "tap,id=net-default,ifname=tap0,script=no,downscript=no", "-device",
+           "virtio-net-pci,netdev=net-default,mac=0a:58:0a:f4:01:0a,host_mtu=1450"]
+original:
+  description: The pod interface as recorded before any change (addresses, MAC, MTU, routes).
+  returned: when a state cache exists
+  type: dict
+cache_path:
+  description: The state cache file.
+  returned: state=present
+  type: str
+lease_path:
+  description: The lease declaration file, null in Ethernet mode.
+  returned: state=present
+  type: str
+warnings:
+  description: Things left alone on O(state=absent) (a link of the right name but another kind).
+  returned: state=absent
+  type: list
+  elements: str
+housekeeping:
+  description: Records removed on O(state=absent) that do not count as a change (the namespace was gone).
+  returned: state=absent
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+from ansible_collections.virtnet.podnet.plugins.module_utils._netns import HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR
+from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            netns=dict(type="str", required=True),
+            binding=dict(type="dict", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            tap_uid=dict(type="int"),
+            tap_gid=dict(type="int"),
+            multiqueue=dict(type="bool", default=False),
+            pod_mac=dict(type="str"),
+            run_dir=dict(type="path", default="/run/virtnet-podnet"),
+            dns_servers=dict(type="list", elements="str", default=[]),
+            search_domains=dict(type="list", elements="str", default=[]),
+            hostname=dict(type="str"),
+            lease_time=dict(type="int", default=86400),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_PYROUTE2:
+        module.fail_json(msg=missing_required_lib("pyroute2"), exception=str(PYROUTE2_IMPORT_ERROR))
+    try:
+        result = _pod_bridge.run(module.params, check_mode=module.check_mode)
+    except PodnetError as exc:
+        module.fail_json(msg=exc.msg, changed=False, **exc.details)
+    diff = result.pop("diff")
+    for warning in result.get("warnings", []):
+        module.warn(warning)
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vm_pod_network_info
+short_description: Show what is plumbed in a pod for its VM
+version_added: 0.1.0
+description:
+  - Read-only. Reports the pod's links (pod interface, bridge, tap) and their addresses, the
+    original pod interface configuration recorded by M(virtnet.podnet.vm_pod_bridge), whether
+    the live state matches it (drift listed, like the CNI C(CHECK) command), and the lease
+    declaration and lease state.
+author:
+  - virtnet.podnet contributors (@virtnet)
+requirements:
+  - pyroute2 >= 0.9
+  - root on the node
+attributes:
+  check_mode:
+    support: full
+    description: The module changes nothing.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is no diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Linux nodes only.
+options:
+  netns:
+    description:
+      - The pod's network namespace, a name under C(/run/netns) or an absolute path such as C(/proc/PID/ns/net).
+    type: str
+    required: true
+  binding:
+    description:
+      - One entry of the C(plan) returned by M(virtnet.podnet.vm_network_plan).
+    type: dict
+    required: true
+  run_dir:
+    description:
+      - Directory of the state cache and lease files.
+    type: path
+    default: /run/virtnet-podnet
+seealso:
+  - module: virtnet.podnet.vm_pod_bridge
+"""
+
+EXAMPLES = r"""
+- name: Check a pod's plumbing
+  virtnet.podnet.vm_pod_network_info:
+    netns: pod1
+    binding: "{{ plan.plan[0] }}"
+  register: info
+
+- name: Fail on drift
+  ansible.builtin.assert:
+    that: info.in_sync
+    fail_msg: "{{ info.drift }}"
+"""
+
+RETURN = r"""
+namespace_exists:
+  description: Whether the namespace exists.
+  returned: always
+  type: bool
+plumbed:
+  description: Whether a state cache for this pod and interface exists (present has run at least up to recording).
+  returned: always
+  type: bool
+in_sync:
+  description: Whether the live state matches what O(binding) and the cache call for.
+  returned: always
+  type: bool
+drift:
+  description: What differs from the wanted state, as the changes C(present) would make.
+  returned: always
+  type: list
+  elements: str
+links:
+  description: The pod interface, bridge and tap as found (kind, MTU, up, master; MAC of the pod interface).
+  returned: always
+  type: dict
+addresses:
+  description: IPv4 addresses of those links.
+  returned: always
+  type: dict
+original:
+  description: The pod interface as recorded before any change, or null.
+  returned: always
+  type: dict
+lease:
+  description: The lease declaration, or null.
+  returned: always
+  type: dict
+lease_state:
+  description: The responder's lease state (offered, bound, ...), or null.
+  returned: always
+  type: dict
+key:
+  description: The state key.
+  returned: always
+  type: str
+  sample: pod1__eth0
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+from ansible_collections.virtnet.podnet.plugins.module_utils._netns import HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR
+from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            netns=dict(type="str", required=True),
+            binding=dict(type="dict", required=True),
+            run_dir=dict(type="path", default="/run/virtnet-podnet"),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_PYROUTE2:
+        module.fail_json(msg=missing_required_lib("pyroute2"), exception=str(PYROUTE2_IMPORT_ERROR))
+    try:
+        result = _pod_bridge.info(module.params)
+    except PodnetError as exc:
+        module.fail_json(msg=exc.msg, changed=False, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
