@@ -190,7 +190,10 @@ def _validate_name(item, path, errors):
 
 
 def _validate_entries(entries, path, registry, kind, errors):
-    """Validate a list of interfaces or networks; return [(index, name, method, options)]."""
+    """Validate a list of interfaces or networks; return [(index, name, method, options)].
+
+    ``method`` is None for an entry whose method or options are invalid (already reported).
+    """
     if not isinstance(entries, list):
         errors.append(SpecError(path, f"must be a list, got {describe(entries)}"))
         return []
@@ -209,26 +212,27 @@ def _validate_entries(entries, path, registry, kind, errors):
                 name = None
             else:
                 seen[name] = index
-        methods = []
+        methods, unknown = [], False
         for key in item:
             if key == "name":
                 continue
             if key in registry:
                 methods.append(key)
             else:
+                unknown = True
                 errors.append(SpecError(f"{item_path}.{_key_text(key)}", f"unknown field of a {kind}",
                                         f"name, and one of {_names(registry)}"))
-        if not methods:
-            errors.append(SpecError(item_path, f"names no {kind}", f"exactly one of {_names(registry)}"))
-            continue
-        if len(methods) > 1:
+        method = options = None
+        if len(methods) == 1:
+            method = methods[0]
+            options = registry[method].validate(item[method], f"{item_path}.{method}", errors)
+        elif methods:
             errors.append(SpecError(item_path, f"names more than one {kind} ({_names(methods)})",
                                     f"exactly one of {_names(registry)}"))
-            continue
-        method = methods[0]
-        options = registry[method].validate(item[method], f"{item_path}.{method}", errors)
-        if options is not None:
-            result.append((index, name, method, options))
+        elif not unknown:  # an unknown field was already reported with the allowed ones
+            errors.append(SpecError(item_path, f"names no {kind}", f"exactly one of {_names(registry)}"))
+        # Invalid entries still take part in name matching, so pairing errors stay accurate.
+        result.append((index, name, method if options is not None else None, options))
     return result
 
 
@@ -371,6 +375,8 @@ def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
     for interface, network in pairs:
         index, name, method, options = interface["entry"]
         _nindex, _nname, backend_name, _backend_options = network["entry"]
+        if method is None or backend_name is None:
+            continue
         connection, backend = CONNECTIONS[method], BACKENDS[backend_name]
         path = f"{INTERFACES_PATH}[{index}].{method}"
         before = len(errors)

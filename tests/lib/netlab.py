@@ -23,7 +23,7 @@ DEFAULT_TIMEOUT = 20
 
 def sh(*argv: str, check: bool = True, timeout: float = DEFAULT_TIMEOUT, input: str | None = None) -> subprocess.CompletedProcess:
     """Run a command; on failure raise with its stderr (never hang: bounded timeout)."""
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc

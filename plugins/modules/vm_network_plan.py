@@ -1,0 +1,176 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vm_network_plan
+short_description: Validate a VM's network spec and turn it into a plan
+version_added: 0.1.0
+description:
+  - Validates the C(spec.devices.interfaces) and C(spec.networks) of a VM object against every
+    rule of the interfaces-and-networks specification and returns a plan, one entry per
+    interface, that M(virtnet.podnet.vm_pod_bridge) takes as its O(virtnet.podnet.vm_pod_bridge#module:binding).
+  - With neither interfaces nor networks, the VM gets the default, one interface C(default)
+    connected by C(bridge) with C(delegateIp) to the network C(default) with the C(pod) backend.
+  - Every violation is reported at once, each naming the field's path and what is allowed there.
+  - Other parts of the VM object (metadata, disks, domain) are accepted untouched.
+  - Never changes anything on the host.
+author:
+  - virtnet.podnet contributors (@virtnet)
+attributes:
+  check_mode:
+    support: full
+    description: The module changes nothing, so check mode returns the same plan.
+  diff_mode:
+    support: none
+    description: There is nothing to compare; the module reads its input only.
+  platform:
+    support: full
+    platforms: all
+    description: Pure validation, runs on any host.
+options:
+  vm:
+    description:
+      - The VM object as in the specification, with C(kind=VM), C(spec.devices.interfaces) and C(spec.networks).
+      - An empty mapping, or a VM without interfaces and networks, gets the default pod network.
+    type: raw
+    required: true
+  pod_interface:
+    description:
+      - The name of the pod's interface that the VM's interface is bridged to.
+      - The bridge is named C(k6t-<pod_interface>), so at most 11 characters.
+    type: str
+    default: eth0
+  tap:
+    description:
+      - The name of the tap device created for the VM inside the pod (at most 15 characters).
+    type: str
+    default: tap0
+notes:
+  - Today exactly one interface is supported, and it must be connected to a C(pod) network.
+  - C(bridge.delegateIp) defaults to C(false) on an explicitly listed interface (Ethernet connectivity);
+    the default interface uses C(delegateIp=true) (IP connectivity).
+seealso:
+  - module: virtnet.podnet.vm_pod_bridge
+  - plugin: virtnet.podnet.pair_by_name
+    plugin_type: filter
+"""
+
+EXAMPLES = r"""
+- name: Plan the default network of a VM with no network spec
+  virtnet.podnet.vm_network_plan:
+    vm:
+      kind: VM
+      metadata:
+        name: vm1
+  register: vm1_plan
+
+- name: Plan an interface bridged to the pod network, with the pod's IP delegated to the VM
+  virtnet.podnet.vm_network_plan:
+    vm:
+      kind: VM
+      spec:
+        devices:
+          interfaces:
+            - name: red
+              bridge:
+                delegateIp: true
+        networks:
+          - name: red
+            pod: {}
+  register: red_plan
+
+- name: Use the plan
+  ansible.builtin.debug:
+    msg: "{{ red_plan.plan[0].tap }} on {{ red_plan.plan[0].bridge }}"
+"""
+
+RETURN = r"""
+plan:
+  description: One entry per interface of the VM, in the interfaces' order.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    interface:
+      description: The VM interface's name.
+      type: str
+      sample: default
+    network:
+      description: The network it is connected to (the one with the same name).
+      type: str
+      sample: default
+    backend:
+      description: The network's backend.
+      type: str
+      sample: pod
+    connection:
+      description: The connection method.
+      type: str
+      sample: bridge
+    delegate_ip:
+      description: Whether the pod's IP is moved to the VM by DHCP (C(bridge.delegateIp)).
+      type: bool
+      sample: true
+    connectivity:
+      description: What the VM gets, from the specification's support matrix, C(ip) with delegateIp, else C(ethernet).
+      type: str
+      sample: ip
+    pod_interface:
+      description: The pod's interface to bridge.
+      type: str
+      sample: eth0
+    bridge:
+      description: The bridge to create in the pod.
+      type: str
+      sample: k6t-eth0
+    tap:
+      description: The tap to create in the pod for the VM.
+      type: str
+      sample: tap0
+vm_name:
+  description: The VM's C(metadata.name), when it has one.
+  returned: success
+  type: str
+  sample: vm1
+errors:
+  description: On failure, every violation found, each with the field's path, the problem and what is allowed.
+  returned: failure
+  type: list
+  elements: dict
+  sample:
+    - path: spec.devices.interfaces[0].bridge.delegateIp
+      msg: "must be a boolean, got string 'yes'"
+      allowed: "true, false"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+from ansible_collections.virtnet.podnet.plugins.module_utils._spec import build_plan, vm_name
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            vm=dict(type="raw", required=True),
+            pod_interface=dict(type="str", default="eth0"),
+            tap=dict(type="str", default="tap0"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        plan = build_plan(params["vm"], pod_interface=params["pod_interface"], tap=params["tap"])
+    except PodnetError as exc:
+        module.fail_json(msg=exc.msg, changed=False, **exc.details)
+    module.exit_json(changed=False, plan=plan, vm_name=vm_name(params["vm"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The whole suite, step by step. Every step runs even when an earlier one failed, and a
+# summary at the end says which failed; the exit code is non-zero when any did.
+# Usage: tools/run_tests.sh all|unit|integration|sanity|lint|molecule
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+export PATH="$PWD/$VENV/bin:$PATH"
+PY="$PWD/$VENV/bin/python"
+# Ansible must use the venv's interpreter: pyenv shims break interpreter discovery.
+export ANSIBLE_PYTHON_INTERPRETER="$PY"
+export ANSIBLE_COLLECTIONS_PATH="$PWD/.build/pytest-collections"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+what=${1:-all}
+declare -a names=() results=()
+
+step() {  # step NAME COMMAND...
+  local name=$1; shift
+  echo
+  echo "=== $name: $*"
+  local start=$SECONDS
+  "$@"
+  local rc=$?
+  names+=("$name")
+  results+=("$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)") in $((SECONDS - start))s")
+}
+
+pytest_run() { "$PY" -m pytest -p no:cacheprovider "$@"; }
+
+sanity_run() {
+  local dir
+  dir=$("$PY" tools/prepare_ansible_test.py "$PWD/.build/ansible-test") || return 1
+  local pyver
+  pyver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  (cd "$dir" && ansible-test sanity --local --python "$pyver" --color no 2>&1 \
+     | grep -v -E '^(WARNING: Location|Looking in|Collecting|  Downloading|     ━|Processing|Successfully installed|Using cached pip|Requirement already)')
+}
+
+lint_run() { ansible-lint --offline --nocolor; }
+
+molecule_run() {
+  local scenarios
+  scenarios=$(find extensions/molecule -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%f\n' 2>/dev/null | sort)
+  [ -n "$scenarios" ] || { echo "no molecule scenarios yet"; return 0; }
+  local rc=0 s
+  for s in $scenarios; do
+    (cd extensions && molecule test -s "$s") || rc=1
+  done
+  return $rc
+}
+
+case $what in
+  unit) step unit pytest_run tests/unit -q ;;
+  integration) step integration pytest_run tests/integration -q ;;
+  sanity) step sanity sanity_run ;;
+  lint) step ansible-lint lint_run ;;
+  molecule) step molecule molecule_run ;;
+  all)
+    step sanity sanity_run
+    step ansible-lint lint_run
+    step molecule molecule_run
+    step pytest pytest_run tests/unit tests/integration -q
+    ;;
+  *) echo "usage: $0 all|unit|integration|sanity|lint|molecule" >&2; exit 2 ;;
+esac
+
+echo
+echo "=== summary"
+failed=0
+for i in "${!names[@]}"; do
+  printf '  %-14s %s\n' "${names[$i]}" "${results[$i]}"
+  [[ ${results[$i]} == ok* ]] || failed=1
+done
+exit $failed
