@@ -1,0 +1,132 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Run vm_network_plan's main() in-process, as Ansible would, and read its JSON result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.virtnet.podnet.plugins.modules import vm_network_plan
+
+RED_VM = {
+    "kind": "VM",
+    "metadata": {"name": "vm1", "labels": {"app": "web"}},
+    "spec": {
+        "domain": {"cpu": {"cores": 2}},
+        "devices": {
+            "disks": [{"name": "root", "disk": {"bus": "virtio"}}],
+            "interfaces": [{"name": "red", "bridge": {"delegateIp": True}}],
+        },
+        "networks": [{"name": "red", "pod": {}}],
+    },
+}
+RED_PLAN = [{
+    "interface": "red", "network": "red", "backend": "pod", "connection": "bridge", "delegate_ip": True,
+    "connectivity": "ip", "pod_interface": "eth0", "bridge": "k6t-eth0", "tap": "tap0",
+}]
+DEFAULT_PLAN = [dict(RED_PLAN[0], interface="default", network="default")]
+
+
+def run_module(capsys, **args):
+    """Run main() with ``args``; return (exit code, result)."""
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as info:
+            vm_network_plan.main()
+    out = capsys.readouterr().out
+    return info.value.code, json.loads(out)
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["normal", "check_mode"])
+def test_success_returns_plan_unchanged(capsys, check_mode):
+    args = {"vm": RED_VM}
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    code, result = run_module(capsys, **args)
+    assert code == 0
+    assert result["changed"] is False
+    assert "failed" not in result
+    assert result["plan"] == RED_PLAN
+    assert result["vm_name"] == "vm1"
+
+
+def test_check_mode_returns_same_plan_as_normal(capsys):
+    _code, normal = run_module(capsys, vm=RED_VM, pod_interface="ens3", tap="tap7")
+    _code, checked = run_module(capsys, vm=RED_VM, pod_interface="ens3", tap="tap7", _ansible_check_mode=True)
+    assert normal["plan"] == checked["plan"]
+    assert checked["plan"][0]["bridge"] == "k6t-ens3" and checked["plan"][0]["tap"] == "tap7"
+    assert checked["changed"] is False
+
+
+@pytest.mark.parametrize("vm", [{}, {"kind": "VM"}, {"kind": "VM", "spec": {"devices": {"interfaces": []}, "networks": []}}],
+                         ids=["empty", "kind_only", "empty_lists"])
+def test_default_network(capsys, vm):
+    code, result = run_module(capsys, vm=vm)
+    assert code == 0
+    assert result["changed"] is False
+    assert result["plan"] == DEFAULT_PLAN
+
+
+def test_pod_interface_and_tap_options(capsys):
+    code, result = run_module(capsys, vm={"kind": "VM"}, pod_interface="eth01234567", tap="tap-vm1")
+    assert code == 0
+    assert result["plan"][0]["pod_interface"] == "eth01234567"
+    assert result["plan"][0]["bridge"] == "k6t-eth01234567"
+    assert result["plan"][0]["tap"] == "tap-vm1"
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["normal", "check_mode"])
+def test_failure_returns_msg_and_errors(capsys, check_mode):
+    vm = {"kind": "VM", "spec": {"devices": {"interfaces": [{"name": "red", "bridge": {"delegateIp": "yes", "mtu": 1}}]},
+                                 "networks": [{"name": "red", "pod": {}}]}}
+    args = {"vm": vm}
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    code, result = run_module(capsys, **args)
+    assert code == 1
+    assert result["failed"] is True
+    assert result["changed"] is False
+    assert "plan" not in result
+    assert result["msg"].startswith("invalid VM spec (2 errors): ")
+    assert "spec.devices.interfaces[0].bridge.delegateIp: must be a boolean, got string 'yes'" in result["msg"]
+    assert result["errors"] == [
+        {"path": "spec.devices.interfaces[0].bridge.delegateIp", "msg": "must be a boolean, got string 'yes'", "allowed": "true, false"},
+        {"path": "spec.devices.interfaces[0].bridge.mtu", "msg": "unknown option of the 'bridge' connection", "allowed": "delegateIp"},
+    ]
+    assert "exception" not in result
+
+
+@pytest.mark.parametrize("args, path", [
+    ({"vm": "not a vm"}, "vm"),
+    ({"vm": [1, 2]}, "vm"),
+    ({"vm": {"kind": "Pod"}}, "kind"),
+    ({"vm": {"kind": "VM", "spec": {"networks": [{"name": "red", "pod": {}}]}}}, "spec.devices.interfaces"),
+    ({"vm": {}, "pod_interface": "eth012345678"}, "pod_interface"),
+    ({"vm": {}, "tap": "eth0"}, "tap"),
+], ids=["string", "list", "kind", "one_list", "pod_interface", "tap"])
+def test_failures_name_the_path(capsys, args, path):
+    code, result = run_module(capsys, **args)
+    assert code == 1
+    assert result["failed"] is True and result["changed"] is False
+    assert [e["path"] for e in result["errors"]] == [path]
+    assert result["msg"].startswith("invalid VM spec (1 error): " + path + ": ")
+
+
+@pytest.mark.parametrize("args", [{}, {"vm": None}], ids=["absent", "null"])
+def test_missing_vm_is_a_clear_failure(capsys, args):
+    code, result = run_module(capsys, **args)
+    assert code == 1
+    assert result["failed"] is True
+    assert "vm" in result["msg"]
+    assert "exception" not in result
+
+
+def test_unknown_option_is_a_clear_failure(capsys):
+    code, result = run_module(capsys, vm={}, bridge="br0")
+    assert code == 1
+    assert result["failed"] is True
+    assert "bridge" in result["msg"]
