@@ -1,0 +1,609 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: ``podnet-dhcpd``, the node's one DHCP responder for every pod.
+
+    python -m ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder \\
+        --run-dir /run/virtnet-podnet [--pidfile F] [--log-file F]
+
+It learns pods from ``<run_dir>/leases/*.json`` (inotify, SIGHUP, and a periodic rescan),
+opens per pod a packet socket on the pod's tap inside the pod's namespace (setns in,
+socket, setns back), and answers only the VM's MAC with the pod's address. One thread, one
+``selectors`` loop. A socket keeps its namespace alive, so pods whose declaration, namespace
+(/run/netns entry gone or a different inode) or tap is gone are closed and forgotten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import fcntl
+import ipaddress
+import logging
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+
+from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
+from ansible_collections.virtnet.podnet.plugins.module_utils import _lease as lease
+from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+
+LOG = logging.getLogger("podnet-dhcpd")
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+SO_ATTACH_FILTER = 26
+SIOCGIFHWADDR = 0x8927
+CLONE_NEWNET = 0x40000000
+RESCAN_INTERVAL = 2.0
+INFORM_ACK = 0x108  # internal marker: an ACK without lease times (RFC 2131 4.3.5)
+IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
+IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_NONBLOCK, IN_CLOEXEC = 0x100, 0x200, 0x400, 0o4000, 0o2000000
+
+# Options sent whatever option 55 says: what the VM needs to be addressed and routed.
+ALWAYS = (codec.OPT_SUBNET_MASK, codec.OPT_ROUTER, codec.OPT_CLASSLESS_ROUTES, codec.OPT_MTU)
+# Options sent only when asked for (or when the client sends no option 55).
+ON_REQUEST = (codec.OPT_DNS, codec.OPT_HOSTNAME, codec.OPT_DOMAIN_NAME, codec.OPT_SEARCH)
+
+
+def _client_filter() -> bytes:
+    """Classic BPF for the packet socket: IPv4, UDP, not a later fragment, destination port 67.
+
+    The kernel then wakes us only for DHCP to a server, not for every frame the VM sends.
+    """
+    program = [
+        (0x28, 0, 0, 12), (0x15, 0, 8, 0x0800),      # ethertype IPv4
+        (0x30, 0, 0, 23), (0x15, 0, 6, 17),          # UDP
+        (0x28, 0, 0, 20), (0x45, 4, 0, 0x1FFF),      # not a later fragment
+        (0xB1, 0, 0, 14), (0x48, 0, 0, 16),          # destination port
+        (0x15, 0, 1, 67),
+        (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0),
+    ]
+    return b"".join(struct.pack("=HBBI", *insn) for insn in program)
+
+
+_FILTER = _client_filter()
+
+
+def _attach_filter(sock: socket.socket) -> None:
+    buf = ctypes.create_string_buffer(_FILTER)
+    fprog = struct.pack("HL", len(_FILTER) // 8, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def _hwaddr(sock: socket.socket, name: str) -> str | None:
+    try:
+        raw = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", name.encode()[:15]))
+    except OSError:
+        return None
+    return raw[18:24].hex(":")
+
+
+def _ns_id(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino]
+
+
+class Inotify:
+    """The few inotify calls we need, through ctypes (no third-party dependency)."""
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.fd = fd
+        self.watches: dict[str, int] = {}
+
+    def watch(self, path: str, mask: int) -> bool:
+        wd = self._libc.inotify_add_watch(self.fd, path.encode(), mask)
+        if wd < 0:
+            return False
+        self.watches[path] = wd
+        return True
+
+    def drain(self) -> bool:
+        """Read (and discard) pending events; True if there were any."""
+        got = False
+        while True:
+            try:
+                if not os.read(self.fd, 65536):
+                    return got
+                got = True
+            except BlockingIOError:
+                return got
+            except OSError:
+                return got
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Pod:
+    """One declared lease: the declaration, the socket in the pod's namespace, cached replies."""
+
+    __slots__ = ("key", "decl", "file_id", "sock", "src_mac", "mac_bytes", "replies", "state", "dirty",
+                 "ns_id", "last_error", "server_id")
+
+    def __init__(self, key: str, decl: dict, file_id) -> None:
+        self.key = key
+        self.decl = decl
+        self.file_id = file_id
+        self.sock: socket.socket | None = None
+        self.src_mac = "02:00:00:00:00:01"
+        self.mac_bytes = codec.mac_bytes(decl["vm_mac"])
+        self.replies: dict = {}
+        self.state: dict = {}
+        self.dirty = False
+        self.ns_id = None
+        self.last_error = None
+        # The gateway: the VM's unicast renewal at T1 goes towards it through the tap,
+        # where our packet socket sees it. Without a gateway, the VM's own address side.
+        self.server_id = decl.get("gateway") or decl["ip"]
+
+    # -- replies -----------------------------------------------------------------------
+    def options_for(self, reply_type: int, requested: tuple) -> list:
+        decl = self.decl
+        opts: list = [(codec.OPT_MESSAGE_TYPE, reply_type), (codec.OPT_SERVER_ID, self.server_id)]
+        if reply_type == codec.NAK:
+            opts.append((codec.OPT_MESSAGE, "wrong address for this client"))
+            return opts
+        if reply_type != INFORM_ACK:
+            lease_time = decl["lease_time"]
+            opts += [(codec.OPT_LEASE_TIME, lease_time), (codec.OPT_RENEWAL_TIME, lease_time // 2),
+                     (codec.OPT_REBINDING_TIME, lease_time * 7 // 8)]
+        mask = str(ipaddress.IPv4Network(f"0.0.0.0/{decl['prefixlen']}").netmask)
+        wanted = set(requested) if requested else None
+        opts.append((codec.OPT_SUBNET_MASK, mask))
+        if decl.get("gateway"):
+            opts.append((codec.OPT_ROUTER, [decl["gateway"]]))
+        routes = decl.get("routes") or []
+        if routes:
+            data = codec.encode_classless_routes(routes)
+            opts.append((codec.OPT_CLASSLESS_ROUTES, data))
+            if wanted is not None and codec.OPT_MS_CLASSLESS_ROUTES in wanted:
+                opts.append((codec.OPT_MS_CLASSLESS_ROUTES, data))
+        if decl.get("mtu"):
+            opts.append((codec.OPT_MTU, decl["mtu"]))
+
+        def asked(code):
+            return wanted is None or code in wanted
+
+        if decl.get("dns_servers") and asked(codec.OPT_DNS):
+            opts.append((codec.OPT_DNS, decl["dns_servers"]))
+        if decl.get("hostname") and asked(codec.OPT_HOSTNAME):
+            opts.append((codec.OPT_HOSTNAME, decl["hostname"]))
+        search = decl.get("search_domains") or []
+        if search and asked(codec.OPT_DOMAIN_NAME):
+            opts.append((codec.OPT_DOMAIN_NAME, search[0]))
+        if search and asked(codec.OPT_SEARCH):
+            opts.append((codec.OPT_SEARCH, codec.encode_search_domains(search, validate=False)))
+        return opts
+
+    def reply_payload(self, reply_type: int, request: dict) -> bytes:
+        """The reply's DHCP payload; built once per (type, option 55) and then only patched."""
+        requested = tuple(request["parameter_list"])
+        cache_key = (reply_type, requested)
+        template = self.replies.get(cache_key)
+        if template is None:
+            wire_type = codec.ACK if reply_type == INFORM_ACK else reply_type
+            yiaddr = self.decl["ip"] if reply_type in (codec.OFFER, codec.ACK) else "0.0.0.0"
+            opts = self.options_for(reply_type, requested)
+            opts[0] = (codec.OPT_MESSAGE_TYPE, wire_type)
+            template = codec.encode_message({"chaddr": self.decl["vm_mac"], "yiaddr": yiaddr}, opts)
+            if len(self.replies) > 32:  # a client cycling option 55 lists must not grow memory
+                self.replies.clear()
+            self.replies[cache_key] = template
+        ciaddr = request["ciaddr"] if reply_type in (codec.ACK, INFORM_ACK) else "0.0.0.0"
+        return codec.patch_reply(template, request["xid"], request["flags"], ciaddr)
+
+
+
+
+class Responder:
+    def __init__(self, run_dir: str, rescan_interval: float = RESCAN_INTERVAL) -> None:
+        self.run_dir = run_dir
+        self.leases_dir = lease.ensure_dir(os.path.join(run_dir, lease.LEASES))
+        lease.ensure_dir(os.path.join(run_dir, lease.LEASE_STATE))
+        self.rescan_interval = rescan_interval
+        self.pods: dict[str, Pod] = {}
+        self.by_fd: dict[int, Pod] = {}
+        self.bad_files: dict[str, object] = {}
+        self.selector = selectors.DefaultSelector()
+        self.running = True
+        self.rescan_wanted = True
+        self.next_rescan = 0.0
+        self.stats = {"received": 0, "dropped": 0, "replied": 0}
+        self._own_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        try:
+            self.inotify = Inotify()
+            self.inotify.watch(self.leases_dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
+            if os.path.isdir("/run/netns"):
+                self.inotify.watch("/run/netns", IN_DELETE | IN_CREATE | IN_MOVED_FROM)
+            self.selector.register(self.inotify.fd, selectors.EVENT_READ, "inotify")
+        except OSError as exc:
+            LOG.warning("inotify unavailable (%s): relying on SIGHUP and the periodic rescan", exc)
+            self.inotify = None
+
+    # -- signals -------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+
+    def _on_hup(self, *_):
+        self.rescan_wanted = True
+
+    def _on_term(self, *_):
+        self.running = False
+
+    # -- pods ------------------------------------------------------------------------------
+    def rescan(self) -> None:
+        """Bring pods in line with the declarations and the namespaces that still exist."""
+        seen = set()
+        try:
+            names = [n for n in os.listdir(self.leases_dir) if n.endswith(".json") and not n.startswith(".")]
+        except OSError as exc:
+            LOG.error("cannot list %s: %s", self.leases_dir, exc)
+            names = []
+        for name in names:
+            path = os.path.join(self.leases_dir, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            file_id = (st.st_ino, st.st_mtime_ns, st.st_size)
+            key = name[:-5]
+            seen.add(key)
+            pod = self.pods.get(key)
+            if pod is not None and pod.file_id == file_id:
+                continue
+            if self.bad_files.get(key) == file_id:
+                continue
+            try:
+                decl = lease.read_declaration(path)
+                if decl["key"] != key:
+                    raise PodnetError(f"key {decl['key']!r} does not match the file name")
+            except PodnetError as exc:
+                LOG.error("pod=%s ignoring lease declaration: %s", key, exc.msg)
+                self.bad_files[key] = file_id
+                if pod is not None:
+                    self.forget(pod, "declaration became invalid")
+                continue
+            self.bad_files.pop(key, None)
+            if pod is not None:
+                self.forget(pod, "declaration changed", quiet=True)
+            pod = Pod(key, decl, file_id)
+            pod.state = lease.read_lease_state(self.run_dir, key) or {}
+            if pod.state.get("vm_mac") != decl["vm_mac"] or pod.state.get("ip") != decl["ip"]:
+                pod.state = {}
+            self.pods[key] = pod
+            LOG.info("pod=%s mac=%s ip=%s/%s declared (netns %s, tap %s)", key, decl["vm_mac"], decl["ip"],
+                     decl["prefixlen"], decl["netns"], decl["tap"])
+        for key in [k for k in self.pods if k not in seen]:
+            self.forget(self.pods[key], "declaration withdrawn")
+        for key in [k for k in self.bad_files if k not in seen]:
+            del self.bad_files[key]
+        for pod in list(self.pods.values()):
+            self.check_pod(pod)
+
+    def check_pod(self, pod: Pod) -> None:
+        """Close sockets whose namespace is gone; (re)open where it is back or new."""
+        current = _ns_id(pod.decl["netns"])
+        expected = pod.decl.get("netns_inode")
+        alive = current is not None and (expected is None or current == expected)
+        if pod.sock is not None and (not alive or (pod.ns_id is not None and current != pod.ns_id)):
+            self.close_socket(pod, "namespace gone" if current is None else "namespace replaced")
+        if pod.sock is None and alive:
+            self.open_socket(pod)
+
+    def open_socket(self, pod: Pod) -> None:
+        decl = pod.decl
+        try:
+            nsfd = os.open(decl["netns"], os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            self._note_error(pod, f"cannot open namespace {decl['netns']}: {exc.strerror}")
+            return
+        sock = None
+        try:
+            st = os.fstat(nsfd)
+            ns_id = [st.st_dev, st.st_ino]
+            if decl.get("netns_inode") not in (None, ns_id):
+                self._note_error(pod, "namespace inode differs from the declaration")
+                return
+            os.setns(nsfd, CLONE_NEWNET)
+            try:
+                # Protocol 0 until bound: nothing queues before the filter is attached.
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                _attach_filter(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                # ETH_P_ALL, not ETH_P_IP: only "all" taps run before tc ingress and the
+                # bridge's rx handler; a protocol-bound socket never sees a bridged frame.
+                sock.bind((decl["tap"], ETH_P_ALL))
+                pod.src_mac = _hwaddr(sock, decl["bridge"]) or _hwaddr(sock, decl["tap"]) or pod.src_mac
+            finally:
+                os.setns(self._own_ns, CLONE_NEWNET)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            self._note_error(pod, f"cannot open a packet socket on {decl['tap']}: {exc.strerror or exc}")
+            return
+        finally:
+            os.close(nsfd)
+        sock.setblocking(False)
+        pod.sock = sock
+        pod.ns_id = ns_id
+        pod.last_error = None
+        self.by_fd[sock.fileno()] = pod
+        self.selector.register(sock, selectors.EVENT_READ, pod)
+        LOG.info("pod=%s mac=%s ip=%s serving on %s", pod.key, decl["vm_mac"], decl["ip"], decl["tap"])
+
+    def _note_error(self, pod: Pod, message: str) -> None:
+        if pod.last_error != message:  # once per distinct problem, not every rescan
+            LOG.warning("pod=%s not served: %s", pod.key, message)
+            pod.last_error = message
+
+    def close_socket(self, pod: Pod, why: str) -> None:
+        if pod.sock is None:
+            return
+        try:
+            self.selector.unregister(pod.sock)
+        except (KeyError, ValueError):
+            pass
+        self.by_fd.pop(pod.sock.fileno(), None)
+        pod.sock.close()
+        pod.sock = None
+        pod.ns_id = None
+        LOG.info("pod=%s mac=%s ip=%s socket closed: %s", pod.key, pod.decl["vm_mac"], pod.decl["ip"], why)
+
+    def forget(self, pod: Pod, why: str, quiet: bool = False) -> None:
+        self.close_socket(pod, why)
+        self.flush_state(pod)
+        self.pods.pop(pod.key, None)
+        if not quiet:
+            LOG.info("pod=%s mac=%s ip=%s forgotten: %s", pod.key, pod.decl["vm_mac"], pod.decl["ip"], why)
+
+    # -- protocol ------------------------------------------------------------------------------
+    def on_readable(self, pod: Pod) -> None:
+        for _ in range(64):  # bounded, so one chatty pod cannot starve the others
+            sock = pod.sock
+            if sock is None:
+                return
+            try:
+                frame, addr = sock.recvfrom(2048)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                # ENETDOWN/ENXIO: the tap went down or away; the rescan reopens it if it returns.
+                self.close_socket(pod, f"socket error: {exc.strerror or exc}")
+                return
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            self.stats["received"] += 1
+            try:
+                self.handle_frame(pod, frame)
+            except Exception as exc:  # never let one packet end the service
+                self.stats["dropped"] += 1
+                LOG.debug("pod=%s dropped a frame: %r", pod.key, exc)
+
+    def handle_frame(self, pod: Pod, frame: bytes) -> None:
+        parsed = codec.parse_frame(frame)
+        if parsed is None:
+            self.stats["dropped"] += 1
+            return
+        _src_mac, _src_ip, _dst_ip, payload = parsed
+        # Cheap test first: is it our VM at all (chaddr at offset 28)?
+        if len(payload) < 240 or payload[28:34] != pod.mac_bytes:
+            self.stats["dropped"] += 1
+            return
+        try:
+            request = codec.parse_request(payload)
+        except ValueError:
+            self.stats["dropped"] += 1
+            return
+        if request["giaddr"] != "0.0.0.0":
+            self.stats["dropped"] += 1  # relayed: not from the VM on this tap
+            return
+        decl = pod.decl
+        mtype = request["message_type"]
+        ip = decl["ip"]
+        reply = None
+        detail = ""
+        if mtype == codec.DISCOVER:
+            reply = codec.OFFER
+        elif mtype == codec.REQUEST:
+            if request["server_id"] is not None:
+                detail = "selecting"
+                if request["server_id"] != pod.server_id:
+                    self.log_event(pod, request, "selecting another server", None)
+                    return
+                wanted = request["requested_ip"]
+            elif request["requested_ip"] is not None:
+                detail, wanted = "init-reboot", request["requested_ip"]
+            elif request["ciaddr"] != "0.0.0.0":
+                detail, wanted = "renewing/rebinding", request["ciaddr"]
+            else:
+                self.stats["dropped"] += 1
+                return
+            reply = codec.ACK if wanted == ip else codec.NAK
+            if reply == codec.NAK:
+                detail += f", asked for {wanted}"
+        elif mtype == codec.INFORM:
+            reply = INFORM_ACK
+        elif mtype in (codec.RELEASE, codec.DECLINE):
+            self.log_event(pod, request, "no reply, lease stays offered", None)
+            self.update_state(pod, mtype, None)
+            return
+        else:
+            self.stats["dropped"] += 1
+            return
+        payload_out = pod.reply_payload(reply, request)
+        wire = codec.ACK if reply == INFORM_ACK else reply
+        dst_mac, dst_ip = codec.reply_destination(request, wire, decl["vm_mac"], ip)
+        out = codec.build_frame(pod.src_mac, dst_mac, pod.server_id, dst_ip, payload_out)
+        try:
+            pod.sock.send(out)
+        except OSError as exc:
+            self.close_socket(pod, f"send failed: {exc.strerror or exc}")
+            return
+        self.stats["replied"] += 1
+        self.log_event(pod, request, detail, reply)
+        self.update_state(pod, mtype, reply)
+
+    def log_event(self, pod: Pod, request: dict, detail: str, reply) -> None:
+        name = codec.MESSAGE_NAMES[request["message_type"]]
+        if detail:
+            name += f"({detail})"
+        sent = {None: "-", INFORM_ACK: "ACK(inform)"}.get(reply) or codec.MESSAGE_NAMES[reply]
+        LOG.info("pod=%s mac=%s ip=%s msg=%s reply=%s xid=0x%08x", pod.key, pod.decl["vm_mac"], pod.decl["ip"],
+                 name, sent, request["xid"])
+
+    def update_state(self, pod: Pod, mtype: int, reply) -> None:
+        now = time.time()
+        state = pod.state
+        if not state:
+            state.update({"version": 1, "key": pod.key, "vm_mac": pod.decl["vm_mac"], "ip": pod.decl["ip"]})
+        state["last_message"] = codec.MESSAGE_NAMES[mtype]
+        state["last_reply"] = {None: None, INFORM_ACK: "ACK"}.get(reply, codec.MESSAGE_NAMES.get(reply))
+        state["updated_at"] = now
+        if reply == codec.OFFER:
+            state["offered_at"] = now
+            state.setdefault("state", "offered")
+        elif reply == codec.ACK:
+            if state.get("state") == "bound":
+                state["last_renewal"] = now
+            state["state"] = "bound"
+            state.setdefault("bound_at", now)
+            state["expires_at"] = now + pod.decl["lease_time"]
+        elif reply == codec.NAK:
+            state["last_nak"] = now
+        elif reply == INFORM_ACK:
+            state["last_inform"] = now
+        elif mtype == codec.RELEASE:
+            state["state"], state["released_at"] = "released", now
+        elif mtype == codec.DECLINE:
+            state["state"], state["declined_at"] = "declined", now
+        pod.dirty = True
+
+    def flush_state(self, pod: Pod) -> None:
+        if not pod.dirty:
+            return
+        pod.dirty = False
+        try:
+            lease.write_lease_state(self.run_dir, pod.key, pod.state)
+        except OSError as exc:
+            LOG.error("pod=%s cannot write lease state: %s", pod.key, exc)
+
+    # -- loop -----------------------------------------------------------------------------------
+    def run(self) -> None:
+        LOG.info("podnet-dhcpd %s started, run dir %s", os.getpid(), self.run_dir)
+        dirty_pods: list = []
+        while self.running:
+            now = time.monotonic()
+            if self.rescan_wanted or now >= self.next_rescan:
+                self.rescan_wanted = False
+                self.rescan()
+                self.next_rescan = time.monotonic() + self.rescan_interval
+            timeout = max(0.0, self.next_rescan - time.monotonic())
+            events = self.selector.select(timeout)
+            for selkey, _mask in events:
+                data = selkey.data
+                if data == "wake":
+                    try:
+                        while self._wake_r.recv(512):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
+                elif data == "inotify":
+                    if self.inotify.drain():
+                        self.rescan_wanted = True
+                else:
+                    self.on_readable(data)
+                    if data.dirty:
+                        dirty_pods.append(data)
+            # State files after the replies, so a disk write never delays an answer.
+            for pod in dirty_pods:
+                self.flush_state(pod)
+            dirty_pods.clear()
+        self.close()
+
+    def close(self) -> None:
+        for pod in list(self.pods.values()):
+            self.flush_state(pod)
+            self.close_socket(pod, "shutting down")
+        self.pods.clear()
+        LOG.info("podnet-dhcpd %s stopped", os.getpid())
+
+
+# -- CLI ------------------------------------------------------------------------------------
+class _Pidfile:
+    """A pidfile held under flock: a second responder on the same file refuses to start."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        lease.ensure_dir(os.path.dirname(os.path.abspath(path)))
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise PodnetError(f"another podnet-dhcpd holds {path}") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="podnet-dhcpd", description="DHCP responder handing pod IPs to VMs")
+    parser.add_argument("--run-dir", default=lease.DEFAULT_RUN_DIR)
+    parser.add_argument("--pidfile", default=None)
+    parser.add_argument("--log-file", default=None, help="append log lines here instead of stderr")
+    parser.add_argument("--rescan-interval", type=float, default=RESCAN_INTERVAL)
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s podnet-dhcpd[%(process)d] %(levelname)s %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.DEBUG if args.debug else logging.INFO)
+    LOG.propagate = False
+    os.umask(0o077)
+    pidfile = None
+    try:
+        if args.pidfile:
+            pidfile = _Pidfile(args.pidfile)
+        responder = Responder(os.path.abspath(args.run_dir), args.rescan_interval)
+        responder.install_signal_handlers()
+        responder.run()
+    except PodnetError as exc:
+        LOG.error("%s", exc.msg)
+        return 1
+    except OSError as exc:
+        LOG.error("cannot run: %s", exc)
+        return 1
+    finally:
+        if pidfile is not None:
+            pidfile.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
