@@ -493,7 +493,7 @@ def present(params, check_mode=False):
             done = [c.text for c in changes]
         else:
             done = _apply(changes)
-            if changes:
+            if changes or cache.get("step") != "complete":
                 cache = dict(cache, step="complete")
                 _state.save_cache(run_dir, key, cache)
                 after = pod_view(*read_view(ipr, binding), binding)

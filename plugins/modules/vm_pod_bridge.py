@@ -239,11 +239,6 @@ lease_path:
   description: The lease declaration file, null in Ethernet mode.
   returned: state=present
   type: str
-warnings:
-  description: Things left alone on O(state=absent) (a link of the right name but another kind).
-  returned: state=absent
-  type: list
-  elements: str
 housekeeping:
   description: Records removed on O(state=absent) that do not count as a change (the namespace was gone).
   returned: state=absent
@@ -283,7 +278,7 @@ def main():
     except PodnetError as exc:
         module.fail_json(msg=exc.msg, changed=False, **exc.details)
     diff = result.pop("diff")
-    for warning in result.get("warnings", []):
+    for warning in result.pop("warnings", []):
         module.warn(warning)
     if module._diff:
         result["diff"] = diff

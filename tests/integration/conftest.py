@@ -1,0 +1,76 @@
+"""Fixtures for integration tests on real network namespaces (root only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from pathlib import Path
+
+import pytest
+
+from lib.netlab import NetLab
+
+IS_ROOT = os.geteuid() == 0
+SUBPROCESS_TIMEOUT = 60
+COLLECTIONS_ROOT = Path(__file__).resolve().parents[2] / ".build" / "pytest-collections"
+
+
+def pytest_collection_modifyitems(config, items):
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason="needs root: creates network namespaces and links")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def lab():
+    with NetLab() as netlab:
+        yield netlab
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    path = tmp_path / "run"
+    return str(path)
+
+
+def make_binding(pod_interface="eth0", tap="tap0", delegate_ip=True, **overrides):
+    binding = {
+        "interface": "default", "network": "default", "backend": "pod", "connection": "bridge",
+        "delegate_ip": delegate_ip, "connectivity": "ip" if delegate_ip else "ethernet",
+        "pod_interface": pod_interface, "bridge": "k6t-" + pod_interface, "tap": tap,
+    }
+    binding.update(overrides)
+    return binding
+
+
+_RUNNER = """
+import json, sys
+sys.path.insert(0, {root!r})
+from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge
+from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+params = json.loads(sys.argv[1])
+try:
+    result = _pod_bridge.run(params, check_mode=bool(params.pop("_check", False)))
+except PodnetError as exc:
+    result = {{"failed": True, "msg": exc.msg}}
+print(json.dumps(result))
+"""
+
+
+def run_subprocess(params, env=None, check_mode=False):
+    """Run the entry point in a fresh process (for crash and concurrency tests)."""
+    args = dict(params, _check=check_mode)
+    return subprocess.Popen(
+        [sys.executable, "-c", _RUNNER.format(root=str(COLLECTIONS_ROOT)), json.dumps(args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})))
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
+    return proc.returncode, (json.loads(out) if out.strip() else None), err
