@@ -1,0 +1,122 @@
+"""The state cache, atomic writes and the per-pod lock (no root needed)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import stat
+
+import pytest
+
+from ansible_collections.virtnet.podnet.plugins.module_utils import _state
+from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+
+
+@pytest.mark.parametrize("netns, key", [
+    ("pod1", "pod1"),
+    ("/proc/1234/ns/net", "proc-1234-ns-net"),
+    ("/run/netns/pod 1", "run-netns-pod-1"),
+    ("/var/run/netns/cni-1f2e", "var-run-netns-cni-1f2e"),
+    ("..", "ns-__"),
+])
+def test_netns_key_is_file_safe(netns, key):
+    assert _state.netns_key(netns) == key
+    assert "/" not in _state.state_key(netns, "eth0")
+    assert _state.state_key(netns, "eth0") == key + "__eth0"
+
+
+def test_ensure_dirs_root_only(tmp_path):
+    run_dir = tmp_path / "run"
+    os.umask(0o022)
+    _state.ensure_dirs(str(run_dir))
+    for sub in ("", "pods", "locks", "leases"):
+        assert stat.S_IMODE(os.stat(run_dir / sub).st_mode) == 0o700
+
+
+def test_ensure_dirs_tightens_existing(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o755)
+    _state.ensure_dirs(str(run_dir))
+    assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o700
+
+
+def test_atomic_write_json_mode_content_no_temp_left(tmp_path):
+    path = tmp_path / "x.json"
+    _state.atomic_write_json(str(path), {"b": 1, "a": [1, 2]})
+    assert json.loads(path.read_text()) == {"a": [1, 2], "b": 1}
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    _state.atomic_write_json(str(path), {"c": 3})
+    assert json.loads(path.read_text()) == {"c": 3}
+    assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_atomic_write_failure_keeps_old_file_and_no_temp(tmp_path):
+    path = tmp_path / "x.json"
+    _state.atomic_write_json(str(path), {"ok": True})
+    with pytest.raises(TypeError):
+        _state.atomic_write_json(str(path), {"bad": object()})
+    assert json.loads(path.read_text()) == {"ok": True}
+    assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_read_json_missing_and_corrupt(tmp_path):
+    assert _state.read_json(str(tmp_path / "none.json")) is None
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(PodnetError, match="cannot read"):
+        _state.read_json(str(bad))
+
+
+def test_remove_tolerates_missing(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text("{}")
+    assert _state.remove(str(path)) is True
+    assert _state.remove(str(path)) is False
+
+
+def test_cache_round_trip_and_stale_detection(tmp_path):
+    run_dir = str(tmp_path / "run")
+    _state.ensure_dirs(run_dir)
+    key = _state.state_key("pod1", "eth0")
+    _state.save_cache(run_dir, key, {"netns_inode": [4, 100], "original": {"mac": "aa:bb:cc:dd:ee:ff"}})
+    cache, stale = _state.load_cache(run_dir, key, [4, 100])
+    assert not stale and cache["original"]["mac"] == "aa:bb:cc:dd:ee:ff"
+    assert cache["version"] == _state.CACHE_VERSION and cache["key"] == key
+    cache, stale = _state.load_cache(run_dir, key, [4, 101])  # the namespace was recreated
+    assert cache is None and stale is True
+    assert _state.load_cache(run_dir, "other__eth0", [4, 100]) == (None, False)
+
+
+def _hold_and_report(run_dir, netns, queue, release):
+    with _state.pod_lock(run_dir, netns):
+        queue.put("locked")
+        release.wait(30)
+    queue.put("released")
+
+
+def test_pod_lock_serializes_processes(tmp_path):
+    run_dir = str(tmp_path / "run")
+    ctx = multiprocessing.get_context("fork")
+    queue, release = ctx.Queue(), ctx.Event()
+    holder = ctx.Process(target=_hold_and_report, args=(run_dir, "pod1", queue, release))
+    holder.start()
+    try:
+        assert queue.get(timeout=30) == "locked"
+        import fcntl
+        fd = os.open(_state.lock_path(run_dir, "pod1"), os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # another pod's namespace is not blocked
+            with _state.pod_lock(run_dir, "pod2"):
+                pass
+            release.set()
+            assert queue.get(timeout=30) == "released"
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free now
+        finally:
+            os.close(fd)
+    finally:
+        release.set()
+        holder.join(30)
+    assert stat.S_IMODE(os.stat(_state.lock_path(run_dir, "pod1")).st_mode) == 0o600
