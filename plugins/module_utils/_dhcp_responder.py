@@ -404,7 +404,7 @@ class Responder:
         if parsed is None:
             self.stats["dropped"] += 1
             return
-        _src_mac, _src_ip, _dst_ip, payload = parsed
+        _src_mac, _src_ip, dst_ip, payload = parsed
         # Cheap test first: is it our VM at all (chaddr at offset 28)?
         if len(payload) < 240 or payload[28:34] != pod.mac_bytes:
             self.stats["dropped"] += 1
@@ -434,7 +434,9 @@ class Responder:
             elif request["requested_ip"] is not None:
                 detail, wanted = "init-reboot", request["requested_ip"]
             elif request["ciaddr"] != "0.0.0.0":
-                detail, wanted = "renewing/rebinding", request["ciaddr"]
+                # RENEWING is unicast to the server identifier, REBINDING is broadcast.
+                detail = f"renewing to {dst_ip}" if dst_ip == pod.server_id else f"rebinding to {dst_ip}"
+                wanted = request["ciaddr"]
             else:
                 self.stats["dropped"] += 1
                 return
@@ -444,7 +446,7 @@ class Responder:
         elif mtype == codec.INFORM:
             reply = INFORM_ACK
         elif mtype in (codec.RELEASE, codec.DECLINE):
-            self.log_event(pod, request, "no reply, lease stays offered", None)
+            self.log_event(pod, request, "", None)  # logged only: the lease stays offered
             self.update_state(pod, mtype, None)
             return
         else:

@@ -1,0 +1,497 @@
+"""podnet-dhcpd against real DHCP clients in real namespaces.
+
+Each test builds its own lab (NetLab: unique namespace names, deleted even on failure),
+its own run dir under tmp_path, its own responder process and a tap relay standing in for
+qemu. Clients run in the "VM" namespace with their stock scripts (busybox udhcpc has none
+on Debian: tests/lib/udhcpc_script.py), inside ``unshare --uts`` so a client's hostname
+hook can never rename the host, and with /etc/netns/<vm>/resolv.conf in place so their
+resolv.conf writes land in the namespace's copy, never the host's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from lib.netlab import NetLab, link_exists, sh
+from lib.taprelay import (ResponderProcess, TapRelay, declaration_for, lease_state, plumb_pod, set_filters, wait_for,
+                          write_declaration)
+
+pytestmark = [pytest.mark.root, pytest.mark.dhcp_client]
+
+UDHCPC_SCRIPT = str(Path(__file__).resolve().parents[1] / "lib" / "udhcpc_script.py")
+CLIENT_TIMEOUT = 40
+CLONE_NEWNET = 0x40000000
+
+if os.geteuid() != 0:
+    pytest.skip("needs root: network namespaces, taps, packet sockets", allow_module_level=True)
+_missing = [tool for tool in ("ip", "busybox", "dhclient", "dhcpcd", "unshare") if shutil.which(tool) is None]
+if _missing:
+    pytest.skip(f"missing tools: {_missing}", allow_module_level=True)
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@contextmanager
+def vm_resolv(vm: str):
+    """/etc/netns/<vm>/resolv.conf: ``ip netns exec`` bind-mounts it over /etc/resolv.conf."""
+    directory = Path("/etc/netns", vm)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "resolv.conf"
+    path.write_text("")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
+
+
+class Env:
+    """One lab + run dir + responder; VMs added per test."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.run_dir = str(tmp_path / "run")
+        os.makedirs(self.run_dir, mode=0o700)
+        self.lab = NetLab()
+        self.lab.start()
+        self.responder = ResponderProcess(self.run_dir)
+        self._stack: list = []
+        self.procs: list[subprocess.Popen] = []
+
+    def start_responder(self) -> ResponderProcess:
+        return self.responder.start()
+
+    def pod_with_vm(self, calico: bool = False, vm_mac: str | None = None, **decl):
+        pod = self.lab.add_pod(calico=calico)
+        declaration = plumb_pod(pod, self.run_dir, **decl)
+        vm = self.lab.add_namespace(f"vm{len(self.lab.pods)}")
+        relay = TapRelay(pod.netns, vm, vm_mac or pod.mac, pod.mtu).start()
+        self._stack.append(relay.stop)
+        resolv_cm = vm_resolv(vm)
+        resolv = resolv_cm.__enter__()
+        self._stack.append(lambda: resolv_cm.__exit__(None, None, None))
+        return pod, declaration, vm, relay, resolv
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        self.responder.stop()
+        for undo in reversed(self._stack):
+            undo()
+        self.lab.close()
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+# -- clients ----------------------------------------------------------------------------------
+def in_vm(vm: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", vm, "unshare", "--uts", *argv]
+
+
+def run_udhcpc(env: Env, vm: str, ifname: str, resolv: Path, once: bool = True, tries: int = 5,
+               log: Path | None = None):
+    argv = in_vm(vm, "busybox", "udhcpc", "-i", ifname, "-f", "-t", str(tries), "-T", "1", "-s", UDHCPC_SCRIPT)
+    child_env = dict(os.environ, PODNET_RESOLV=str(resolv))
+    if log:
+        child_env["PODNET_UDHCPC_LOG"] = str(log)
+    if once:
+        return subprocess.run(argv + ["-q", "-n"], capture_output=True, text=True, timeout=CLIENT_TIMEOUT,
+                              env=child_env)
+    return env.popen(argv, env=child_env)
+
+
+def start_dhclient(env: Env, vm: str, ifname: str, lease_file: Path | None = None) -> subprocess.Popen:
+    lease_file = lease_file or env.tmp / f"dhclient-{ifname}.leases"
+    lease_file.touch()
+    return env.popen(in_vm(vm, "dhclient", "-4", "-d", "-v", "-lf", str(lease_file),
+                           "-pf", str(env.tmp / f"dhclient-{ifname}.pid"), "-sf", "/sbin/dhclient-script", ifname))
+
+
+def start_dhcpcd(env: Env, vm: str, ifname: str) -> subprocess.Popen:
+    return env.popen(in_vm(vm, "dhcpcd", "-B", "-4", "--noipv4ll", "-t", "30", ifname))
+
+
+def start_client(env: Env, client: str, vm: str, ifname: str, resolv: Path):
+    if client == "udhcpc":
+        return run_udhcpc(env, vm, ifname, resolv, once=False)
+    if client == "dhclient":
+        return start_dhclient(env, vm, ifname)
+    return start_dhcpcd(env, vm, ifname)
+
+
+# -- what the VM applied ------------------------------------------------------------------------
+def vm_addresses(vm: str, ifname: str) -> list[tuple[str, int]]:
+    out = json.loads(sh("ip", "-n", vm, "-j", "-4", "addr", "show", "dev", ifname).stdout or "[]")
+    return [(a["local"], a["prefixlen"]) for e in out for a in e.get("addr_info", [])]
+
+
+def vm_routes(vm: str) -> list[dict]:
+    return json.loads(sh("ip", "-n", vm, "-j", "-4", "route", "show").stdout or "[]")
+
+
+def wait_bound(vm: str, ifname: str, pod, proc=None, timeout: float = CLIENT_TIMEOUT) -> None:
+    def bound():
+        if proc is not None and proc.poll() is not None and proc.returncode != 0:
+            raise AssertionError(f"client exited {proc.returncode}: {proc.stdout.read()}")
+        return (pod.ip, pod.prefixlen) in vm_addresses(vm, ifname) and any(
+            r.get("dst") == "default" for r in vm_routes(vm))
+    wait_for(bound, timeout, what=f"{pod.ip}/{pod.prefixlen} and a default route in {vm}")
+
+
+def assert_applied(lab: NetLab, vm: str, ifname: str, pod, resolv: Path, check_dns: bool = True) -> None:
+    assert (pod.ip, pod.prefixlen) in vm_addresses(vm, ifname)
+    defaults = [r for r in vm_routes(vm) if r.get("dst") == "default"]
+    assert defaults and defaults[0].get("gateway") == pod.gateway, vm_routes(vm)
+    mtu = json.loads(sh("ip", "-n", vm, "-j", "link", "show", "dev", ifname).stdout)[0]["mtu"]
+    assert mtu == pod.mtu
+    if check_dns:
+        text = wait_for(lambda: resolv.read_text() if "10.96.0.10" in resolv.read_text() else None, 10,
+                        what="resolv.conf written")
+        assert "nameserver 10.96.0.10" in text
+        assert "default.svc.cluster.local" in text
+    ping = lab.run(vm, "ping", "-c", "1", "-W", "3", pod.gateway, check=False, timeout=15)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+# -- tests --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("client", ["udhcpc", "dhclient", "dhcpcd"])
+def test_client_gets_the_pod_address(env, client):
+    env.start_responder()
+    pod, decl, vm, relay, resolv = env.pod_with_vm()
+    env.responder.wait_serving(decl["key"])
+    proc = start_client(env, client, vm, relay.vm_ifname, resolv)
+    wait_bound(vm, relay.vm_ifname, pod, proc)
+    assert_applied(env.lab, vm, relay.vm_ifname, pod, resolv)
+    log = env.responder.log()
+    assert f"pod={decl['key']} mac={pod.mac} ip={pod.ip} msg=DISCOVER reply=OFFER" in log
+    assert "reply=ACK" in log
+    state = wait_for(lambda: lease_state(env.run_dir, decl["key"]).get("state") == "bound"
+                     and lease_state(env.run_dir, decl["key"]), 10, what="lease state bound")
+    assert state["ip"] == pod.ip and state["vm_mac"] == pod.mac and state["expires_at"] > time.time()
+
+
+@pytest.mark.parametrize("client", ["udhcpc", "dhclient", "dhcpcd"])
+def test_calico_pod_routes_through_option_121(env, client):
+    env.start_responder()
+    pod, decl, vm, relay, resolv = env.pod_with_vm(calico=True)
+    assert pod.prefixlen == 32 and pod.gateway == "169.254.1.1"
+    env.responder.wait_serving(decl["key"])
+    proc = start_client(env, client, vm, relay.vm_ifname, resolv)
+    wait_bound(vm, relay.vm_ifname, pod, proc)
+    routes = vm_routes(vm)
+    assert any(r["dst"] == "169.254.1.1" and "gateway" not in r for r in routes), routes
+    assert_applied(env.lab, vm, relay.vm_ifname, pod, resolv)
+
+
+def test_renewal_at_t1_is_unicast_to_the_gateway_and_answered(env):
+    env.start_responder()
+    pod, decl, vm, relay, resolv = env.pod_with_vm(lease_time=8)  # T1 = 4 s
+    env.responder.wait_serving(decl["key"])
+    proc = start_dhclient(env, vm, relay.vm_ifname)
+    wait_bound(vm, relay.vm_ifname, pod, proc)
+    # The real client's renewal: unicast to the server identifier (the gateway), through the tap.
+    env.responder.wait_log(f"msg=REQUEST(renewing to {pod.gateway}) reply=ACK", timeout=20)
+    env.responder.wait_log(f"msg=REQUEST(renewing to {pod.gateway}) reply=ACK", timeout=20, count=2)
+    assert "rebinding" not in env.responder.log()
+    state = lease_state(env.run_dir, decl["key"])
+    assert state["state"] == "bound" and state.get("last_renewal")
+    assert (pod.ip, pod.prefixlen) in vm_addresses(vm, relay.vm_ifname)
+
+
+def test_responder_restart_mid_lease_loses_nothing(env, tmp_path):
+    env.start_responder()
+    pod, decl, vm, relay, resolv = env.pod_with_vm(lease_time=8)
+    env.responder.wait_serving(decl["key"])
+    events = tmp_path / "udhcpc.events"
+    proc = run_udhcpc(env, vm, relay.vm_ifname, resolv, once=False, log=events)
+    wait_bound(vm, relay.vm_ifname, pod, proc)
+    first_log = env.responder.log()
+    env.responder.stop()
+    restarted = ResponderProcess(env.run_dir, log_file=str(tmp_path / "second.log")).start()
+    try:
+        restarted.wait_serving(decl["key"])
+        restarted.wait_log("reply=ACK", timeout=20)  # the client's renewal, answered by the new process
+        assert "msg=REQUEST(renewing" in restarted.log()
+        wait_for(lambda: "renew" in events.read_text(), 10, what="udhcpc renew event")
+        assert (pod.ip, pod.prefixlen) in vm_addresses(vm, relay.vm_ifname)
+        assert "reply=ACK" in first_log
+        assert lease_state(env.run_dir, decl["key"])["bound_at"] < time.time()
+    finally:
+        restarted.stop()
+
+
+def test_init_reboot_with_a_wrong_address_is_naked_then_leased(env, tmp_path):
+    env.start_responder()
+    pod, decl, vm, relay, resolv = env.pod_with_vm()
+    env.responder.wait_serving(decl["key"])
+    wrong = str(ipaddress.IPv4Address(pod.ip) + 50)
+    lease_file = tmp_path / "stale.leases"
+    lease_file.write_text(
+        f'lease {{\n  interface "{relay.vm_ifname}";\n  fixed-address {wrong};\n'
+        f'  option subnet-mask 255.255.255.0;\n  option dhcp-server-identifier {pod.gateway};\n'
+        f'  option dhcp-lease-time 86400;\n  renew 4 2099/01/01 00:00:00;\n  rebind 4 2099/01/01 00:00:00;\n'
+        f'  expire 4 2099/01/01 00:00:00;\n}}\n')
+    proc = start_dhclient(env, vm, relay.vm_ifname, lease_file=lease_file)
+    wait_bound(vm, relay.vm_ifname, pod, proc)
+    log = env.responder.log()
+    nak = log.index(f"msg=REQUEST(init-reboot, asked for {wrong}) reply=NAK")
+    assert log.index("msg=DISCOVER reply=OFFER", nak) > nak
+    assert (wrong, 24) not in vm_addresses(vm, relay.vm_ifname)
+
+
+def test_foreign_mac_gets_nothing(env):
+    env.start_responder()
+    foreign = "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
+    pod, decl, vm, relay, resolv = env.pod_with_vm(vm_mac=foreign)
+    env.responder.wait_serving(decl["key"])
+    result = run_udhcpc(env, vm, relay.vm_ifname, resolv, once=True, tries=3)
+    assert result.returncode != 0, result.stdout
+    assert vm_addresses(vm, relay.vm_ifname) == []
+    log = env.responder.log()
+    assert "msg=" not in log and foreign not in log
+    assert lease_state(env.run_dir, decl["key"]) == {}
+
+
+@contextmanager
+def packet_capture(netns: str, ifname: str):
+    """Count UDP 67/68 frames on ``ifname`` in ``netns`` (a packet socket opened there)."""
+    own = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        os.setns(target, CLONE_NEWNET)
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        sock.bind((ifname, 0x0003))
+    finally:
+        os.setns(own, CLONE_NEWNET)
+        os.close(own)
+        os.close(target)
+    sock.settimeout(0.2)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                frame, addr = sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if addr[2] == 4:  # PACKET_OUTGOING: what the test itself sends from this side
+                continue
+            if len(frame) >= 42 and frame[12:14] == b"\x08\x00" and frame[23] == 17:
+                ihl = (frame[14] & 0x0F) * 4
+                dport = struct.unpack("!H", frame[14 + ihl + 2:14 + ihl + 4])[0]
+                if dport in (67, 68):
+                    seen.append(frame)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+
+
+def test_vm_dhcp_stays_inside_the_pod(env):
+    env.start_responder()
+    pod, decl, vm, relay, resolv = env.pod_with_vm(lease_time=8)
+    env.responder.wait_serving(decl["key"])
+    with packet_capture(env.lab.node, pod.host_veth) as node_side, \
+            packet_capture(vm, relay.vm_ifname) as vm_side:
+        proc = start_dhclient(env, vm, relay.vm_ifname)
+        wait_bound(vm, relay.vm_ifname, pod, proc)
+        env.responder.wait_log(f"msg=REQUEST(renewing to {pod.gateway}) reply=ACK", timeout=20)
+        # A DHCP server reply arriving from the cluster network must not reach the VM.
+        from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
+        rogue = codec.build_frame("02:00:00:00:00:99", pod.mac, "10.244.250.250", "255.255.255.255",
+                                  codec.encode_message({"xid": 0x5EED, "chaddr": pod.mac, "yiaddr": "10.244.250.99"},
+                                                       [(53, codec.OFFER), (54, "10.244.250.250")]))
+        own = os.open("/proc/self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{env.lab.node}", os.O_RDONLY)
+        try:
+            os.setns(target, CLONE_NEWNET)
+            tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            tx.bind((pod.host_veth, 0))
+        finally:
+            os.setns(own, CLONE_NEWNET)
+            os.close(own)
+            os.close(target)
+        marker = struct.pack("!I", 0x5EED)
+
+        def rogue_seen():
+            return [f for f in vm_side if marker in f[42:50]]
+
+        with tx:
+            for _ in range(5):
+                tx.send(rogue)
+            # Our own replies are seen in the VM; wait for one more to be sure the capture runs.
+            env.responder.wait_log(f"msg=REQUEST(renewing to {pod.gateway}) reply=ACK", timeout=20, count=2)
+            assert vm_side, "the VM-side capture saw nothing at all"
+            assert not rogue_seen(), "a cluster-side DHCP reply reached the VM"
+            assert node_side == [], f"{len(node_side)} DHCP frames left the pod towards the node"
+            # Control: without the filters the same frame does reach the VM (the test can fail).
+            set_filters(pod.netns, False)
+            tx.send(rogue)
+            wait_for(rogue_seen, 10, what="the rogue reply to reach the VM without filters")
+
+
+def test_inform_release_decline_and_other_server(env):
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
+    env.start_responder()
+    pod, decl, vm, relay, resolv = env.pod_with_vm()
+    env.responder.wait_serving(decl["key"])
+    client = ScriptedClient(vm, relay.vm_ifname, pod.mac)
+    try:
+        reply = client.exchange(codec.INFORM, ciaddr=pod.ip)
+        assert reply["message_type"] == codec.ACK and reply["ciaddr"] == pod.ip and reply["yiaddr"] == "0.0.0.0"
+        assert "lease_time" not in reply["options"] and reply["options"]["subnet_mask"] == "255.255.255.0"
+        client.send(codec.REQUEST, options=[(50, pod.ip), (54, "10.9.9.9")])  # chose another server
+        client.send(codec.RELEASE, ciaddr=pod.ip, options=[(54, pod.gateway)])
+        client.send(codec.DECLINE, options=[(50, pod.ip), (54, pod.gateway)])
+        env.responder.wait_log("msg=DECLINE reply=-")
+        assert client.receive(0.5) is None  # none of the three gets an answer
+        log = env.responder.log()
+        assert "msg=INFORM reply=ACK(inform)" in log
+        assert "msg=RELEASE reply=-" in log and "msg=REQUEST(selecting) reply=-" not in log
+        assert "msg=REQUEST(selecting another server) reply=-" in log
+        # The lease stays offered: a DISCOVER still gets the pod's address.
+        offer = client.exchange(codec.DISCOVER)
+        assert offer["message_type"] == codec.OFFER and offer["yiaddr"] == pod.ip
+        assert lease_state(env.run_dir, decl["key"]).get("last_message") in ("DISCOVER", "DECLINE")
+    finally:
+        client.close()
+
+
+def test_pods_learned_and_forgotten_without_restart(env):
+    env.start_responder()
+    pod = env.lab.add_pod()
+    decl = plumb_pod(pod, env.run_dir, declare=False)
+    assert f"pod={decl['key']}" not in env.responder.log()
+    write_declaration(env.run_dir, decl)
+    env.responder.wait_serving(decl["key"], timeout=5)
+    os.unlink(os.path.join(env.run_dir, "leases", f"{decl['key']}.json"))
+    env.responder.wait_log(f"pod={decl['key']} mac={pod.mac} ip={pod.ip} forgotten: declaration withdrawn", 10)
+    # An invalid declaration is reported, not served, and does not stop the service.
+    bad = declaration_for(pod, search_domains=["ok.example", "-bad-.example"])
+    bad["key"] = "broken__eth0"
+    Path(env.run_dir, "leases", "broken__eth0.json").write_text(json.dumps(bad))
+    env.responder.wait_log("pod=broken__eth0 ignoring lease declaration: invalid", 10)
+    assert env.responder.proc.poll() is None
+
+
+def test_deleted_namespace_is_released_not_held(env):
+    env.start_responder()
+    pod = env.lab.add_pod()
+    decl = plumb_pod(pod, env.run_dir)
+    env.responder.wait_serving(decl["key"])
+    assert link_exists(env.lab.node, pod.host_veth)
+    sh("ip", "netns", "del", pod.netns)
+    env.lab.namespaces.remove(pod.netns)
+    env.responder.wait_log(f"pod={decl['key']} mac={pod.mac} ip={pod.ip} socket closed: namespace gone", 10)
+    # If any socket still pinned the namespace, its veth would live on in the node namespace.
+    wait_for(lambda: not link_exists(env.lab.node, pod.host_veth), 10, what="pod namespace destroyed")
+
+
+def test_deleted_tap_closes_the_socket(env):
+    env.start_responder()
+    pod = env.lab.add_pod()
+    decl = plumb_pod(pod, env.run_dir)
+    env.responder.wait_serving(decl["key"])
+    sh("ip", "-n", pod.netns, "link", "del", "tap0")
+    env.responder.wait_log(f"pod={decl['key']} mac={pod.mac} ip={pod.ip} socket closed: socket error", 10)
+    sh("ip", "-n", pod.netns, "tuntap", "add", "tap0", "mode", "tap")
+    sh("ip", "-n", pod.netns, "link", "set", "tap0", "master", "k6t-eth0", "up")
+    env.responder.wait_log(f"pod={decl['key']} mac={pod.mac} ip={pod.ip} serving on tap0", 10, count=2)
+
+
+class ScriptedClient:
+    """A DHCP client in a few lines: a packet socket on the VM's interface."""
+
+    def __init__(self, vm: str, ifname: str, mac: str) -> None:
+        own = os.open("/proc/self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{vm}", os.O_RDONLY)
+        try:
+            os.setns(target, CLONE_NEWNET)
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+            self.sock.bind((ifname, 0x0800))
+        finally:
+            os.setns(own, CLONE_NEWNET)
+            os.close(own)
+            os.close(target)
+        self.mac = mac
+        self.xid = secrets.randbits(32)
+
+    def send(self, mtype: int, ciaddr: str = "0.0.0.0", options=()) -> None:
+        from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
+        self.xid = (self.xid + 1) & 0xFFFFFFFF
+        payload = codec.encode_message({"op": 1, "xid": self.xid, "chaddr": self.mac, "ciaddr": ciaddr},
+                                       [(53, mtype), *options])
+        src = ciaddr if ciaddr != "0.0.0.0" else "0.0.0.0"
+        frame = codec.build_frame(self.mac, "ff:ff:ff:ff:ff:ff", src, "255.255.255.255", payload,
+                                  sport=68, dport=67)
+        self.sock.send(frame)
+
+    def receive(self, timeout: float):
+        from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                frame = self.sock.recv(4096)
+            except socket.timeout:
+                return None
+            parsed = codec.parse_frame(frame, dport=68)
+            if parsed is None:
+                continue
+            message = codec.decode_message(parsed[3])
+            if message["xid"] == self.xid:
+                return message
+
+    def exchange(self, mtype: int, timeout: float = 5.0, **kwargs):
+        self.send(mtype, **kwargs)
+        reply = self.receive(timeout)
+        assert reply is not None, "no reply"
+        return reply
+
+    def close(self) -> None:
+        self.sock.close()
