@@ -341,5 +341,59 @@ def lease_state(run_dir: str, key: str) -> dict:
         return {}
 
 
-__all__ = ["NetLab", "TapRelay", "plumb_pod", "declaration_for", "write_declaration", "ResponderProcess",
+__all__ = ["NetLab", "TapRelay", "open_tap", "read_reply", "client_frame", "plumb_pod", "declaration_for", "write_declaration", "ResponderProcess",
            "wait_for", "set_filters", "lease_state", "routes_for", "complete_l4_checksum"]
+
+
+def open_tap(pod_netns: str, tap: str = "tap0") -> int:
+    """Attach to the pod's persistent tap as qemu would: the fd stays bound to it after setns back."""
+    own = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{pod_netns}", os.O_RDONLY)
+    try:
+        os.setns(target, CLONE_NEWNET)
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", tap.encode(), IFF_TAP | IFF_NO_PI))
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+    finally:
+        os.setns(own, CLONE_NEWNET)
+        os.close(own)
+        os.close(target)
+
+
+def read_reply(fd: int, xid: int, timeout: float = 5.0):
+    """The first DHCP reply with ``xid`` the tap hands to its VM side, decoded; None on timeout."""
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if not sel.select(left):
+                continue
+            while True:
+                try:
+                    frame = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                parsed = codec.parse_frame(frame, dport=68)
+                if parsed is None or len(parsed[3]) < 8 or struct.unpack("!I", parsed[3][4:8])[0] != xid:
+                    continue
+                return frame, codec.decode_message(parsed[3])
+    finally:
+        sel.close()
+
+
+def client_frame(mac: str, mtype: int, xid: int, options=(), ciaddr: str = "0.0.0.0", flags: int = 0,
+                 dst_ip: str = "255.255.255.255", dst_mac: str = "ff:ff:ff:ff:ff:ff") -> bytes:
+    """A client's DHCP frame as a VM would put it on its NIC."""
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
+    payload = codec.encode_message({"op": 1, "xid": xid, "chaddr": mac, "ciaddr": ciaddr, "flags": flags},
+                                   [(53, mtype), *options])
+    return codec.build_frame(mac, dst_mac, ciaddr, dst_ip, payload, sport=68, dport=67)
