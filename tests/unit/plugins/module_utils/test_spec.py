@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+from ansible_collections.virtnet.podnet.plugins.module_utils import _spec
 from ansible_collections.virtnet.podnet.plugins.module_utils._spec import build_plan, validate_binding
 
 CASES_FILE = Path(__file__).with_name("spec_cases.yaml")
@@ -179,3 +180,37 @@ def test_binding_rejected(case):
     assert sorted(e["path"] for e in errors) == sorted(w["path"] for w in case["errors"]), exc.msg
     _assert_expected_errors_present(errors, case["errors"])
     assert exc.msg.startswith("invalid binding (")
+
+
+# --- registries: a new backend is a local addition; delegateIp stays pod-only -------------------
+
+class _FakeBackend(_spec.Backend):
+    name = "fake"
+    description = "a backend that does not exist, registered only by this test"
+
+
+def _vm_on(backend, bridge):
+    return {"kind": "VM", "spec": {"devices": {"interfaces": [{"name": "red", "bridge": bridge}]},
+                                   "networks": [{"name": "red", backend: {}}]}}
+
+
+def test_delegate_ip_is_valid_only_with_the_pod_backend(monkeypatch):
+    monkeypatch.setitem(_spec.BACKENDS, "fake", _FakeBackend())
+    _exc, errors = _raised_errors(lambda: build_plan(_vm_on("fake", {"delegateIp": True})))
+    assert [(e["path"], e["msg"]) for e in errors] == [
+        ("spec.devices.interfaces[0].bridge.delegateIp", "is valid only with the pod backend, but network uses the 'fake' backend"),
+        ("spec.devices.interfaces[0]", "is connected to a 'fake' network"),
+    ]
+
+
+def test_a_registered_backend_is_listed_but_only_pod_is_supported(monkeypatch):
+    monkeypatch.setitem(_spec.BACKENDS, "fake", _FakeBackend())
+    _exc, errors = _raised_errors(lambda: build_plan(_vm_on("fake", {})))
+    assert [(e["path"], e["allowed"]) for e in errors] == [
+        ("spec.devices.interfaces[0]", "a pod network (the only supported backend today)"),
+    ]
+    _exc, errors = _raised_errors(lambda: build_plan(_vm_on("multus", {})))
+    assert errors[0]["path"] == "spec.networks[0].multus"
+    assert errors[0]["allowed"] == "name, and one of fake, pod"
+    # Adding a backend changes nothing for the pod network.
+    assert build_plan(_vm_on("pod", {}))[0]["backend"] == "pod"
