@@ -19,6 +19,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import zlib
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 from ansible_collections.virtnet.podnet.plugins.module_utils import _netlink as nl
@@ -33,9 +34,11 @@ LEASE_VERSION = 1
 DEFAULT_LEASE_TIME = 86400
 MAIN_TABLE = 254
 
-PRESENT_STEPS = ("cache", "bridge", "pod_mac", "pod_master", "pod_learning", "pod_up", "tap", "tap_config", "bridge_up", "delegate", "lease")
-ABSENT_STEPS = ("absent_lease", "absent_tap", "absent_bridge", "absent_mac", "absent_mtu", "absent_up",
-                "absent_addresses", "absent_routes", "absent_cache")
+PRESENT_STEPS = ("cache", "bridge", "pod_port", "pod_learning", "tap", "tap_config", "bridge_up", "delegate",
+                 "lease")
+ABSENT_STEPS = ("absent_lease", "absent_links", "absent_tap", "absent_bridge", "absent_pod", "absent_addresses",
+                "absent_routes", "absent_cache")
+GROUP_BASE = 0x6B740000  # "kt": device group of the bridge and tap, for one batched delete
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
@@ -116,6 +119,11 @@ def validate_options(params):
     if errors:
         raise PodnetError("invalid options: " + "; ".join(errors), errors=errors)
     return p
+
+
+def link_group(bridge):
+    """The device group of a binding's bridge and tap; unlikely to be anyone else's in the pod."""
+    return GROUP_BASE | (zlib.crc32(bridge.encode()) & 0xFFFF)
 
 
 def new_pod_mac(original, salt=""):
@@ -224,8 +232,9 @@ def pod_view(live, addrs, binding):
         link = live.get(name)
         if link is None:
             continue
+        master = link["master"]
         entry = {"kind": link["kind"] or "", "mtu": link["mtu"], "up": link["up"],
-                 "master": names.get(link["master"]) if link["master"] else None}
+                 "master": (names.get(master) or nl.ifname(master)) if master else None}
         if name == binding["pod_interface"]:
             entry["mac"] = link["mac"]  # bridge and tap MACs are kernel-chosen: not part of the contract
         view["links"][name] = entry
@@ -237,12 +246,12 @@ def _addr_texts(addrs):
     return [f"{a['address']}/{a['prefixlen']}" for a in addrs]
 
 
-def read_view(ipr, binding):
-    live = nl.links(ipr)
-    nl.remember(ipr, live)
-    addrs = {n: _addr_texts(nl.addresses(ipr, live[n]["index"]))
-             for n in (binding["pod_interface"], binding["bridge"], binding["tap"]) if n in live}
-    return live, addrs
+def read_view(ipr, binding, full=False):
+    """The three links that matter (one small request each) and their IPv4 addresses (one dump)."""
+    live = nl.links_named(ipr, (binding["pod_interface"], binding["bridge"], binding["tap"]))
+    by_index = nl.addresses_by_index(ipr)
+    addrs = {n: _addr_texts(by_index.get(v["index"], [])) for n, v in live.items()}
+    return (live, addrs, by_index) if full else (live, addrs)
 
 
 # -- planning ---------------------------------------------------------------------
@@ -270,7 +279,7 @@ def _validate_fresh(binding, pod, original):
 def plan_present(ipr, run_dir, key, path, inode, binding, params, cache):
     """Return ``(cache, changes, live, addrs)`` for ``present``; raises before any change on bad input."""
     name, bridge, tap = binding["pod_interface"], binding["bridge"], binding["tap"]
-    live, addrs = read_view(ipr, binding)
+    live, addrs, ipv4_by_index = read_view(ipr, binding, full=True)
     pod = live.get(name)
     if pod is None:
         hint = " (the cache records it: it vanished after plumbing; run state=absent)" if cache else ""
@@ -279,7 +288,7 @@ def plan_present(ipr, run_dir, key, path, inode, binding, params, cache):
     if br is not None and br["kind"] != "bridge":
         raise PodnetError(f"{bridge} exists in the pod but is a {br['kind'] or 'plain'} link, not a bridge", bridge=bridge)
     if pod["master"] and (br is None or pod["master"] != br["index"]):
-        master = next((n for n, v in live.items() if v["index"] == pod["master"]), pod["master"])
+        master = nl.ifname(pod["master"])
         raise PodnetError(f"pod interface {name} is already enslaved to {master}; it must not have a master",
                           pod_interface=name, master=master)
     tp = live.get(tap)
@@ -297,7 +306,7 @@ def plan_present(ipr, run_dir, key, path, inode, binding, params, cache):
         if pod["master"]:
             raise PodnetError(f"pod interface {name} is already enslaved to {bridge} but no state is recorded "
                               f"in {run_dir}; its original configuration is unknown", pod_interface=name)
-        original = nl.discover(ipr, name)
+        original = nl.discover(ipr, name, pod, ipv4=ipv4_by_index.get(pod["index"]))
         _validate_fresh(binding, pod, original)
         cache = {
             "netns": path, "netns_inode": inode, "binding": binding, "original": original,
@@ -320,9 +329,10 @@ def plan_present(ipr, run_dir, key, path, inode, binding, params, cache):
     def add(step, text, fn, *args, **kwarg):
         changes.append(Change(step, text, lambda: fn(ipr, *args, **kwarg)))
 
+    group = link_group(bridge)
     if br is None:
         add("bridge", f"create bridge {bridge} (MTU {mtu}, STP off, forward delay 0, no IPv6 autoconf)",
-            nl.create_bridge, bridge, mtu)
+            nl.create_bridge, bridge, mtu, group)
     else:
         if br["mtu"] != mtu:
             add("bridge", f"set MTU of {bridge} to {mtu} (was {br['mtu']})", nl.set_link, bridge, "setting the MTU", mtu=mtu)
@@ -331,16 +341,22 @@ def plan_present(ipr, run_dir, key, path, inode, binding, params, cache):
         if not nl.ipv6_autoconf_off(bridge):
             changes.append(Change("bridge", f"turn IPv6 autoconf off on {bridge}",
                                   lambda: nl.disable_ipv6_autoconf(bridge)))
+    # MAC, master and up state of the pod interface in one message.
+    port, port_texts = {}, []
     if pod["mac"] != pod_mac:
-        add("pod_mac", f"set MAC of {name} to {pod_mac} (was {pod['mac']}; the VM takes {original['mac']})",
-            nl.set_mac, name, pod_mac)
+        port["mac"] = pod_mac
+        port_texts.append(f"set MAC of {name} to {pod_mac} (was {pod['mac']}; the VM takes {original['mac']})")
     enslaved = br is not None and pod["master"] == br["index"]
     if not enslaved:
-        add("pod_master", f"enslave {name} to {bridge}", nl.set_link, name, "enslaving", master_name=bridge)
+        port["master_name"] = bridge
+        port_texts.append(f"enslave {name} to {bridge}")
+    if not pod["up"]:
+        port["state"] = "up"
+        port_texts.append(f"set {name} up")
+    if port:
+        add("pod_port", "; ".join(port_texts), nl.set_port, name, **port)
     if not enslaved or pod.get("learning", True):
         add("pod_learning", f"turn learning off on {name}'s port of {bridge}", nl.set_learning, name, False)
-    if not pod["up"]:
-        add("pod_up", f"set {name} up", nl.set_link, name, "setting up", state="up")
     uid, gid = params.get("tap_uid"), params.get("tap_gid")
     if tp is None:
         owner = "".join([f", owner {uid}" if uid is not None else "", f", group {gid}" if gid is not None else "",
@@ -358,6 +374,7 @@ def plan_present(ipr, run_dir, key, path, inode, binding, params, cache):
     if tp is None or not tp["up"]:
         tap_set["state"], _ = "up", tap_texts.append(f"set {tap} up")
     if tap_set:
+        tap_set["group"] = group  # silent: lets absent delete bridge and tap in one request
         add("tap_config", "; ".join(tap_texts), nl.set_link, tap, "configuring", **tap_set)
     if br is None or not br["up"]:
         add("bridge_up", f"set {bridge} up", nl.set_link, bridge, "setting up", state="up")
@@ -404,26 +421,34 @@ def plan_absent(ipr, run_dir, key, binding, cache):
     if os.path.exists(_state.lease_path(run_dir, key)):
         changes.append(Change("absent_lease", "withdraw the lease declaration", lambda: withdraw_lease(run_dir, key)))
     tp, br, pod = live.get(tap), live.get(bridge), live.get(name)
-    if tp is not None:
-        if tp["kind"] == "tun":
+    group = link_group(bridge)
+    if tp is not None and tp["kind"] != "tun":
+        warnings.append(f"{tap} is not a tap (kind {tp['kind']}); left alone")
+        tp = None
+    if br is not None and br["kind"] != "bridge":
+        warnings.append(f"{bridge} is not a bridge (kind {br['kind']}); left alone")
+        br = None
+    if tp is not None and br is not None and tp["group"] == br["group"] == group:
+        add("absent_links", f"delete tap {tap} and bridge {bridge} (releases {name})", nl.delete_group, group)
+    else:
+        if tp is not None:
             add("absent_tap", f"delete tap {tap}", nl.delete_link, tap)
-        else:
-            warnings.append(f"{tap} is not a tap (kind {tp['kind']}); left alone")
-    if br is not None:
-        if br["kind"] == "bridge":
+        if br is not None:
             add("absent_bridge", f"delete bridge {bridge} (releases {name})", nl.delete_link, bridge)
-        else:
-            warnings.append(f"{bridge} is not a bridge (kind {br['kind']}); left alone")
     if cache is not None and pod is not None:
         original = cache["original"]
+        restore, texts = {}, []
         if pod["mac"] != original["mac"]:
-            add("absent_mac", f"restore MAC of {name} to {original['mac']}", nl.set_mac, name, original["mac"])
+            restore["mac"] = original["mac"]
+            texts.append(f"restore MAC of {name} to {original['mac']}")
         if pod["mtu"] != original["mtu"]:
-            add("absent_mtu", f"restore MTU of {name} to {original['mtu']}", nl.set_link, name, "setting the MTU",
-                mtu=original["mtu"])
+            restore["mtu"] = original["mtu"]
+            texts.append(f"restore MTU of {name} to {original['mtu']}")
         if pod["up"] != original["up"]:
-            state = "up" if original["up"] else "down"
-            add("absent_up", f"set {name} {state}", nl.set_link, name, f"setting {state}", state=state)
+            restore["state"] = "up" if original["up"] else "down"
+            texts.append(f"set {name} {restore['state']}")
+        if restore:
+            add("absent_pod", "; ".join(texts), _restore_link, name, restore)
         present_addrs = set(addrs.get(name, []))
         missing = [a for a in original["ipv4"] if f"{a['address']}/{a['prefixlen']}" not in present_addrs]
         for addr in missing:
@@ -437,6 +462,15 @@ def plan_absent(ipr, run_dir, key, binding, cache):
     elif cache is not None:
         warnings.append(f"pod interface {name} is gone; nothing to restore")
     return changes, warnings, live, addrs
+
+
+def _restore_link(ipr, name, restore):
+    restore = dict(restore)
+    mac = restore.pop("mac", None)
+    if mac is not None:
+        nl.set_mac(ipr, name, mac)
+    if restore:
+        nl.set_link(ipr, name, "restoring", **restore)
 
 
 def predict_absent(before, binding, cache):
@@ -474,7 +508,7 @@ def _prepare(params):
     return params, binding, path, key
 
 
-def present(params, check_mode=False):
+def present(params, check_mode=False, diff=True):
     params, binding, path, key = _prepare(params)
     run_dir = params["run_dir"]
     if _netns.netns_inode(path) is None:
@@ -495,10 +529,10 @@ def present(params, check_mode=False):
             done = _apply(changes)
             if changes or cache.get("step") != "complete":
                 cache = dict(cache, step="complete")
-                _state.save_cache(run_dir, key, cache)
-                after = pod_view(*read_view(ipr, binding), binding)
-            else:
-                after = before
+                # Only the step changes: losing it in a crash is harmless, so no fsync.
+                _state.save_cache(run_dir, key, cache, durable=False)
+            # The real diff is read back from the kernel, not predicted (skipped when nobody asks).
+            after = pod_view(*read_view(ipr, binding), binding) if changes and diff else before
     result = {
         "changed": bool(done), "changes": done, "diff": {"before": before, "after": after},
         "netns": params["netns"], "netns_path": path, "key": key, "pod_mac": cache["pod_mac"],
@@ -510,7 +544,7 @@ def present(params, check_mode=False):
     return result
 
 
-def absent(params, check_mode=False):
+def absent(params, check_mode=False, diff=True):
     params, binding, path, key = _prepare(params)
     run_dir = params["run_dir"]
     cache_file, lease_file = _state.cache_path(run_dir, key), _state.lease_path(run_dir, key)
@@ -546,7 +580,7 @@ def absent(params, check_mode=False):
             if _state.remove(cache_file):
                 result["housekeeping"].append(f"remove state cache {cache_file}")
             step_done("absent_cache")
-            after = pod_view(*read_view(ipr, binding), binding) if changes else before
+            after = pod_view(*read_view(ipr, binding), binding) if changes and diff else before
     result.update(changed=bool(done), changes=done, warnings=warnings, diff={"before": before, "after": after})
     if cache is not None:
         result["original"] = cache["original"]
@@ -599,11 +633,15 @@ def info(params):
     return result
 
 
-def run(params, check_mode=False):
-    """The module entry point: ``params`` as the module receives them."""
+def run(params, check_mode=False, diff=True):
+    """The module entry point: ``params`` as the module receives them.
+
+    With ``diff=False`` the pod is not read back after a change, so ``diff.after`` is not
+    the real state; modules pass their ``_diff`` flag.
+    """
     state = params.get("state", "present")
     if state == "present":
-        return present(params, check_mode)
+        return present(params, check_mode, diff)
     if state == "absent":
-        return absent(params, check_mode)
+        return absent(params, check_mode, diff)
     raise PodnetError(f"state: {state!r} is not one of present, absent")

@@ -63,8 +63,12 @@ def ensure_dirs(run_dir):
         os.chmod(path, 0o700)
 
 
-def atomic_write_json(path, data):
-    """Write ``data`` as JSON to ``path``: temp file in the same directory, fsync, rename, fsync dir."""
+def atomic_write_json(path, data, durable=True):
+    """Write ``data`` as JSON to ``path``: temp file in the same directory, fsync, rename, fsync dir.
+
+    ``durable=False`` keeps the write atomic but skips the fsyncs, for bookkeeping that a
+    crash may lose without harm.
+    """
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
     try:
@@ -73,13 +77,15 @@ def atomic_write_json(path, data):
             json.dump(data, handle, indent=1, sort_keys=True)
             handle.write("\n")
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.rename(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(directory)
+    if durable:
+        _fsync_dir(directory)
 
 
 def _fsync_dir(directory):
@@ -125,8 +131,8 @@ def load_cache(run_dir, key, inode):
     return cache, False
 
 
-def save_cache(run_dir, key, cache):
-    atomic_write_json(cache_path(run_dir, key), dict(cache, version=CACHE_VERSION, key=key))
+def save_cache(run_dir, key, cache, durable=True):
+    atomic_write_json(cache_path(run_dir, key), dict(cache, version=CACHE_VERSION, key=key), durable)
 
 
 @contextlib.contextmanager

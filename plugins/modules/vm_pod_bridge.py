@@ -274,7 +274,7 @@ def main():
     if not HAS_PYROUTE2:
         module.fail_json(msg=missing_required_lib("pyroute2"), exception=str(PYROUTE2_IMPORT_ERROR))
     try:
-        result = _pod_bridge.run(module.params, check_mode=module.check_mode)
+        result = _pod_bridge.run(module.params, check_mode=module.check_mode, diff=module._diff)
     except PodnetError as exc:
         module.fail_json(msg=exc.msg, changed=False, **exc.details)
     diff = result.pop("diff")

@@ -330,9 +330,8 @@ def _crash(p, step):
 
 # Steps a fresh run never takes need drift first: (setup after a full present, state of the crashing run).
 DRIFT_FIRST = {
-    "pod_up": (("link", "set", "eth0", "down"), "present"),
-    "absent_mtu": (("link", "set", "eth0", "mtu", "1400"), "absent"),
-    "absent_up": (("link", "set", "eth0", "down"), "absent"),
+    "absent_tap": (("link", "set", "tap0", "group", "default"), "absent"),
+    "absent_bridge": (("link", "set", "tap0", "group", "default"), "absent"),
 }
 
 

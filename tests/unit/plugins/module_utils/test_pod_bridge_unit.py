@@ -143,10 +143,11 @@ class FakeNetlink:
         self.live, self.addrs = live, addrs
 
     def install(self, monkeypatch):
-        monkeypatch.setattr(pb.nl, "links", lambda ipr: self.live)
-        monkeypatch.setattr(pb.nl, "remember", lambda ipr, live: None)
-        monkeypatch.setattr(pb.nl, "addresses", lambda ipr, index, family=2: self.addrs.get(index, []))
-        monkeypatch.setattr(pb.nl, "discover", lambda ipr, name: original())
+        monkeypatch.setattr(pb.nl, "links_named", lambda ipr, names: {n: v for n, v in self.live.items()
+                                                                       if n in names})
+        monkeypatch.setattr(pb.nl, "addresses_by_index", lambda ipr, family=2: self.addrs)
+        monkeypatch.setattr(pb.nl, "ifname", lambda index: {v["index"]: n for n, v in self.live.items()}.get(index))
+        monkeypatch.setattr(pb.nl, "discover", lambda ipr, name, link=None, ipv4=None: original())
         monkeypatch.setattr(pb.nl, "routes", lambda ipr, index: ROUTES_24)
         monkeypatch.setattr(pb.nl, "ipv6_autoconf_off", lambda name: True)
 
@@ -163,8 +164,7 @@ def test_plan_fresh_pod_lists_every_step_in_order(monkeypatch, tmp_path):
     run_dir = str(tmp_path)
     cache, changes, live, addrs = pb.plan_present(None, run_dir, "pod1__eth0", "/run/netns/pod1", [4, 7], BINDING,
                                                   options(run_dir=run_dir), None)
-    assert [c.step for c in changes] == ["cache", "bridge", "pod_mac", "pod_master", "pod_learning", "tap",
-                                         "tap_config", "bridge_up", "delegate", "lease"]
+    assert [c.step for c in changes] == list(pb.PRESENT_STEPS)
     assert cache["original"]["mac"] == "0a:58:0a:f4:01:0a"
     assert not os.listdir(run_dir), "planning wrote something"
     before = pb.pod_view(live, {"eth0": ["10.244.1.10/24"]}, BINDING)
@@ -174,9 +174,9 @@ def test_plan_fresh_pod_lists_every_step_in_order(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda live: live["eth0"].update(master=9) or live.update(other={"name": "br9", "index": 9, "kind": "bridge",
-                                                                      "mac": "", "mtu": 1500, "up": True,
-                                                                      "master": None}), "already enslaved"),
+    (lambda live: live["eth0"].update(master=9) or live.update(br9={"name": "br9", "index": 9, "kind": "bridge",
+                                                                    "mac": "", "mtu": 1500, "up": True,
+                                                                    "master": None}), "enslaved to br9"),
     (lambda live: live.pop("eth0"), "eth0 not found"),
     (lambda live: live.update({"k6t-eth0": {"name": "k6t-eth0", "index": 5, "kind": "veth", "mac": "", "mtu": 1450,
                                             "up": True, "master": None}}), "not a bridge"),
@@ -195,10 +195,10 @@ def test_plan_rejects_bad_pods(monkeypatch, tmp_path, mutate, message):
 def test_plan_rejects_delegate_without_ipv4_or_gateway(monkeypatch, tmp_path):
     fake = fresh_pod()
     fake.install(monkeypatch)
-    monkeypatch.setattr(pb.nl, "discover", lambda ipr, name: original(ipv4=[]))
+    monkeypatch.setattr(pb.nl, "discover", lambda ipr, name, link=None, ipv4=None: original(ipv4=[]))
     with pytest.raises(PodnetError, match="nothing to delegate"):
         pb.plan_present(None, str(tmp_path), "k", "/run/netns/pod1", [4, 7], BINDING, options(), None)
-    monkeypatch.setattr(pb.nl, "discover", lambda ipr, name: original(routes=[r for r in ROUTES_24
+    monkeypatch.setattr(pb.nl, "discover", lambda ipr, name, link=None, ipv4=None: original(routes=[r for r in ROUTES_24
                                                                               if not r["gateway"]]))
     with pytest.raises(PodnetError, match="no route through a gateway"):
         pb.plan_present(None, str(tmp_path), "k", "/run/netns/pod1", [4, 7], BINDING, options(), None)
