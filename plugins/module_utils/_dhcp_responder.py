@@ -41,6 +41,7 @@ SO_ATTACH_FILTER = 26
 SIOCGIFHWADDR = 0x8927
 CLONE_NEWNET = 0x40000000
 RESCAN_INTERVAL = 2.0
+STATE_DELAY = 0.5
 INFORM_ACK = 0x108  # internal marker: an ACK without lease times (RFC 2131 4.3.5)
 IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
 IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_NONBLOCK, IN_CLOEXEC = 0x100, 0x200, 0x400, 0o4000, 0o2000000
@@ -512,15 +513,16 @@ class Responder:
     # -- loop -----------------------------------------------------------------------------------
     def run(self) -> None:
         LOG.info("podnet-dhcpd %s started, run dir %s", os.getpid(), self.run_dir)
-        dirty_pods: list = []
+        dirty: dict[str, Pod] = {}
+        flush_at = None
         while self.running:
             now = time.monotonic()
             if self.rescan_wanted or now >= self.next_rescan:
                 self.rescan_wanted = False
                 self.rescan()
                 self.next_rescan = time.monotonic() + self.rescan_interval
-            timeout = max(0.0, self.next_rescan - time.monotonic())
-            events = self.selector.select(timeout)
+            deadline = self.next_rescan if flush_at is None else min(self.next_rescan, flush_at)
+            events = self.selector.select(max(0.0, deadline - time.monotonic()))
             for selkey, _mask in events:
                 data = selkey.data
                 if data == "wake":
@@ -535,11 +537,16 @@ class Responder:
                 else:
                     self.on_readable(data)
                     if data.dirty:
-                        dirty_pods.append(data)
-            # State files after the replies, so a disk write never delays an answer.
-            for pod in dirty_pods:
-                self.flush_state(pod)
-            dirty_pods.clear()
+                        dirty[data.key] = data
+            # Lease state is informational: written (fsync'd) at most once per STATE_DELAY,
+            # never between a request and its reply, so disk latency never delays an answer.
+            if dirty and flush_at is None:
+                flush_at = time.monotonic() + STATE_DELAY
+            if flush_at is not None and time.monotonic() >= flush_at:
+                for pod in dirty.values():
+                    self.flush_state(pod)
+                dirty.clear()
+                flush_at = None
         self.close()
 
     def close(self) -> None:
