@@ -133,3 +133,12 @@ def test_long_values_are_shortened_in_messages():
     with pytest.raises(AnsibleFilterError) as info:
         pair_by_name("x" * 10000, [])
     assert len(str(info.value)) < 200
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="BUG: _spec.describe() uses repr() of an int unbounded: an int of more than 4300 digits (e.g. "
+                          "'{{ 10 ** 5000 }}' in a template) raises ValueError instead of AnsibleFilterError")
+@pytest.mark.parametrize("value", [10 ** 5000, [{"name": 10 ** 5000}]], ids=["input", "name"])
+def test_huge_int_fails_clearly(value):
+    with pytest.raises(AnsibleFilterError, match="pair_by_name: interfaces"):
+        pair_by_name(value, [])

@@ -214,6 +214,32 @@ def test_long_pod_interface_keeps_msg_bounded():
     _plan_or_clear_failure({}, pod_interface="e" * 100000)
 
 
+HUGE_INT_BUG = ("BUG: describe() and _key_text() use repr() of an int unbounded: an int of more than 4300 digits raises "
+                "ValueError (Python's int-to-str limit) instead of PodnetError, a shorter one puts thousands of digits in msg")
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=HUGE_INT_BUG)
+@pytest.mark.parametrize("where", ["delegateIp", "pod_interface", "key"])
+def test_huge_int_fails_clearly(where):
+    huge = 10 ** 5000
+    vm = {"kind": "VM", "spec": {"devices": {"interfaces": [{"name": "red", "bridge": {}}]}, "networks": [{"name": "red", "pod": {}}]}}
+    kwargs = {}
+    if where == "delegateIp":
+        vm["spec"]["devices"]["interfaces"][0]["bridge"]["delegateIp"] = huge
+    elif where == "pod_interface":
+        kwargs["pod_interface"] = huge
+    else:
+        vm["spec"]["devices"]["interfaces"][0][huge] = 1
+    _plan_or_clear_failure(vm, **kwargs)
+
+
+@pytest.mark.xfail(strict=True, reason=HUGE_INT_BUG)
+def test_long_int_keeps_msg_bounded():
+    interfaces = [{"name": f"n{i}", "bridge": {"delegateIp": 10 ** 4000}} for i in range(20)]
+    networks = [{"name": f"n{i}", "pod": {}} for i in range(20)]
+    _plan_or_clear_failure({"kind": "VM", "spec": {"devices": {"interfaces": interfaces}, "networks": networks}})
+
+
 def test_error_text_pattern():
     """Every listed error reads '<path>: <problem>' optionally followed by ' (allowed: ...)'."""
     exc = _plan_or_clear_failure({"kind": "VM", "spec": {"devices": {"interfaces": [{"name": "red", "bridge": {"delegateIp": 1}}]},
