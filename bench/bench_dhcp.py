@@ -7,9 +7,9 @@ The scripted client is the VM side of the tap itself (/dev/net/tun, as qemu hold
 both servers are measured over exactly the same path:
 
 1. latency: one pod plumbed like vm_pod_bridge does it; DISCOVER->OFFER and REQUEST->ACK
-   round trips, first against podnet-dhcpd, then (lease withdrawn, filters removed) against
-   dnsmasq serving the same single lease on the same bridge (an address on the bridge plus
-   --shared-network, since the pod's address is not dnsmasq's own).
+   round trips, interleaved: podnet-dhcpd for the VM's MAC and dnsmasq, on the same bridge
+   at the same time, serving the same single lease (the pod's IP) to a second MAC (an
+   address on the bridge plus --shared-network, since the pod's IP is not dnsmasq's own).
 2. burst: N bare pods (namespace, bridge, tap) declared; one DISCOVER into every tap at
    once; time until every OFFER is back, and each pod's own round trip.
 3. memory: the responder's RSS with 0, 1 and N pods declared, beside one dnsmasq's.
@@ -77,30 +77,36 @@ def server_id_of(reply: bytes) -> str:
     return ".".join(str(b) for b in raw[54])
 
 
-def measure(fd, mac: str, ip: str, rounds: int, warmup: int = 50) -> dict:
+def measure(fd, clients: dict, ip: str, rounds: int, warmup: int = 50) -> dict:
+    """Interleaved rounds: per round each client (name -> MAC) does DISCOVER->OFFER, REQUEST->ACK.
+
+    Interleaving puts both servers under the same machine noise (2 shared CPUs here).
+    """
     sel = selectors.DefaultSelector()
     sel.register(fd, selectors.EVENT_READ)
-    offers, acks, lost = [], [], 0
+    out = {name: {"offers": [], "acks": [], "lost": 0, "server": None} for name in clients}
     xid = secrets.randbits(24) << 8
-    server = None
+    params = (55, [1, 3, 6, 15, 26, 121])
     for i in range(rounds + warmup):
-        xid = (xid + 1) & 0xFFFFFFFF
-        took, reply = round_trip(fd, sel, client_frame(mac, 1, xid, [(55, [1, 3, 6, 15, 26, 121])]), xid)
-        if took is None:
-            lost += 1
-            continue
-        server = server or server_id_of(reply)
-        if i >= warmup:
-            offers.append(took)
-        took, reply = round_trip(fd, sel, client_frame(mac, 3, xid, [(50, ip), (54, server),
-                                                                     (55, [1, 3, 6, 15, 26, 121])]), xid)
-        if took is None:
-            lost += 1
-            continue
-        if i >= warmup:
-            acks.append(took)
+        for name, mac in clients.items():
+            res = out[name]
+            xid = (xid + 1) & 0xFFFFFFFF
+            took, reply = round_trip(fd, sel, client_frame(mac, 1, xid, [params]), xid)
+            if took is None:
+                res["lost"] += 1
+                continue
+            res["server"] = res["server"] or server_id_of(reply)
+            if i >= warmup:
+                res["offers"].append(took)
+            took, reply = round_trip(fd, sel, client_frame(mac, 3, xid, [(50, ip), (54, res["server"]), params]), xid)
+            if took is None:
+                res["lost"] += 1
+                continue
+            if i >= warmup:
+                res["acks"].append(took)
     sel.close()
-    return {"discover_offer": summary(offers), "request_ack": summary(acks), "lost": lost, "server_id": server}
+    return {name: {"discover_offer": summary(res["offers"]), "request_ack": summary(res["acks"]),
+                   "lost": res["lost"], "server_id": res["server"]} for name, res in out.items()}
 
 
 def rss_kb(pid: int) -> int:
@@ -120,13 +126,13 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
-def start_dnsmasq(pod, workdir: Path, dnsmasq_addr: str) -> subprocess.Popen:
+def start_dnsmasq(pod, workdir: Path, dnsmasq_addr: str, mac: str) -> subprocess.Popen:
     # dnsmasq needs an address of its own on the interface it serves; the pod's address lives
     # in another subnet, which --shared-network makes usable from that interface.
     sh("ip", "-n", pod.netns, "addr", "add", f"{dnsmasq_addr}/32", "dev", "k6t-eth0")
     argv = ["ip", "netns", "exec", pod.netns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
             "--interface=k6t-eth0", "--bind-interfaces", f"--shared-network=k6t-eth0,{pod.ip}",
-            f"--dhcp-range={pod.ip},static,255.255.255.0,1h", f"--dhcp-host={pod.mac},{pod.ip}",
+            f"--dhcp-range={pod.ip},static,255.255.255.0,1h", f"--dhcp-host={mac},{pod.ip}",
             f"--dhcp-option=option:router,{pod.gateway}", "--dhcp-option=option:dns-server,10.96.0.10",
             f"--dhcp-leasefile={workdir / 'dnsmasq.leases'}", f"--pid-file={workdir / 'dnsmasq.pid'}",
             f"--log-facility={workdir / 'dnsmasq.log'}", "--log-dhcp"]
@@ -225,13 +231,15 @@ def main() -> int:
             results["rss_kb_1_pod"] = rss_kb(responder.proc.pid)
             fd = open_tap(pod.netns)
             try:
-                results["podnet_dhcpd"] = measure(fd, pod.mac, pod.ip, args.rounds)
-                # The same lease from dnsmasq, on the same bridge, same client, same run.
-                _lease.remove_declaration(run_dir, decl["key"])
-                responder.wait_log(f"pod={decl['key']} mac={pod.mac} ip={pod.ip} forgotten", 10)
-                set_filters(pod.netns, False)  # our tap filter would hide the VM's DHCP from dnsmasq
-                dnsmasq = start_dnsmasq(pod, tmp, "192.0.2.1")
-                results["dnsmasq"] = measure(fd, pod.mac, pod.ip, args.rounds)
+                # dnsmasq serves the same single lease (the pod's IP) on the same bridge, to a
+                # second MAC, at the same time as podnet-dhcpd serves the VM's MAC: each ignores
+                # the other's client. Our tap filter would hide the VM's DHCP from dnsmasq
+                # (that is its job), so it is off for this part.
+                set_filters(pod.netns, False)
+                other_mac = "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
+                dnsmasq = start_dnsmasq(pod, tmp, "192.0.2.1", other_mac)
+                both = measure(fd, {"podnet_dhcpd": pod.mac, "dnsmasq": other_mac}, pod.ip, args.rounds)
+                results.update(both)
                 results["dnsmasq_rss_kb"] = rss_kb(int((tmp / "dnsmasq.pid").read_text()))
                 results["dnsmasq_pss_kb"] = pss_kb(int((tmp / "dnsmasq.pid").read_text()))
             finally:
@@ -284,11 +292,14 @@ Measured by `bench/bench_dhcp.py` (run as root; it builds and removes its own na
     {command}
 
 Machine: {r['cpus']} CPUs, kernel {r['kernel']}, Python {r['python']}. The scripted client is
-the VM side of the pod's tap (/dev/net/tun, as qemu holds it); both servers are measured
-over the same tap, bridge and client, in the same run, {r['rounds']} rounds after 50 warm-up.
-dnsmasq 2.90 serves the same single lease on the same bridge (`--dhcp-range=<ip>,static`,
-`--dhcp-host=<mac>,<ip>`, an address of its own on the bridge plus `--shared-network`), and
-logs to a file like podnet-dhcpd does (`--log-dhcp`).
+the VM side of the pod's tap (/dev/net/tun, as qemu holds it). Both servers run at the same
+time on the same pod bridge and are measured over the same tap and client, rounds
+interleaved ({r['rounds']} each after 50 warm-up) so both see the same machine noise:
+podnet-dhcpd answers the VM's MAC, dnsmasq 2.90 answers a second MAC with the same single
+lease, the pod's IP (`--dhcp-range=<ip>,static`, `--dhcp-host=<mac>,<ip>`, an address of
+its own on the bridge plus `--shared-network`); each ignores the other's client. dnsmasq
+logs to a file like podnet-dhcpd does (`--log-dhcp`). Our tap filter is off for this part,
+since its job is to hide the VM's DHCP from everything but podnet-dhcpd.
 
 ## Latency (one pod)
 

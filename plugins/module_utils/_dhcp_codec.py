@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import struct
+from socket import inet_aton, inet_ntoa
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
@@ -305,7 +306,7 @@ def mac_bytes(mac: str) -> bytes:
 def build_frame(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, payload: bytes,
                 sport: int = SERVER_PORT, dport: int = CLIENT_PORT, ip_id: int = 0) -> bytes:
     """Ethernet + IPv4 + UDP around ``payload``, both checksums computed here."""
-    src, dst = ipaddress.IPv4Address(src_ip).packed, ipaddress.IPv4Address(dst_ip).packed
+    src, dst = inet_aton(src_ip), inet_aton(dst_ip)  # hot path: ipaddress is ~10x slower
     udp_len = 8 + len(payload)
     pseudo = src + dst + struct.pack("!BBH", 0, IPPROTO_UDP, udp_len)
     udp_header = struct.pack("!HHHH", sport, dport, udp_len, 0)
@@ -339,8 +340,8 @@ def parse_frame(frame: bytes, dport: int = SERVER_PORT):
     if uport != dport or ulen < 8 or udp + ulen > 14 + total:
         return None
     src_mac = frame[6:12].hex(":")
-    src_ip = str(ipaddress.IPv4Address(frame[26:30]))
-    dst_ip = str(ipaddress.IPv4Address(frame[30:34]))
+    src_ip = inet_ntoa(frame[26:30])
+    dst_ip = inet_ntoa(frame[30:34])
     return src_mac, src_ip, dst_ip, frame[udp + 8:udp + ulen]
 
 
@@ -403,8 +404,8 @@ def parse_request(payload: bytes) -> dict:
         "op": op,
         "xid": struct.unpack("!I", payload[4:8])[0],
         "flags": struct.unpack("!H", payload[10:12])[0],
-        "ciaddr": str(ipaddress.IPv4Address(payload[12:16])),
-        "giaddr": str(ipaddress.IPv4Address(payload[24:28])),
+        "ciaddr": inet_ntoa(payload[12:16]),
+        "giaddr": inet_ntoa(payload[24:28]),
         "chaddr": payload[28:34].hex(":"),
         "message_type": mtype[0],
         "requested_ip": None,
@@ -416,11 +417,11 @@ def parse_request(payload: bytes) -> dict:
         if value is not None:
             if len(value) != 4:
                 raise ValueError(f"option {code} is not an IPv4 address")
-            result[name] = str(ipaddress.IPv4Address(value))
+            result[name] = inet_ntoa(value)
     return result
 
 
 def patch_reply(template: bytes, xid: int, flags: int, ciaddr: str) -> bytes:
     """Fill the per-request fields into a cached reply built by ``encode_message``."""
     return (template[:4] + struct.pack("!IHH", xid, 0, flags & BROADCAST_FLAG)
-            + ipaddress.IPv4Address(ciaddr).packed + template[16:])
+            + inet_aton(ciaddr) + template[16:])

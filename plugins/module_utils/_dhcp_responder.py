@@ -223,6 +223,8 @@ class Responder:
         self.rescan_wanted = True
         self.next_rescan = 0.0
         self.stats = {"received": 0, "dropped": 0, "replied": 0}
+        self.event_stream = None  # set by main(): where lease event lines go, bypassing logging
+        self.pid = os.getpid()
         self._own_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -471,8 +473,20 @@ class Responder:
         if detail:
             name += f"({detail})"
         sent = {None: "-", INFORM_ACK: "ACK(inform)"}.get(reply) or codec.MESSAGE_NAMES[reply]
-        LOG.info("pod=%s mac=%s ip=%s msg=%s reply=%s xid=0x%08x", pod.key, pod.decl["vm_mac"], pod.decl["ip"],
-                 name, sent, request["xid"])
+        line = f"pod={pod.key} mac={pod.decl['vm_mac']} ip={pod.decl['ip']} msg={name} reply={sent} xid=0x{request['xid']:08x}"
+        stream = self.event_stream
+        if stream is None:
+            LOG.info("%s", line)
+            return
+        # The per-packet line skips the logging machinery (half the cost of an answer) but
+        # keeps the same format as every other line of the log.
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        try:
+            stream.write(f"{stamp},{int(now * 1000) % 1000:03d} podnet-dhcpd[{self.pid}] INFO {line}\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
     def update_state(self, pod: Pod, mtype: int, reply) -> None:
         now = time.time()
@@ -600,6 +614,7 @@ def main(argv=None) -> int:
         if args.pidfile:
             pidfile = _Pidfile(args.pidfile)
         responder = Responder(os.path.abspath(args.run_dir), args.rescan_interval)
+        responder.event_stream = handler.stream
         responder.install_signal_handlers()
         responder.run()
     except PodnetError as exc:
