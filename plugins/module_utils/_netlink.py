@@ -12,8 +12,11 @@ type-checked; deletes tolerate objects that are already gone.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
+import struct
+import sys
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
@@ -21,7 +24,9 @@ try:
     from pyroute2.netlink.exceptions import NetlinkError
 except ImportError:  # guarded by _netns.HAS_PYROUTE2 in the callers
     class NetlinkError(Exception):
-        code = 0
+        def __init__(self, code, msg=None):
+            super().__init__(code, msg)
+            self.code = code
 
 IFF_UP = 0x1
 RT_TABLE_LOCAL = 255
@@ -40,42 +45,77 @@ def nl_error(action, exc):
     return PodnetError(f"{action} failed: {exc}", errno=getattr(exc, "code", None))
 
 
-# -- reading --------------------------------------------------------------------
+# -- reading: raw rtnetlink, parsed for the few attributes used here -----------------------
+#
+# pyroute2 decodes every attribute of every reply (~1 ms for one veth link here, mostly
+# Python); these readers unpack only what the plumbing needs, in microseconds.
 
-def link_view(msg):
-    """The facts of one link that matter here, as plain data."""
+NLM_F_DUMP = 0x300
+NLMSG_DONE = 3
+RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE = 18, 22, 26
+IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 4, 5
+IFLA_TUN_OWNER, IFLA_TUN_GROUP, IFLA_TUN_TYPE, IFLA_TUN_PERSIST, IFLA_TUN_MULTI_QUEUE = 1, 2, 3, 6, 7
+IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 3, 4, 8
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
+NO_ID = 0xFFFFFFFF
+
+
+def _parse_attrs(data, offset, end):
+    out = {}
+    while offset + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        out[kind & 0x3FFF] = data[offset + 4:offset + length]  # drop NLA_F_NESTED / byte-order bits
+        offset += length + (-length % 4)
+    return out
+
+
+def _nested(blob):
+    return _parse_attrs(blob, 0, len(blob)) if blob else {}
+
+
+def _str(blob):
+    return blob.split(b"\0", 1)[0].decode() if blob is not None else None
+
+
+def _int(blob):
+    if blob is None:
+        return None
+    return int.from_bytes(blob[:4], sys.byteorder) if len(blob) >= 4 else blob[0]
+
+
+def link_view_raw(body):
+    """Parse one RTM_NEWLINK payload (after the netlink header) into the facts used here."""
+    _, _, index, flags, _ = struct.unpack_from("=BxHiII", body, 0)
+    attrs = _parse_attrs(body, 16, len(body))
+    mac = attrs.get(IFLA_ADDRESS)
+    info = _nested(attrs.get(IFLA_LINKINFO))
+    kind = _str(info.get(IFLA_INFO_KIND))
+    data = _nested(info.get(IFLA_INFO_DATA))
     view = {
-        "name": msg.get("ifname"),
-        "index": msg["index"],
-        "kind": msg.get(("linkinfo", "kind")),
-        "mac": msg.get("address"),
-        "mtu": msg.get("mtu"),
-        "up": bool(msg["flags"] & IFF_UP),
-        "master": msg.get("master"),
-        "group": msg.get("group") or 0,
+        "name": _str(attrs.get(IFLA_IFNAME)),
+        "index": index,
+        "kind": kind,
+        "mac": ":".join(f"{b:02x}" for b in mac) if mac else None,
+        "mtu": _int(attrs.get(IFLA_MTU)),
+        "up": bool(flags & IFF_UP),
+        "master": _int(attrs.get(IFLA_MASTER)),
+        "group": _int(attrs.get(IFLA_GROUP)) or 0,
     }
-    if view["kind"] == "bridge":
-        view["stp_state"] = msg.get(("linkinfo", "data", "IFLA_BR_STP_STATE"))
-        view["forward_delay"] = msg.get(("linkinfo", "data", "IFLA_BR_FORWARD_DELAY"))
-    elif view["kind"] == "tun":  # pyroute2 reports a tap's kind as "tun"; IFLA_TUN_TYPE tells tap apart
-        view["tun_type"] = msg.get(("linkinfo", "data", "IFLA_TUN_TYPE"))
-        owner = msg.get(("linkinfo", "data", "IFLA_TUN_OWNER"))
-        group = msg.get(("linkinfo", "data", "IFLA_TUN_GROUP"))
-        view["uid"] = None if owner in (None, 0xFFFFFFFF) else owner
-        view["gid"] = None if group in (None, 0xFFFFFFFF) else group
-        view["multiqueue"] = bool(msg.get(("linkinfo", "data", "IFLA_TUN_MULTI_QUEUE")))
-        view["persist"] = bool(msg.get(("linkinfo", "data", "IFLA_TUN_PERSIST")))
-    if msg.get(("linkinfo", "slave_kind")) == "bridge":
-        view["learning"] = bool(msg.get(("linkinfo", "slave_data", "IFLA_BRPORT_LEARNING")))
+    if kind == "bridge":
+        view["stp_state"] = _int(data.get(IFLA_BR_STP_STATE))
+        view["forward_delay"] = _int(data.get(IFLA_BR_FORWARD_DELAY))
+    elif kind == "tun":  # a tap reports kind "tun"; IFLA_TUN_TYPE tells tap (2) from tun (1)
+        view["tun_type"] = _int(data.get(IFLA_TUN_TYPE))
+        owner, group = _int(data.get(IFLA_TUN_OWNER)), _int(data.get(IFLA_TUN_GROUP))
+        view["uid"] = None if owner in (None, NO_ID) else owner
+        view["gid"] = None if group in (None, NO_ID) else group
+        view["multiqueue"] = bool(_int(data.get(IFLA_TUN_MULTI_QUEUE)))
+        view["persist"] = bool(_int(data.get(IFLA_TUN_PERSIST)))
+    if _str(info.get(IFLA_INFO_SLAVE_KIND)) == "bridge":
+        view["learning"] = bool(_int(_nested(info.get(IFLA_INFO_SLAVE_DATA)).get(IFLA_BRPORT_LEARNING)))
     return view
-
-
-def links(ipr):
-    """All links of the namespace by name. Costly to decode (~3 ms): prefer ``links_named``."""
-    try:
-        return {v["name"]: v for v in (link_view(m) for m in ipr.get_links())}
-    except NetlinkError as exc:
-        raise nl_error("listing links", exc) from None
 
 
 def links_named(ipr, names):
@@ -98,73 +138,83 @@ def ifname(index):
 
 def get_link(ipr, name):
     try:
-        msgs = ipr.link("get", ifname=name)
+        index = socket.if_nametoindex(name)  # an ioctl: a missing link costs no netlink round trip
+    except OSError:
+        return None
+    try:
+        replies = _raw(ipr).query(RTM_GETLINK, _ifinfo(index))
     except NetlinkError as exc:
         if exc.code == errno.ENODEV:
             return None
         raise nl_error(f"reading link {name}", exc) from None
-    return link_view(msgs[0])
+    return link_view_raw(replies[0]) if replies else None
 
 
-def _addr_entry(msg, family):
-    local = msg.get("local") or msg.get("address")
+def _addr_entry(body, family):
+    _, prefixlen, hflags, scope, index = struct.unpack_from("=BBBBI", body, 0)
+    attrs = _parse_attrs(body, 8, len(body))
+    ntop = (lambda b: socket.inet_ntop(family, b) if b else None)
+    local = ntop(attrs.get(IFA_LOCAL)) or ntop(attrs.get(IFA_ADDRESS))
     entry = {
         "address": local,
-        "prefixlen": msg["prefixlen"],
-        "scope": msg["scope"],
-        "flags": msg.get("flags") or msg["flags"],
+        "prefixlen": prefixlen,
+        "scope": scope,
+        "flags": _int(attrs.get(IFA_FLAGS)) or hflags,
     }
     if family == socket.AF_INET:
-        peer = msg.get("address")
+        peer = ntop(attrs.get(IFA_ADDRESS))
         entry["peer"] = peer if peer and peer != local else None
-        entry["broadcast"] = msg.get("broadcast")
-        entry["label"] = msg.get("label")
-    return entry
-
-
-def addresses(ipr, index, family=socket.AF_INET):
-    try:
-        msgs = ipr.get_addr(family=family, index=index)
-    except NetlinkError as exc:
-        raise nl_error("listing addresses", exc) from None
-    return [_addr_entry(msg, family) for msg in msgs]
+        entry["broadcast"] = ntop(attrs.get(IFA_BROADCAST))
+        entry["label"] = _str(attrs.get(IFA_LABEL))
+    return index, entry
 
 
 def addresses_by_index(ipr, family=socket.AF_INET):
     """Every address of the namespace, grouped by link index: one dump instead of one per link."""
     out = {}
     try:
-        msgs = ipr.get_addr(family=family)
+        replies = _raw(ipr).query(RTM_GETADDR, struct.pack("=BBBBI", family, 0, 0, 0, 0), dump=True)
     except NetlinkError as exc:
         raise nl_error("listing addresses", exc) from None
-    for msg in msgs:
-        out.setdefault(msg["index"], []).append(_addr_entry(msg, family))
+    for body in replies:
+        if body[0] != family:
+            continue
+        index, entry = _addr_entry(body, family)
+        out.setdefault(index, []).append(entry)
     return out
+
+
+def addresses(ipr, index, family=socket.AF_INET):
+    return addresses_by_index(ipr, family).get(index, [])
 
 
 def routes(ipr, index):
     """IPv4 routes through the link, every table but ``local`` (the kernel rebuilds that one)."""
     out = []
     try:
-        msgs = ipr.get_routes(family=socket.AF_INET, oif=index)
+        replies = _raw(ipr).query(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0),
+                                  dump=True)
     except NetlinkError as exc:
         raise nl_error("listing routes", exc) from None
-    for msg in msgs:
-        table = msg.get("table") or msg["table"]
-        if table == RT_TABLE_LOCAL or msg.get("oif") != index:
+    ntop = (lambda b: socket.inet_ntop(socket.AF_INET, b) if b else None)
+    for body in replies:
+        family, dst_len, _, tos, table, proto, scope, rtype, flags = struct.unpack_from("=BBBBBBBBI", body, 0)
+        attrs = _parse_attrs(body, 12, len(body))
+        table = _int(attrs.get(RTA_TABLE)) or table
+        if family != socket.AF_INET or table == RT_TABLE_LOCAL or _int(attrs.get(RTA_OIF)) != index:
             continue
         out.append({
-            "dst": msg.get("dst"),
-            "dst_len": msg["dst_len"],
-            "gateway": msg.get("gateway"),
-            "scope": msg["scope"],
-            "proto": msg["proto"],
-            "type": msg["type"],
+            "dst": ntop(attrs.get(RTA_DST)),
+            "dst_len": dst_len,
+            "gateway": ntop(attrs.get(RTA_GATEWAY)),
+            "scope": scope,
+            "proto": proto,
+            "type": rtype,
             "table": table,
-            "priority": msg.get("priority"),
-            "prefsrc": msg.get("prefsrc"),
-            "tos": msg["tos"],
-            "onlink": bool(msg["flags"] & RTNH_F_ONLINK),
+            "priority": _int(attrs.get(RTA_PRIORITY)),
+            "prefsrc": ntop(attrs.get(RTA_PREFSRC)),
+            "tos": tos,
+            "onlink": bool(flags & RTNH_F_ONLINK),
         })
     return out
 
@@ -190,7 +240,113 @@ def discover(ipr, name, link=None, ipv4=None):
     }
 
 
-# -- ensure steps ---------------------------------------------------------------
+# -- ensure steps, as raw rtnetlink writes ---------------------------------------------------
+#
+# -- writes: raw rtnetlink -------------------------------------------------------------
+#
+# pyroute2 costs ~0.5 ms of Python per request here (asyncio loop, message objects); the
+# kernel answers a simple RTM_NEWLINK in microseconds. Writes are small fixed messages, so
+# they are packed by hand and sent on a plain NETLINK_ROUTE socket opened, like the
+# IPRoute, inside the pod's namespace. Reads (variable, nested replies) stay with pyroute2.
+
+NETLINK_ROUTE = 0
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLMSG_ERROR = 2
+RTM_NEWLINK, RTM_DELLINK, RTM_SETLINK, RTM_DELADDR = 16, 17, 19, 21
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO, IFLA_LINKINFO, IFLA_GROUP = 1, 3, 4, 10, 12, 18, 27
+IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5
+IFLA_BRPORT_LEARNING = 8
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+NLA_F_NESTED = 0x8000
+AF_BRIDGE = 7
+# tun ioctls (x86, arm and most others; pyroute2 keeps the same table)
+TUNSETIFF, TUNSETPERSIST, TUNSETOWNER, TUNSETGROUP = 0x400454CA, 0x400454CB, 0x400454CC, 0x400454CE
+IFF_TAP, IFF_NO_PI, IFF_VNET_HDR, IFF_MULTI_QUEUE = 0x0002, 0x1000, 0x4000, 0x0100
+
+
+def _nla(kind, payload):
+    size = 4 + len(payload)
+    return struct.pack("=HH", size, kind) + payload + b"\0" * (-size % 4)
+
+
+def _u32(kind, value):
+    return _nla(kind, struct.pack("=I", value))
+
+
+class RawRtnl:
+    """A bare rtnetlink socket for acknowledged write requests (see the note above)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.seq = 0
+
+    def close(self):
+        self.sock.close()
+
+    def query(self, msg_type, body, dump=False):
+        """Send a GET request; return the payloads (after the netlink header) of the replies."""
+        self.seq += 1
+        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
+        self.sock.send(struct.pack("=LHHLL", 16 + len(body), msg_type, flags, self.seq, 0) + body)
+        out = []
+        while True:
+            data = self.sock.recv(1 << 17)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _, seq, _ = struct.unpack_from("=LHHLL", data, offset)
+                if length < 16:
+                    return out
+                if seq == self.seq:
+                    if kind == NLMSG_DONE:
+                        return out
+                    if kind == NLMSG_ERROR:
+                        code = -struct.unpack_from("=i", data, offset + 16)[0]
+                        if code:
+                            raise NetlinkError(code, os.strerror(code))
+                        return out
+                    out.append(data[offset + 16:offset + length])
+                    if not dump:
+                        return out
+                offset += length + (-length % 4)
+
+    def request(self, msg_type, body, flags=0):
+        self.seq += 1
+        header = struct.pack("=LHHLL", 16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_ACK | flags, self.seq, 0)
+        self.sock.send(header + body)
+        while True:
+            data = self.sock.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _, seq, _ = struct.unpack_from("=LHHLL", data, offset)
+                if kind == NLMSG_ERROR and seq == self.seq:
+                    code = -struct.unpack_from("=i", data, offset + 16)[0]
+                    if code:
+                        raise NetlinkError(code, os.strerror(code))
+                    return
+                offset += max(length + (-length % 4), 16)
+
+
+def _raw(ipr):
+    # One raw socket per IPRoute, made on first use: we are inside the namespace then.
+    raw = getattr(ipr, "_podnet_raw", None)
+    if raw is None:
+        raw = RawRtnl()
+        ipr._podnet_raw = raw
+    return raw
+
+
+def _ifinfo(index=0, family=socket.AF_UNSPEC, up=None):
+    flags = change = 0
+    if up is not None:
+        flags, change = (IFF_UP if up else 0), IFF_UP
+    return struct.pack("=BxHiII", family, 0, index, flags, change)
+
+
+def _mac_bytes(mac):
+    return bytes(int(part, 16) for part in mac.split(":"))
+
 
 def _index(ipr, name):
     """ifindex by name: an ioctl on a socket of this thread, which is inside the pod's namespace."""
@@ -200,11 +356,29 @@ def _index(ipr, name):
         raise PodnetError(f"link {name} disappeared while being configured") from None
 
 
+def _newlink(ipr, index, mac=None, mtu=None, master=None, group=None, state=None):
+    attrs = b""
+    if mac is not None:
+        attrs += _nla(IFLA_ADDRESS, _mac_bytes(mac))
+    if mtu is not None:
+        attrs += _u32(IFLA_MTU, mtu)
+    if master is not None:
+        attrs += _u32(IFLA_MASTER, master)
+    if group is not None:
+        attrs += _u32(IFLA_GROUP, group)
+    up = None if state is None else state == "up"
+    _raw(ipr).request(RTM_NEWLINK, _ifinfo(index, up=up) + attrs)
+
+
 def set_link(ipr, name, what, master_name=None, **kwarg):
+    """Set ``mtu``, ``master`` (or ``master_name``), ``group``, ``state`` in one message.
+
+    The kernel applies MTU, group and master before the up/down flag change.
+    """
     if master_name is not None:
         kwarg["master"] = _index(ipr, master_name)
     try:
-        ipr.link("set", index=_index(ipr, name), **kwarg)
+        _newlink(ipr, _index(ipr, name), **kwarg)
     except NetlinkError as exc:
         raise nl_error(f"{what} on {name}", exc) from None
 
@@ -215,8 +389,12 @@ def create_bridge(ipr, name, mtu, group=0):
     The MTU given at creation holds until ports join; ports all carry the pod MTU, so the
     bridge (which follows its smallest port) keeps it.
     """
+    data = _u32(IFLA_BR_FORWARD_DELAY, 0) + _u32(IFLA_BR_STP_STATE, 0)
+    info = _nla(IFLA_INFO_KIND, b"bridge\0") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    body = (_ifinfo() + _nla(IFLA_IFNAME, name.encode() + b"\0") + _u32(IFLA_MTU, mtu) + _u32(IFLA_GROUP, group)
+            + _nla(IFLA_LINKINFO | NLA_F_NESTED, info))
     try:
-        ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0, mtu=mtu, group=group)
+        _raw(ipr).request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL)
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise nl_error(f"creating bridge {name}", exc) from None
@@ -225,6 +403,7 @@ def create_bridge(ipr, name, mtu, group=0):
         if link is None or link["kind"] != "bridge":
             raise PodnetError(f"{name} exists but is not a bridge (kind {link and link['kind']}); "
                               "remove it or pick another name") from None
+        set_bridge_options(ipr, name)
         if link["mtu"] != mtu:
             set_link(ipr, name, "setting the MTU", mtu=mtu)
     disable_ipv6_autoconf(name)
@@ -262,15 +441,19 @@ def ipv6_autoconf_off(name):
 
 
 def set_bridge_options(ipr, name):
+    data = _u32(IFLA_BR_FORWARD_DELAY, 0) + _u32(IFLA_BR_STP_STATE, 0)
+    info = _nla(IFLA_INFO_KIND, b"bridge\0") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
     try:
-        ipr.link("set", index=_index(ipr, name), kind="bridge", br_stp_state=0, br_forward_delay=0)
+        _raw(ipr).request(RTM_NEWLINK, _ifinfo(_index(ipr, name)) + _nla(IFLA_LINKINFO | NLA_F_NESTED, info))
     except NetlinkError as exc:
         raise nl_error(f"setting STP off and forward delay 0 on {name}", exc) from None
 
 
 def set_learning(ipr, name, learning):
+    """Learning on the link's bridge port (what `bridge link set ... learning off` sends)."""
+    protinfo = _nla(IFLA_PROTINFO | NLA_F_NESTED, _nla(IFLA_BRPORT_LEARNING, struct.pack("=B", int(learning))))
     try:
-        ipr.brport("set", index=_index(ipr, name), learning=int(learning))
+        _raw(ipr).request(RTM_SETLINK, _ifinfo(_index(ipr, name), family=AF_BRIDGE) + protinfo)
     except NetlinkError as exc:
         raise nl_error(f"setting learning {'on' if learning else 'off'} on {name}", exc) from None
 
@@ -278,65 +461,66 @@ def set_learning(ipr, name, learning):
 def set_mac(ipr, name, mac):
     index = _index(ipr, name)
     try:
-        ipr.link("set", index=index, address=mac)
+        _newlink(ipr, index, mac=mac)
     except NetlinkError as exc:
         if exc.code != errno.EBUSY:
             raise nl_error(f"setting MAC {mac} on {name}", exc) from None
         # Some drivers refuse a live address change: down, change, up again.
         try:
-            ipr.link("set", index=index, state="down")
-            ipr.link("set", index=index, address=mac)
+            _newlink(ipr, index, state="down")
+            _newlink(ipr, index, mac=mac)
         except NetlinkError as exc2:
             raise nl_error(f"setting MAC {mac} on {name}", exc2) from None
         finally:
-            ipr.link("set", index=index, state="up")
+            _newlink(ipr, index, state="up")
 
 
 def set_port(ipr, name, mac=None, master_name=None, state=None):
     """MAC, master and state in one message (the kernel applies them in that order)."""
-    kwarg = {}
-    if mac is not None:
-        kwarg["address"] = mac
-    if master_name is not None:
-        kwarg["master"] = _index(ipr, master_name)
-    if state is not None:
-        kwarg["state"] = state
+    master = _index(ipr, master_name) if master_name is not None else None
     try:
-        ipr.link("set", index=_index(ipr, name), **kwarg)
+        _newlink(ipr, _index(ipr, name), mac=mac, master=master, state=state)
     except NetlinkError as exc:
         if exc.code != errno.EBUSY or mac is None:
             raise nl_error(f"configuring {name}", exc) from None
         # A driver that refuses a live MAC change: the slow path takes the link down for it.
         set_mac(ipr, name, mac)
-        kwarg.pop("address")
-        if kwarg:
-            set_link(ipr, name, "configuring", **kwarg)
+        if master is not None or state is not None:
+            set_link(ipr, name, "configuring", master=master, state=state)
 
 
 def create_tap(ipr, name, uid=None, gid=None, multiqueue=False):
-    """Create (or re-own) a persistent tap. On an existing tap this reopens it and sets the owner."""
-    kwarg = {}
-    if uid is not None:
-        kwarg["uid"] = uid
-    if gid is not None:
-        kwarg["gid"] = gid
-    flags = {"no_pi": True, "one_queue": False, "vnet_hdr": True, "multi_queue": bool(multiqueue)}
+    """Create (or re-own) a persistent tap with the tun ioctls; on an existing tap this reopens
+    it and sets the owner. The tun device is created in the caller's (the pod's) namespace."""
+    flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (IFF_MULTI_QUEUE if multiqueue else 0)
+    ifr = struct.pack("16sH22x", name.encode(), flags)
     try:
-        ipr.link("add", ifname=name, kind="tuntap", mode="tap", ifr=flags, **kwarg)
-    except NetlinkError as exc:
-        if exc.code == errno.EBUSY:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PodnetError(f"creating tap {name} failed: /dev/net/tun: {exc.strerror}") from None
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, ifr)
+        if uid is not None:
+            fcntl.ioctl(fd, TUNSETOWNER, uid)
+        if gid is not None:
+            fcntl.ioctl(fd, TUNSETGROUP, gid)
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
             raise PodnetError(f"tap {name} is in use (a VM holds it open) and its owner cannot be changed now") from None
-        raise nl_error(f"creating tap {name}", exc) from None
-    # The caller type-checked an existing link of this name; TUNSETIFF refuses a non-tap anyway.
+        raise PodnetError(f"creating tap {name} failed: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def delete_link(ipr, name):
     """Delete a link; True if it was there. A missing link is fine."""
-    link = get_link(ipr, name)
-    if link is None:
+    try:
+        index = socket.if_nametoindex(name)
+    except OSError:
         return False
     try:
-        ipr.link("del", index=link["index"])
+        _raw(ipr).request(RTM_DELLINK, _ifinfo(index))
     except NetlinkError as exc:
         if exc.code == errno.ENODEV:
             return False
@@ -348,7 +532,7 @@ def delete_group(ipr, group):
     """Delete every link of ``group`` in one request: the kernel then waits for one RCU grace
     period for all of them instead of one per link (~15 ms each here)."""
     try:
-        ipr.link("del", group=group)
+        _raw(ipr).request(RTM_DELLINK, _ifinfo() + _u32(IFLA_GROUP, group))
     except NetlinkError as exc:
         if exc.code != errno.ENODEV:
             raise nl_error(f"deleting link group {group}", exc) from None
@@ -375,12 +559,12 @@ def add_address(ipr, name, addr):
 
 
 def del_address(ipr, name, addr):
-    kwarg = {"index": _index(ipr, name), "address": addr["address"], "prefixlen": addr["prefixlen"]}
-    if addr.get("peer"):
-        kwarg["local"] = addr["address"]
-        kwarg["address"] = addr["peer"]
+    local = socket.inet_aton(addr["address"])
+    peer = socket.inet_aton(addr["peer"]) if addr.get("peer") else local
+    body = (struct.pack("=BBBBI", socket.AF_INET, addr["prefixlen"], 0, 0, _index(ipr, name))
+            + _nla(IFA_LOCAL, local) + _nla(IFA_ADDRESS, peer))
     try:
-        ipr.addr("del", **kwarg)
+        _raw(ipr).request(RTM_DELADDR, body)
     except NetlinkError as exc:
         if exc.code not in (errno.EADDRNOTAVAIL, errno.ENODEV):
             raise nl_error(f"removing {addr['address']}/{addr['prefixlen']} from {name}", exc) from None

@@ -63,12 +63,39 @@ def _setns(fd):
         raise OSError(err, os.strerror(err))
 
 
+class LazyIPRoute:
+    """An ``IPRoute`` made on first use only, while the thread is still inside the namespace.
+
+    Plumbing reads and writes with small raw netlink requests (see ``_netlink``); pyroute2,
+    whose socket setup alone costs ~0.7 ms, serves the rarer restores of addresses and routes.
+    """
+
+    def __init__(self):
+        self._podnet_raw = None
+        self._ipr = None
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._ipr is None:
+            self._ipr = IPRoute()
+        return getattr(self._ipr, name)
+
+    def close(self):
+        if self._podnet_raw is not None:
+            self._podnet_raw.close()
+            self._podnet_raw = None
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+
 @contextlib.contextmanager
 def entered(netns):
-    """Enter ``netns`` in this thread, yield ``(IPRoute, path, inode)``, then return home.
+    """Enter ``netns`` in this thread, yield ``(LazyIPRoute, path, inode)``, then return home.
 
-    setns once and one in-process socket: ``IPRoute(netns=...)`` forks a helper (~15 ms).
-    Sockets keep the namespace they were created in, so the socket is opened inside.
+    setns once and in-process sockets: ``IPRoute(netns=...)`` forks a helper (~15 ms).
+    Sockets keep the namespace they were created in, so they are opened inside.
     """
     if not HAS_PYROUTE2:
         raise PodnetError("pyroute2 is required", error=str(PYROUTE2_IMPORT_ERROR))
@@ -91,11 +118,11 @@ def entered(netns):
             raise PodnetError(f"{path} is not a network namespace or cannot be entered: {exc.strerror}",
                               netns=netns) from None
         try:
-            ipr = IPRoute()
+            ipr = LazyIPRoute()
             yield ipr, path, inode
         finally:
             if ipr is not None:
-                ipr.close()
+                ipr.close()  # sockets stay in the namespace they were made in: close them here
             _setns(home)
     finally:
         os.close(target)
