@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # used with fullmatch: "$" would accept a trailing newline
 DNS_LABEL_MAX = 63
 IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
 # Characters the kernel refuses in interface names, plus the ones that make names unsafe as file names.
@@ -59,10 +59,9 @@ def describe(value):
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {shown!r}"
+        return f"string {_shorten(value)!r}"
     if isinstance(value, (int, float)):
-        return f"number {value!r}"
+        return f"number {_number_text(value)}"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, (list, tuple)):
@@ -70,8 +69,29 @@ def describe(value):
     return f"a value of type {type(value).__name__}"
 
 
+def _shorten(text, limit=40):
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _number_text(value):
+    # Python refuses to print ints of more than 4300 digits; nobody wants to read them anyway.
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"({value.bit_length()}-bit integer)"
+    return _shorten(repr(value))
+
+
 def _key_text(key):
-    return key if isinstance(key, str) else repr(key)
+    """A mapping key as it appears in a path, bounded so messages stay short."""
+    if isinstance(key, str):
+        return _shorten(key)
+    return _number_text(key) if isinstance(key, (int, float)) else _shorten(repr(key))
+
+
+def _listing(names, limit=5):
+    """At most ``limit`` quoted names, then how many more."""
+    names = list(names)
+    shown = ", ".join(repr(_shorten(n)) for n in names[:limit]) or "none"
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _names(keys):
@@ -182,8 +202,8 @@ def _validate_name(item, path, errors):
     if len(name) > DNS_LABEL_MAX:
         errors.append(SpecError(f"{path}.name", f"is {len(name)} characters long", f"at most {DNS_LABEL_MAX}"))
         return None
-    if not DNS_LABEL.match(name):
-        errors.append(SpecError(f"{path}.name", f"{name!r} is not a valid name",
+    if not DNS_LABEL.fullmatch(name):
+        errors.append(SpecError(f"{path}.name", f"{_shorten(name)!r} is not a valid name",
                                 "lowercase letters, digits and '-', starting and ending with a letter or digit"))
         return None
     return name
@@ -292,11 +312,12 @@ def validate_ifname(name, path, errors):
     if not isinstance(name, str) or not name:
         errors.append(SpecError(path, f"must be a non-empty string, got {describe(name)}", "a Linux interface name"))
         return False
-    if len(name) > IFNAME_MAX:
-        errors.append(SpecError(path, f"{name!r} is {len(name)} characters long", f"at most {IFNAME_MAX} (Linux limit)"))
+    size = len(name.encode("utf-8", "surrogatepass"))  # the kernel counts bytes, not characters
+    if size > IFNAME_MAX:
+        errors.append(SpecError(path, f"{_shorten(name)!r} is {size} bytes long", f"at most {IFNAME_MAX} (Linux limit)"))
         return False
     if name in (".", "..") or IFNAME_FORBIDDEN.search(name):
-        errors.append(SpecError(path, f"{name!r} is not a valid Linux interface name",
+        errors.append(SpecError(path, f"{_shorten(name)!r} is not a valid Linux interface name",
                                 "no '/', ':', '%' or white space, not '.' or '..'"))
         return False
     return True
@@ -304,9 +325,9 @@ def validate_ifname(name, path, errors):
 
 def validate_pod_names(pod_interface, tap, errors):
     ok = validate_ifname(pod_interface, "pod_interface", errors)
-    if ok and len(BRIDGE_PREFIX + pod_interface) > IFNAME_MAX:
+    if ok and len((BRIDGE_PREFIX + pod_interface).encode("utf-8", "surrogatepass")) > IFNAME_MAX:
         errors.append(SpecError("pod_interface", f"bridge name {BRIDGE_PREFIX + pod_interface!r} would exceed "
-                                f"{IFNAME_MAX} characters", f"a pod interface name of at most {IFNAME_MAX - len(BRIDGE_PREFIX)}"))
+                                f"{IFNAME_MAX} bytes", f"a pod interface name of at most {IFNAME_MAX - len(BRIDGE_PREFIX)} bytes"))
     if validate_ifname(tap, "tap", errors) and tap == pod_interface:
         errors.append(SpecError("tap", f"{tap!r} is also the pod interface's name", "a different name"))
 
@@ -328,8 +349,9 @@ def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
     """
     errors = []
     validate_pod_names(pod_interface, tap, errors)
+    pod_names_valid = not errors
     interfaces, networks = _section(vm, errors)
-    if errors:
+    if not isinstance(vm, Mapping):
         _fail(errors)
 
     has_interfaces = interfaces is not None and interfaces != []
@@ -360,8 +382,8 @@ def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
     pairs, lonely_interfaces, lonely_networks = [], [], []
     if has_interfaces == has_networks:  # both given, or both defaulted: pair them by name
         pairs, lonely_interfaces, lonely_networks = match_by_name(named_interfaces, named_networks)
-    network_names = ", ".join(repr(n["name"]) for n in named_networks) or "none"
-    interface_names = ", ".join(repr(i["name"]) for i in named_interfaces) or "none"
+    network_names = _listing(n["name"] for n in named_networks)
+    interface_names = _listing(i["name"] for i in named_interfaces)
     for item in lonely_interfaces:
         index, name = item["entry"][0], item["name"]
         errors.append(SpecError(f"{INTERFACES_PATH}[{index}]", f"interface {name!r} has no network named {name!r} "
@@ -384,7 +406,7 @@ def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
         if backend_name != "pod":
             errors.append(SpecError(f"{INTERFACES_PATH}[{index}]", f"is connected to a {backend_name!r} network",
                                     "a pod network (the only supported backend today)"))
-        if len(errors) > before:
+        if len(errors) > before or not pod_names_valid:
             continue
         entry = {"interface": name, "network": network["name"], "backend": backend_name, "connection": method}
         entry.update(connection.plan_fields(options, backend))
@@ -423,13 +445,13 @@ def validate_binding(binding):
 
     for key in ("interface", "network"):
         value = binding[key]
-        if not isinstance(value, str) or len(value) > DNS_LABEL_MAX or not DNS_LABEL.match(value):
+        if not isinstance(value, str) or len(value) > DNS_LABEL_MAX or not DNS_LABEL.fullmatch(value):
             errors.append(SpecError(f"binding.{key}", f"is not a valid name: {describe(value)}", "a lowercase DNS label"))
     if binding["interface"] != binding["network"]:
         errors.append(SpecError("binding.network", "differs from binding.interface", "the interface's own name"))
-    if binding["backend"] not in BACKENDS:
+    if not isinstance(binding["backend"], str) or binding["backend"] not in BACKENDS:
         errors.append(SpecError("binding.backend", f"unknown backend {describe(binding['backend'])}", _names(BACKENDS)))
-    if binding["connection"] not in CONNECTIONS:
+    if not isinstance(binding["connection"], str) or binding["connection"] not in CONNECTIONS:
         errors.append(SpecError("binding.connection", f"unknown connection {describe(binding['connection'])}",
                                 _names(CONNECTIONS)))
     delegate = binding["delegate_ip"]
@@ -448,3 +470,25 @@ def validate_binding(binding):
     if errors:
         _fail(errors, subject="binding")
     return {key: binding[key] for key in BINDING_KEYS}
+
+
+def build_plans(vms, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
+    """Plan many VMs at once; fail, before anything is planned, listing every error of every VM.
+
+    Returns ``[{"vm_name": ..., "plan": [...]}]`` in the order given. Errors carry a ``vm``
+    key (the VM's metadata.name, or ``vms[i]`` when it has none) so that the one message
+    names the VM each violation belongs to.
+    """
+    if not isinstance(vms, list):
+        _fail([SpecError("vms", f"must be a list of VM objects, got {describe(vms)}")], subject="VM list")
+    results, errors, invalid = [], [], 0
+    for index, vm in enumerate(vms):
+        label = vm_name(vm) or f"vms[{index}]"
+        try:
+            results.append({"vm_name": vm_name(vm), "plan": build_plan(vm, pod_interface=pod_interface, tap=tap)})
+        except PodnetError as exc:
+            invalid += 1
+            errors.extend(SpecError(f"{label}: {e['path']}", e["msg"], e["allowed"]) for e in exc.details["errors"])
+    if errors:
+        _fail(errors, subject=f"VM specs in {invalid} of {len(vms)} VMs")
+    return results

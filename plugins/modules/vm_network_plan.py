@@ -38,8 +38,16 @@ options:
     description:
       - The VM object as in the specification, with C(kind=VM), C(spec.devices.interfaces) and C(spec.networks).
       - An empty mapping, or a VM without interfaces and networks, gets the default pod network.
+      - Exactly one of O(vm) and O(vms) is required.
     type: raw
-    required: true
+  vms:
+    description:
+      - Many VM objects, planned in one call (one task for a whole node instead of one per VM).
+      - If any VM is invalid, the module fails before returning any plan, listing every error
+        of every VM, each prefixed with the VM's C(metadata.name) (or C(vms[N]) without one).
+      - Exactly one of O(vm) and O(vms) is required.
+    type: list
+    elements: raw
   pod_interface:
     description:
       - The name of the pod's interface that the VM's interface is bridged to.
@@ -88,12 +96,19 @@ EXAMPLES = r"""
 - name: Use the plan
   ansible.builtin.debug:
     msg: "{{ red_plan.plan[0].tap }} on {{ red_plan.plan[0].bridge }}"
+
+- name: Plan every VM of a node in one task; fails listing every error with its VM's name
+  virtnet.podnet.vm_network_plan:
+    vms:
+      - {kind: VM, metadata: {name: vm1}}
+      - {kind: VM, metadata: {name: vm2}}
+  register: node_plans
 """
 
 RETURN = r"""
 plan:
   description: One entry per interface of the VM, in the interfaces' order.
-  returned: success
+  returned: success, with O(vm)
   type: list
   elements: dict
   contains:
@@ -135,9 +150,19 @@ plan:
       sample: tap0
 vm_name:
   description: The VM's C(metadata.name), when it has one.
-  returned: success
+  returned: success, with O(vm)
   type: str
   sample: vm1
+plans:
+  description: With O(vms), one entry per VM in the given order, each with C(vm_name) and C(plan) as above.
+  returned: success, with O(vms)
+  type: list
+  elements: dict
+  sample:
+    - vm_name: vm1
+      plan:
+        - {interface: default, network: default, backend: pod, connection: bridge, delegate_ip: true,
+           connectivity: ip, pod_interface: eth0, bridge: k6t-eth0, tap: tap0}
 errors:
   description: On failure, every violation found, each with the field's path, the problem and what is allowed.
   returned: failure
@@ -152,21 +177,27 @@ errors:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
-from ansible_collections.virtnet.podnet.plugins.module_utils._spec import build_plan, vm_name
+from ansible_collections.virtnet.podnet.plugins.module_utils._spec import build_plan, build_plans, vm_name
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            vm=dict(type="raw", required=True),
+            vm=dict(type="raw"),
+            vms=dict(type="list", elements="raw"),
             pod_interface=dict(type="str", default="eth0"),
             tap=dict(type="str", default="tap0"),
         ),
+        required_one_of=[("vm", "vms")],
+        mutually_exclusive=[("vm", "vms")],
         supports_check_mode=True,
     )
     params = module.params
+    names = dict(pod_interface=params["pod_interface"], tap=params["tap"])
     try:
-        plan = build_plan(params["vm"], pod_interface=params["pod_interface"], tap=params["tap"])
+        if params["vms"] is not None:
+            module.exit_json(changed=False, plans=build_plans(params["vms"], **names))
+        plan = build_plan(params["vm"], **names)
     except PodnetError as exc:
         module.fail_json(msg=exc.msg, changed=False, **exc.details)
     module.exit_json(changed=False, plan=plan, vm_name=vm_name(params["vm"]))

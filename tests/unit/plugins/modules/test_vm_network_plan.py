@@ -130,3 +130,25 @@ def test_unknown_option_is_a_clear_failure(capsys):
     assert code == 1
     assert result["failed"] is True
     assert "bridge" in result["msg"]
+
+
+def test_vms_returns_one_plan_per_vm(capsys):
+    code, result = run_module(capsys, vms=[{"metadata": {"name": "a"}}, {}])
+    assert code == 0
+    assert result["changed"] is False
+    assert [p["vm_name"] for p in result["plans"]] == ["a", None]
+    assert all(p["plan"][0]["interface"] == "default" for p in result["plans"])
+    assert "plan" not in result
+
+
+def test_vms_failure_names_each_vm(capsys):
+    code, result = run_module(capsys, vms=[{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}, "kind": "Pod"}])
+    assert code == 1
+    assert [e["path"] for e in result["errors"]] == ["b: kind"]
+    assert "plans" not in result
+
+
+def test_vm_and_vms_are_mutually_exclusive(capsys):
+    code, result = run_module(capsys, vm={}, vms=[{}])
+    assert code == 1
+    assert "mutually exclusive" in result["msg"]
