@@ -18,6 +18,7 @@ both servers are measured over exactly the same path:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import secrets
@@ -32,13 +33,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import conftest  # noqa: E402,F401  (makes ansible_collections.virtnet.podnet importable)
+importlib.import_module("conftest")  # makes ansible_collections.virtnet.podnet importable
 
 from lib.netlab import NetLab, sh  # noqa: E402
-from lib.taprelay import (ResponderProcess, client_frame, declaration_for, open_tap, plumb_pod,  # noqa: E402
-                          set_filters, wait_for, write_declaration)
-
-from ansible_collections.virtnet.podnet.plugins.module_utils import _lease  # noqa: E402
+from lib.taprelay import (ResponderProcess, client_frame, open_tap, plumb_pod, set_filters,  # noqa: E402
+                          wait_for, write_declaration)
 
 
 def percentile(values, q):
@@ -59,7 +58,7 @@ def round_trip(fd, sel, frame: bytes, xid: int, timeout: float = 2.0):
     os.write(fd, frame)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for _ in sel.select(0.05):
+        for _event in sel.select(0.05):
             while True:
                 try:
                     reply = os.read(fd, 65536)
@@ -184,7 +183,7 @@ def burst(pods: list[dict]) -> dict:
     took = {}
     deadline = time.monotonic() + 30
     while pending and time.monotonic() < deadline:
-        for key, _ in sel.select(0.5):
+        for key, _mask in sel.select(0.5):
             fd = key.fd
             while True:
                 try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import errno
 import fcntl
 import ipaddress
 import logging
@@ -207,8 +206,6 @@ class Pod:
         return codec.patch_reply(template, request["xid"], request["flags"], ciaddr)
 
 
-
-
 class Responder:
     def __init__(self, run_dir: str, rescan_interval: float = RESCAN_INTERVAL) -> None:
         self.run_dir = run_dir
@@ -381,7 +378,7 @@ class Responder:
 
     # -- protocol ------------------------------------------------------------------------------
     def on_readable(self, pod: Pod) -> None:
-        for _ in range(64):  # bounded, so one chatty pod cannot starve the others
+        for _attempt in range(64):  # bounded, so one chatty pod cannot starve the others
             sock = pod.sock
             if sock is None:
                 return
@@ -630,4 +627,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -26,12 +26,11 @@ from pathlib import Path
 import pytest
 
 from lib.netlab import NetLab, link_exists, sh
-from lib.taprelay import (ResponderProcess, TapRelay, declaration_for, lease_state, plumb_pod, set_filters, wait_for,
-                          write_declaration)
+from lib.taprelay import (ResponderProcess, TapRelay, declaration_for, lease_state, plumb_pod, set_filters,
+                          udhcpc_script, wait_for, write_declaration)
 
 pytestmark = [pytest.mark.root, pytest.mark.dhcp_client]
 
-UDHCPC_SCRIPT = str(Path(__file__).resolve().parents[1] / "lib" / "udhcpc_script.py")
 CLIENT_TIMEOUT = 40
 CLONE_NEWNET = 0x40000000
 
@@ -124,13 +123,13 @@ def in_vm(vm: str, *argv: str) -> list[str]:
 
 def run_udhcpc(env: Env, vm: str, ifname: str, resolv: Path, once: bool = True, tries: int = 5,
                log: Path | None = None):
-    argv = in_vm(vm, "busybox", "udhcpc", "-i", ifname, "-f", "-t", str(tries), "-T", "1", "-s", UDHCPC_SCRIPT)
+    argv = in_vm(vm, "busybox", "udhcpc", "-i", ifname, "-f", "-t", str(tries), "-T", "1", "-s", udhcpc_script(env.tmp))
     child_env = dict(os.environ, PODNET_RESOLV=str(resolv))
     if log:
         child_env["PODNET_UDHCPC_LOG"] = str(log)
     if once:
         return subprocess.run(argv + ["-q", "-n"], capture_output=True, text=True, timeout=CLIENT_TIMEOUT,
-                              env=child_env)
+                              env=child_env, check=False)
     return env.popen(argv, env=child_env)
 
 
@@ -359,7 +358,7 @@ def test_vm_dhcp_stays_inside_the_pod(env):
             return [f for f in vm_side if marker in f[42:50]]
 
         with tx:
-            for _ in range(5):
+            for _copy in range(5):
                 tx.send(rogue)
             # Our own replies are seen in the VM; wait for one more to be sure the capture runs.
             env.responder.wait_log(f"msg=REQUEST(renewing to {pod.gateway}) reply=ACK", timeout=20, count=2)

@@ -124,9 +124,8 @@ class TapRelay:
         except BaseException as exc:  # reported to start()
             self._error = exc
             self._ready.set()
-            for f in (tun,):
-                if f is not None:
-                    os.close(f)
+            if tun is not None:
+                os.close(tun)
             if sock is not None:
                 sock.close()
             return
@@ -137,7 +136,7 @@ class TapRelay:
         sel.register(self._stop_r, selectors.EVENT_READ, "stop")
         try:
             while True:
-                for key, _ in sel.select(1.0):
+                for key, _mask in sel.select(1.0):
                     if key.data == "stop":
                         return
                     if key.data == "tun":
@@ -341,8 +340,19 @@ def lease_state(run_dir: str, key: str) -> dict:
         return {}
 
 
-__all__ = ["NetLab", "TapRelay", "open_tap", "read_reply", "client_frame", "plumb_pod", "declaration_for", "write_declaration", "ResponderProcess",
+__all__ = ["NetLab", "TapRelay", "open_tap", "udhcpc_script", "read_reply", "client_frame", "plumb_pod",
+           "declaration_for", "write_declaration", "ResponderProcess",
            "wait_for", "set_filters", "lease_state", "routes_for", "complete_l4_checksum"]
+
+
+def udhcpc_script(directory) -> str:
+    """An executable copy of udhcpc_script.py run by this interpreter (no shell, no PATH lookup)."""
+    target = Path(directory) / "udhcpc-script"
+    if not target.exists():
+        source = Path(__file__).with_name("udhcpc_script.py").read_text()
+        target.write_text(f"#!{sys.executable}\n{source}")
+        target.chmod(0o700)
+    return str(target)
 
 
 def open_tap(pod_netns: str, tap: str = "tap0") -> int:

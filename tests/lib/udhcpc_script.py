@@ -1,5 +1,6 @@
-#!/usr/bin/python3
-"""A minimal busybox udhcpc script (Debian ships busybox without /usr/share/udhcpc/default.script).
+"""A minimal busybox udhcpc script, made executable per test by ``taprelay.udhcpc_script()``
+
+(Debian ships busybox without /usr/share/udhcpc/default.script.)
 
 udhcpc calls it with the event as argv[1] and the lease in the environment. It applies
 what the stock script would: address and prefix, MTU, option 121 routes (else the router),
