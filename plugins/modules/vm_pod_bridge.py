@@ -13,16 +13,17 @@ short_description: Connect a VM to its pod's network with a bridge and a tap
 version_added: 0.1.0
 description:
   - Inside the pod's network namespace, records the pod interface (IPv4 and IPv6 addresses, MAC,
-    MTU, routes) in a root-only state cache, then creates the bridge O(binding.bridge) and the tap
-    O(binding.tap), enslaves the pod interface with a new locally administered MAC, and with
-    O(binding.delegate_ip) moves the pod's IPv4 address away from it so the VM can lease it by DHCP.
+    MTU, routes) in a root-only state cache, then creates the bridge C(binding.bridge) and the tap
+    C(binding.tap), enslaves the pod interface with a new locally administered MAC, and with
+    C(binding.delegate_ip) moves the pod's IPv4 address away from it so the VM can lease it by DHCP.
   - The VM takes the pod interface's original MAC, which CNIs with anti-spoofing accept.
   - Every step is ensure-style; a second run reports no change. A run that was killed is finished
     by the next O(state=present) or undone by O(state=absent), from the state cache.
   - O(state=absent) removes tap and bridge, restores the pod interface exactly (addresses, routes
     with their protocol and scope, MAC, MTU, up) and withdraws the lease declaration. It succeeds
     without change when the links or the whole namespace are already gone.
-  - Runs on the node as root, with netlink in-process (pyroute2); no C(ip) commands.
+  - Runs on the node as root, with netlink in-process (small raw rtnetlink requests, pyroute2 for restores);
+    no C(ip) commands.
 author:
   - virtnet.podnet contributors (@virtnet)
 requirements:
@@ -108,7 +109,7 @@ notes:
   - Two runs on the same pod namespace serialize on a lock under O(run_dir).
   - IPv6 addresses of the pod interface are recorded and left alone.
   - The lease declaration (C(leases/<key>.json) under O(run_dir)) is written only with
-    O(binding.delegate_ip); the DHCP responder serves nothing in Ethernet mode.
+    C(binding.delegate_ip); the DHCP responder serves nothing in Ethernet mode.
 seealso:
   - module: virtnet.podnet.vm_network_plan
   - module: virtnet.podnet.vm_pod_network_info

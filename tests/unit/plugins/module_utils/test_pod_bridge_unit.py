@@ -1,3 +1,7 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """_pod_bridge logic without netlink: options, facts, lease declaration, planning on a faked pod."""
 
 from __future__ import annotations
