@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import errno
 import fcntl
 import ipaddress
 import logging
@@ -127,6 +128,22 @@ class Inotify:
         os.close(self.fd)
 
 
+def server_identifier(decl: dict) -> str:
+    """The address the VM's unicast renewal goes to, so it passes through the tap.
+
+    The gateway when there is one. Without, another on-link address of the pod's subnet:
+    nobody may answer its ARP, so the renewal at T1 fails, but the broadcast rebinding at T2
+    still reaches us and the lease lives on.
+    """
+    if decl.get("gateway"):
+        return decl["gateway"]
+    network = ipaddress.IPv4Network(f"{decl['ip']}/{decl['prefixlen']}", strict=False)
+    for candidate in (network.network_address + 1, network.broadcast_address - 1):
+        if network.prefixlen < 31 and str(candidate) != decl["ip"]:
+            return str(candidate)
+    return decl["ip"]
+
+
 class Pod:
     """One declared lease: the declaration, the socket in the pod's namespace, cached replies."""
 
@@ -147,7 +164,7 @@ class Pod:
         self.last_error = None
         # The gateway: the VM's unicast renewal at T1 goes towards it through the tap,
         # where our packet socket sees it. Without a gateway, the VM's own address side.
-        self.server_id = decl.get("gateway") or decl["ip"]
+        self.server_id = server_identifier(decl)
 
     # -- replies -----------------------------------------------------------------------
     def options_for(self, reply_type: int, requested: tuple) -> list:
@@ -269,6 +286,14 @@ class Responder:
             key = name[:-5]
             seen.add(key)
             pod = self.pods.get(key)
+            if (st.st_uid != os.geteuid() or st.st_mode & 0o022) and self.bad_files.get(key) != file_id:
+                # Declarations decide who gets which address: only ours (root's) count.
+                LOG.error("pod=%s ignoring lease declaration: %s is not owned by uid %d or is writable by others",
+                          key, path, os.geteuid())
+                self.bad_files[key] = file_id
+                if pod is not None:
+                    self.forget(pod, "declaration not trusted")
+                continue
             if pod is not None and pod.file_id == file_id:
                 continue
             if self.bad_files.get(key) == file_id:
@@ -458,7 +483,13 @@ class Responder:
         out = codec.build_frame(pod.src_mac, dst_mac, pod.server_id, dst_ip, payload_out)
         try:
             pod.sock.send(out)
+        except (BlockingIOError, InterruptedError):
+            self.stats["dropped"] += 1  # a full queue: the client retransmits
+            return
         except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                self.stats["dropped"] += 1
+                return
             self.close_socket(pod, f"send failed: {exc.strerror or exc}")
             return
         self.stats["replied"] += 1

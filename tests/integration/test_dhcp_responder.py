@@ -494,3 +494,40 @@ class ScriptedClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def test_calico_renewal_reaches_the_responder(env):
+    # Server identifier 169.254.1.1: the renewal is ARPed for (the node answers by proxy ARP)
+    # and sent towards the node through the tap, where the responder sees and answers it.
+    env.start_responder()
+    pod, decl, vm, relay, resolv = env.pod_with_vm(calico=True, lease_time=8)
+    env.responder.wait_serving(decl["key"])
+    proc = start_dhclient(env, vm, relay.vm_ifname)
+    wait_bound(vm, relay.vm_ifname, pod, proc)
+    env.responder.wait_log("msg=REQUEST(renewing to 169.254.1.1) reply=ACK", timeout=20)
+    assert "rebinding" not in env.responder.log()
+
+
+def test_untrusted_declaration_is_ignored(env):
+    env.start_responder()
+    pod = env.lab.add_pod()
+    decl = plumb_pod(pod, env.run_dir, declare=False)
+    path = write_declaration(env.run_dir, decl)
+    env.responder.wait_serving(decl["key"], timeout=5)
+    os.chmod(path, 0o666)  # anyone could now hand out addresses: no longer trusted
+    env.responder.hup()
+    env.responder.wait_log(f"pod={decl['key']} ignoring lease declaration", 10)
+    env.responder.wait_log(f"pod={decl['key']} mac={pod.mac} ip={pod.ip} forgotten: declaration not trusted", 10)
+
+
+def test_second_responder_on_the_same_pidfile_refuses(env):
+    env.start_responder()
+    second = ResponderProcess(env.run_dir, log_file=str(env.tmp / "second.log"))
+    with pytest.raises(RuntimeError, match="responder exited"):
+        second.start()
+    assert "another podnet-dhcpd holds" in second.log()
+    assert env.responder.proc.poll() is None
+    pid = int(Path(env.responder.pidfile).read_text())
+    assert pid == env.responder.proc.pid
+    env.responder.stop()
+    assert not Path(env.responder.pidfile).exists()

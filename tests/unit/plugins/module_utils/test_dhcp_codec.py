@@ -295,3 +295,11 @@ def test_state_written_atomically_root_only(tmp_path):
     decl_path = lease.write_declaration(run_dir, _decl())
     assert lease.read_declaration(decl_path)["ip"] == "10.244.1.10"
     assert lease.remove_declaration(run_dir, "pod1__eth0") and not lease.remove_declaration(run_dir, "pod1__eth0")
+
+
+def test_server_identifier_is_the_gateway_or_an_on_link_address():
+    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import server_identifier
+    assert server_identifier(_decl()) == "10.244.1.1"
+    assert server_identifier(_decl(gateway=None)) == "10.244.1.1"
+    assert server_identifier(_decl(gateway=None, ip="10.244.1.1")) == "10.244.1.254"
+    assert server_identifier(_decl(gateway="169.254.1.1", prefixlen=32)) == "169.254.1.1"
