@@ -31,7 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-import conftest  # noqa: E402,F401  (links the checkout as ansible_collections.virtnet.podnet)
+# Importing tests/conftest.py links the checkout as ansible_collections.virtnet.podnet.
+import conftest  # noqa: E402,F401  pylint: disable=unused-import
 from lib.netlab import NetLab, snapshot  # noqa: E402
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge  # noqa: E402
@@ -62,7 +63,7 @@ def cold_start(run_dir):
 def bench_inprocess(n, run_dir):
     plumb, unplumb, noop = [], [], []
     with NetLab(prefix="pbb") as lab:
-        pods = [lab.add_pod() for _ in range(n)]
+        pods = [lab.add_pod() for dummy in range(n)]
         # Warm up the imports on a pod outside the sample (the cold start is measured apart).
         warm = lab.add_pod()
         _pod_bridge.run({"netns": warm.netns, "binding": BINDING, "run_dir": run_dir}, diff=False)
@@ -109,7 +110,7 @@ def bench_playbook(n, run_dir, workdir):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
     out = {"n": n}
     with NetLab(prefix="pbp") as lab:
-        pods = [lab.add_pod() for _ in range(n)]
+        pods = [lab.add_pod() for dummy in range(n)]
         book = Path(workdir) / f"bench-{n}.yml"
         book.write_text(PLAYBOOK.format(binding=json.dumps(BINDING), run_dir=run_dir,
                                         pods=json.dumps([p.netns for p in pods])))
@@ -117,7 +118,7 @@ def bench_playbook(n, run_dir, workdir):
             t0 = time.perf_counter()
             proc = subprocess.run([ansible, "-i", "localhost,", "-c", "local", "-e",
                                    f"ansible_python_interpreter={sys.executable}", "-e", f"pod_state={state}",
-                                   str(book)], capture_output=True, text=True, timeout=3600, env=env)
+                                   str(book)], capture_output=True, text=True, timeout=3600, env=env, check=False)
             elapsed = time.perf_counter() - t0
             if proc.returncode != 0:
                 raise RuntimeError(proc.stdout[-3000:] + proc.stderr[-3000:])
@@ -132,7 +133,7 @@ def fs_type(path):
     best, kind = "", "unknown"
     with open("/proc/self/mounts") as handle:
         for line in handle:
-            _, mount, fstype = line.split()[:3]
+            mount, fstype = line.split()[1:3]
             if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
                 best, kind = mount, fstype
     return kind

@@ -87,7 +87,7 @@ def _int(blob):
 
 def link_view_raw(body):
     """Parse one RTM_NEWLINK payload (after the netlink header) into the facts used here."""
-    _, _, index, flags, _ = struct.unpack_from("=BxHiII", body, 0)
+    index, flags = struct.unpack_from("=iI", body, 4)  # ifinfomsg: family, pad, type, index, flags, change
     attrs = _parse_attrs(body, 16, len(body))
     mac = attrs.get(IFLA_ADDRESS)
     info = _nested(attrs.get(IFLA_LINKINFO))
@@ -151,9 +151,12 @@ def get_link(ipr, name):
 
 
 def _addr_entry(body, family):
-    _, prefixlen, hflags, scope, index = struct.unpack_from("=BBBBI", body, 0)
+    prefixlen, hflags, scope, index = struct.unpack_from("=BBBI", body, 1)  # ifaddrmsg after the family
     attrs = _parse_attrs(body, 8, len(body))
-    ntop = (lambda b: socket.inet_ntop(family, b) if b else None)
+
+    def ntop(blob):
+        return socket.inet_ntop(family, blob) if blob else None
+
     local = ntop(attrs.get(IFA_LOCAL)) or ntop(attrs.get(IFA_ADDRESS))
     entry = {
         "address": local,
@@ -196,9 +199,13 @@ def routes(ipr, index):
                                   dump=True)
     except NetlinkError as exc:
         raise nl_error("listing routes", exc) from None
-    ntop = (lambda b: socket.inet_ntop(socket.AF_INET, b) if b else None)
+
+    def ntop(blob):
+        return socket.inet_ntop(socket.AF_INET, blob) if blob else None
+
     for body in replies:
-        family, dst_len, _, tos, table, proto, scope, rtype, flags = struct.unpack_from("=BBBBBBBBI", body, 0)
+        family, dst_len = body[0], body[1]  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+        tos, table, proto, scope, rtype, flags = struct.unpack_from("=BBBBBI", body, 3)
         attrs = _parse_attrs(body, 12, len(body))
         table = _int(attrs.get(RTA_TABLE)) or table
         if family != socket.AF_INET or table == RT_TABLE_LOCAL or _int(attrs.get(RTA_OIF)) != index:
@@ -295,7 +302,8 @@ class RawRtnl:
             data = self.sock.recv(1 << 17)
             offset = 0
             while offset + 16 <= len(data):
-                length, kind, _, seq, _ = struct.unpack_from("=LHHLL", data, offset)
+                length, kind = struct.unpack_from("=LH", data, offset)
+                seq = struct.unpack_from("=L", data, offset + 8)[0]
                 if length < 16:
                     return out
                 if seq == self.seq:
@@ -319,7 +327,8 @@ class RawRtnl:
             data = self.sock.recv(65536)
             offset = 0
             while offset + 16 <= len(data):
-                length, kind, _, seq, _ = struct.unpack_from("=LHHLL", data, offset)
+                length, kind = struct.unpack_from("=LH", data, offset)
+                seq = struct.unpack_from("=L", data, offset + 8)[0]
                 if kind == NLMSG_ERROR and seq == self.seq:
                     code = -struct.unpack_from("=i", data, offset + 16)[0]
                     if code:

@@ -368,11 +368,14 @@ def plan_present(ipr, run_dir, key, path, inode, binding, params, cache):
     # One netlink message per tap: the kernel applies MTU, master, then up, in that order.
     tap_set, tap_texts = {}, []
     if tp is None or tp["mtu"] != mtu:
-        tap_set["mtu"], _ = mtu, tap_texts.append(f"set MTU of {tap} to {mtu}")
+        tap_set["mtu"] = mtu
+        tap_texts.append(f"set MTU of {tap} to {mtu}")
     if tp is None or br is None or tp["master"] != br["index"]:
-        tap_set["master_name"], _ = bridge, tap_texts.append(f"enslave {tap} to {bridge}")
+        tap_set["master_name"] = bridge
+        tap_texts.append(f"enslave {tap} to {bridge}")
     if tp is None or not tp["up"]:
-        tap_set["state"], _ = "up", tap_texts.append(f"set {tap} up")
+        tap_set["state"] = "up"
+        tap_texts.append(f"set {tap} up")
     if tap_set:
         tap_set["group"] = group  # silent: lets absent delete bridge and tap in one request
         add("tap_config", "; ".join(tap_texts), nl.set_link, tap, "configuring", **tap_set)
@@ -621,7 +624,7 @@ def info(params):
         options = dict(params, tap_uid=cache["tap_options"]["uid"], tap_gid=cache["tap_options"]["gid"],
                        multiqueue=cache["tap_options"]["multiqueue"])
         try:
-            _, changes, _, _ = plan_present(ipr, run_dir, key, path, inode, binding, options, cache)
+            changes = plan_present(ipr, run_dir, key, path, inode, binding, options, cache)[1]
             # The lease's DHCP extras are options of vm_pod_bridge, unknown here: check presence only.
             result["drift"] = [c.text for c in changes if c.step != "lease"]
             if binding["delegate_ip"] and result["lease"] is None:

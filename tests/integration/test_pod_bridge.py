@@ -328,7 +328,7 @@ def _ip_is_safe(pod, run_dir, key):
 
 
 def _crash(p, step):
-    code, _, err = finish(run_subprocess(p, env={_pod_bridge.CRASH_ENV: step}))
+    code, dummy, err = finish(run_subprocess(p, env={_pod_bridge.CRASH_ENV: step}))
     assert code == CRASH_CODE, f"expected a crash after {step}: {err}"
 
 
@@ -497,7 +497,7 @@ def test_ansible_playbook_present_check_idempotent_absent(lab, run_dir, tmp_path
     proc = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
          "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
-        capture_output=True, text=True, timeout=300, env=env)
+        capture_output=True, text=True, timeout=300, env=env, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     results = json.loads((out / "before.json").read_text())
     predicted, plumbed, again = results["predicted"], results["plumbed"], results["again"]

@@ -33,7 +33,8 @@ ROUTES_CALICO = [
 ]
 
 
-def original(routes=ROUTES_24, ipv4=None):
+def original(routes=None, ipv4=None):
+    routes = ROUTES_24 if routes is None else routes
     return {"name": "eth0", "mac": "0a:58:0a:f4:01:0a", "mtu": 1450, "up": True, "kind": "veth", "master": None,
             "ipv4": [{"address": "10.244.1.10", "prefixlen": 24, "scope": 0, "flags": 128, "peer": None,
                       "broadcast": None, "label": "eth0"}] if ipv4 is None else ipv4,
@@ -147,13 +148,22 @@ class FakeNetlink:
         self.live, self.addrs = live, addrs
 
     def install(self, monkeypatch):
-        monkeypatch.setattr(pb.nl, "links_named", lambda ipr, names: {n: v for n, v in self.live.items()
-                                                                       if n in names})
+        monkeypatch.setattr(pb.nl, "links_named", self.links_named)
         monkeypatch.setattr(pb.nl, "addresses_by_index", lambda ipr, family=2: self.addrs)
-        monkeypatch.setattr(pb.nl, "ifname", lambda index: {v["index"]: n for n, v in self.live.items()}.get(index))
-        monkeypatch.setattr(pb.nl, "discover", lambda ipr, name, link=None, ipv4=None: original())
+        monkeypatch.setattr(pb.nl, "ifname", self.ifname)
+        monkeypatch.setattr(pb.nl, "discover", self.discover)
         monkeypatch.setattr(pb.nl, "routes", lambda ipr, index: ROUTES_24)
         monkeypatch.setattr(pb.nl, "ipv6_autoconf_off", lambda name: True)
+
+    @staticmethod
+    def discover(ipr, name, link=None, ipv4=None):
+        return original()
+
+    def ifname(self, index):
+        return next((n for n, v in self.live.items() if v["index"] == index), str(index))
+
+    def links_named(self, ipr, names):
+        return {n: v for n, v in self.live.items() if n in names}
 
 
 def fresh_pod():
@@ -202,8 +212,8 @@ def test_plan_rejects_delegate_without_ipv4_or_gateway(monkeypatch, tmp_path):
     monkeypatch.setattr(pb.nl, "discover", lambda ipr, name, link=None, ipv4=None: original(ipv4=[]))
     with pytest.raises(PodnetError, match="nothing to delegate"):
         pb.plan_present(None, str(tmp_path), "k", "/run/netns/pod1", [4, 7], BINDING, options(), None)
-    monkeypatch.setattr(pb.nl, "discover", lambda ipr, name, link=None, ipv4=None: original(routes=[r for r in ROUTES_24
-                                                                              if not r["gateway"]]))
+    no_gateway = [r for r in ROUTES_24 if not r["gateway"]]
+    monkeypatch.setattr(pb.nl, "discover", lambda ipr, name, link=None, ipv4=None: original(routes=no_gateway))
     with pytest.raises(PodnetError, match="no route through a gateway"):
         pb.plan_present(None, str(tmp_path), "k", "/run/netns/pod1", [4, 7], BINDING, options(), None)
 
@@ -225,6 +235,6 @@ def test_crash_hook_exits_right_after_the_named_step():
             "from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge as pb; "
             "pb.step_done('bridge'); print('survived bridge'); pb.step_done('tap'); print('not reached')")
     proc = subprocess.run([sys.executable, "-c", code.format(path=sys.path)], capture_output=True, text=True,
-                          timeout=60, env=dict(os.environ, VIRTNET_PODNET_CRASH_AFTER="tap"))
+                          timeout=60, env=dict(os.environ, VIRTNET_PODNET_CRASH_AFTER="tap"), check=False)
     assert proc.returncode == pb.CRASH_EXIT_CODE
     assert proc.stdout.strip() == "survived bridge"
