@@ -623,6 +623,77 @@ class _Pidfile:
         os.close(self.fd)
 
 
+MODULE = "ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder"
+
+
+def running_pid(pidfile: str) -> int | None:
+    """The pid of the responder holding ``pidfile``, or None when none runs (a stale file is not one)."""
+    try:
+        fd = os.open(pidfile, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            # Locked: a live responder holds it.
+            data = os.read(fd, 32).decode(errors="replace").strip()
+            return int(data) if data.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def spawn_daemon(run_dir: str, pidfile: str, log_file: str, python: str | None = None,
+                 pythonpath: str | None = None, timeout: float = 10.0) -> int:
+    """Start the responder detached (new session, no terminal) unless one holds ``pidfile``.
+
+    For nodes without systemd: the ``node`` role and ``vm_pod_bridge`` call this when
+    ``running_pid()`` says none runs. ``pythonpath`` must reach a stable copy of the
+    collection (not a module's temporary payload). Returns the daemon's pid.
+    """
+    pid = running_pid(pidfile)
+    if pid:
+        return pid
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    python = python or sys.executable
+    argv = [python, "-m", MODULE, "--run-dir", run_dir, "--pidfile", pidfile, "--log-file", log_file]
+    # fork + setsid + execve: detached from the caller's session, no shell, and stderr (a
+    # crash before logging is set up) lands in the log file. (ansible-test bans the spawn
+    # helpers in module_utils in favour of run_command, which cannot detach.)
+    null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child only execs
+            try:
+                os.setsid()
+                os.dup2(null_fd, 0)
+                os.dup2(null_fd, 1)
+                os.dup2(log_fd, 2)
+                os.chdir("/")
+                os.execve(python, argv, env)
+            finally:
+                os._exit(127)
+    finally:
+        os.close(null_fd)
+        os.close(log_fd)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = running_pid(pidfile)
+        if pid:
+            return pid
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            raise PodnetError(f"podnet-dhcpd did not start (exit {os.waitstatus_to_exitcode(status)}), see {log_file}",
+                              log_file=log_file)
+        time.sleep(0.05)
+    raise PodnetError(f"podnet-dhcpd did not take {pidfile} within {timeout} s", log_file=log_file)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="podnet-dhcpd", description="DHCP responder handing pod IPs to VMs")
     parser.add_argument("--run-dir", default=lease.DEFAULT_RUN_DIR)
@@ -637,6 +708,9 @@ def main(argv=None) -> int:
     LOG.setLevel(logging.DEBUG if args.debug else logging.INFO)
     LOG.propagate = False
     os.umask(0o077)
+    if not codec.HAS_PYROUTE2:
+        LOG.error("podnet-dhcpd needs the Python library pyroute2 (>= 0.9)")
+        return 1
     pidfile = None
     try:
         if args.pidfile:

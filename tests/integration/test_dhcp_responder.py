@@ -15,9 +15,11 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -531,3 +533,23 @@ def test_second_responder_on_the_same_pidfile_refuses(env):
     assert pid == env.responder.proc.pid
     env.responder.stop()
     assert not Path(env.responder.pidfile).exists()
+
+
+def test_spawn_daemon_detached_and_idempotent(env):
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder
+    pidfile = str(env.tmp / "daemon.pid")
+    log_file = str(env.tmp / "daemon.log")
+    assert responder.running_pid(pidfile) is None
+    pid = responder.spawn_daemon(env.run_dir, pidfile, log_file, pythonpath=os.pathsep.join(p for p in sys.path if p))
+    try:
+        assert pid > 0 and responder.running_pid(pidfile) == pid
+        assert os.getsid(pid) == pid  # its own session: survives the caller
+        assert responder.spawn_daemon(env.run_dir, pidfile, log_file) == pid  # already running: no second one
+        pod = env.lab.add_pod()
+        decl = plumb_pod(pod, env.run_dir)
+        wait_for(lambda: f"pod={decl['key']} mac={pod.mac} ip={pod.ip} serving on tap0" in Path(log_file).read_text(),
+                 10, what="daemon serving the pod")
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: responder.running_pid(pidfile) is None, 10, what="daemon stopped")
+    assert "stopped" in Path(log_file).read_text()
