@@ -303,3 +303,54 @@ def test_server_identifier_is_the_gateway_or_an_on_link_address():
     assert server_identifier(_decl(gateway=None)) == "10.244.1.1"
     assert server_identifier(_decl(gateway=None, ip="10.244.1.1")) == "10.244.1.254"
     assert server_identifier(_decl(gateway="169.254.1.1", prefixlen=32)) == "169.254.1.1"
+
+
+class _FakeSocket:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, frame):
+        self.sent.append(frame)
+
+
+@pytest.fixture(scope="module")
+def responder(tmp_path_factory):
+    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import Responder
+    r = Responder(str(tmp_path_factory.mktemp("run")))
+    pod = Pod("pod1__eth0", _decl(), None)
+    pod.sock = _FakeSocket()
+    return r, pod
+
+
+def _client(mtype, **fields):
+    payload = codec.encode_message({"op": 1, "xid": 77, "chaddr": MAC, **fields}, [(53, mtype), (55, [1, 3, 121])])
+    return codec.build_frame(MAC, "ff:ff:ff:ff:ff:ff", fields.get("ciaddr", "0.0.0.0"), "255.255.255.255",
+                             payload, 68, 67)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.data())
+def test_handle_frame_never_raises_on_mutations(responder, data):
+    r, pod = responder
+    frame = bytearray(_client(data.draw(st.sampled_from([1, 3, 4, 7, 8]))))
+    for _flip in range(data.draw(st.integers(0, 8))):
+        frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(frame)))
+    r.handle_frame(pod, bytes(frame[:cut]) + data.draw(st.binary(max_size=64)))
+
+
+def test_handle_frame_protocol(responder):
+    r, pod = responder
+    pod.sock.sent.clear()
+    r.handle_frame(pod, _client(codec.DISCOVER))
+    r.handle_frame(pod, _client(codec.REQUEST, ciaddr="10.244.1.10"))
+    r.handle_frame(pod, _client(codec.REQUEST, ciaddr="10.244.1.99"))
+    replies = [codec.decode_message(codec.parse_frame(f, dport=68)[3]) for f in pod.sock.sent]
+    assert [m["message_type"] for m in replies] == [codec.OFFER, codec.ACK, codec.NAK]
+    assert replies[0]["yiaddr"] == "10.244.1.10" and replies[2]["yiaddr"] == "0.0.0.0"
+    # Unicast ACK to ciaddr for a renewal, broadcast NAK.
+    assert pod.sock.sent[1][30:34] == bytes([10, 244, 1, 10]) and pod.sock.sent[2][0:6] == b"\xff" * 6
+    foreign = bytearray(_client(codec.DISCOVER))
+    foreign[42 + 28] ^= 0x01  # another chaddr
+    r.handle_frame(pod, bytes(foreign))
+    assert len(pod.sock.sent) == 3
