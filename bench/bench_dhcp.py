@@ -136,12 +136,21 @@ def start_dnsmasq(pod, workdir: Path, dnsmasq_addr: str, mac: str) -> subprocess
             f"--dhcp-leasefile={workdir / 'dnsmasq.leases'}", f"--pid-file={workdir / 'dnsmasq.pid'}",
             f"--log-facility={workdir / 'dnsmasq.log'}", "--log-dhcp"]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_dnsmasq(proc, workdir)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    return proc
+
+
+def _wait_dnsmasq(proc, workdir: Path) -> None:
     wait_for(lambda: proc.poll() is not None or ((workdir / "dnsmasq.log").exists()
              and "DHCP" in (workdir / "dnsmasq.log").read_text() and (workdir / "dnsmasq.pid").exists()),
              10, what="dnsmasq start")
     if proc.poll() is not None:
         raise RuntimeError(f"dnsmasq failed: {proc.stderr.read().decode()}")
-    return proc
 
 
 def bare_pods(count: int, tag: str) -> list[dict]:
