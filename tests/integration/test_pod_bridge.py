@@ -173,16 +173,33 @@ def test_extra_routes_and_secondary_address_restored_with_protocol_and_scope(lab
     assert snapshot(pod.netns) == before
 
 
-def test_mtu_and_down_state_restored(lab, run_dir):
+def test_ipv6_recorded_and_left_alone(lab, run_dir):
+    pod = lab.add_pod()
+    sh("ip", "-n", pod.netns, "addr", "add", "fd00:10::10/64", "dev", "eth0", "nodad")
+    before = snapshot(pod.netns)
+    p = params(pod, run_dir)
+    result = present(p)
+    assert "fd00:10::10" in [a["address"] for a in result["original"]["ipv6"]]
+    v6 = [a["local"] for e in ip_json(pod.netns, "-6", "addr", "show", "dev", "eth0") for a in e["addr_info"]]
+    assert "fd00:10::10" in v6
+    bridge_v6 = ip_json(pod.netns, "-6", "addr", "show", "dev", "k6t-eth0")
+    assert not bridge_v6 or not bridge_v6[0].get("addr_info"), "the bridge must not autoconfigure IPv6"
+    absent(p)
+    assert snapshot(pod.netns) == before
+
+
+def test_pod_mtu_taken_and_mtu_and_up_state_restored(lab, run_dir):
     pod = lab.add_pod(mtu=1400)
     p = params(pod, run_dir)
     before = snapshot(pod.netns)
     result = present(p)
     assert result["mtu"] == 1400 and link(pod.netns, "tap0")["mtu"] == 1400
-    sh("ip", "-n", pod.netns, "link", "set", "eth0", "mtu", "1300")  # drift after plumbing
-    info = _pod_bridge.info(p)
-    assert info["in_sync"] is True or info["drift"]  # MTU of the pod interface is not managed by present
-    absent(p)
+    assert link(pod.netns, "k6t-eth0")["mtu"] == 1400
+    # Someone changes the pod interface after plumbing: absent still restores the recorded state.
+    sh("ip", "-n", pod.netns, "link", "set", "eth0", "mtu", "1300")
+    sh("ip", "-n", pod.netns, "link", "set", "eth0", "down")
+    undo = absent(p)
+    assert any("restore MTU of eth0 to 1400" in c and "set eth0 up" in c for c in undo["changes"])
     assert snapshot(pod.netns) == before
 
 
