@@ -319,7 +319,7 @@ class Responder:
             LOG.info("pod=%s mac=%s ip=%s/%s declared (netns %s, tap %s)", key, decl["vm_mac"], decl["ip"],
                      decl["prefixlen"], decl["netns"], decl["tap"])
         for key in [k for k in self.pods if k not in seen]:
-            self.forget(self.pods[key], "declaration withdrawn")
+            self.forget(self.pods[key], "declaration withdrawn", drop_state=True)
         for key in [k for k in self.bad_files if k not in seen]:
             del self.bad_files[key]
         for pod in list(self.pods.values()):
@@ -394,9 +394,13 @@ class Responder:
         pod.ns_id = None
         LOG.info("pod=%s mac=%s ip=%s socket closed: %s", pod.key, pod.decl["vm_mac"], pod.decl["ip"], why)
 
-    def forget(self, pod: Pod, why: str, quiet: bool = False) -> None:
+    def forget(self, pod: Pod, why: str, quiet: bool = False, drop_state: bool = False) -> None:
         self.close_socket(pod, why)
-        self.flush_state(pod)
+        if drop_state:  # the lease is withdrawn: its state would only mislead vm_pod_network_info
+            pod.dirty = False
+            lease.remove_lease_state(self.run_dir, pod.key)
+        else:
+            self.flush_state(pod)
         self.pods.pop(pod.key, None)
         if not quiet:
             LOG.info("pod=%s mac=%s ip=%s forgotten: %s", pod.key, pod.decl["vm_mac"], pod.decl["ip"], why)

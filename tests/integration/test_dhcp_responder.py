@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from lib.netlab import NetLab, link_exists, sh
-from lib.taprelay import (ResponderProcess, TapRelay, declaration_for, lease_state, plumb_pod, set_filters,
-                          udhcpc_script, wait_for, write_declaration)
+from lib.taprelay import (ResponderProcess, TapRelay, client_frame, declaration_for, lease_state, open_tap, plumb_pod,
+                          read_reply, set_filters, udhcpc_script, wait_for, write_declaration)
 
 pytestmark = [pytest.mark.root, pytest.mark.dhcp_client]
 
@@ -407,8 +407,16 @@ def test_pods_learned_and_forgotten_without_restart(env):
     assert f"pod={decl['key']}" not in env.responder.log()
     write_declaration(env.run_dir, decl)
     env.responder.wait_serving(decl["key"], timeout=5)
+    fd = open_tap(pod.netns)  # the VM side: one DISCOVER, so there is lease state
+    try:
+        os.write(fd, client_frame(pod.mac, 1, 0xABCDEF))
+        assert read_reply(fd, 0xABCDEF) is not None
+    finally:
+        os.close(fd)
+    wait_for(lambda: lease_state(env.run_dir, decl["key"]).get("state") == "offered", 10, what="state offered")
     os.unlink(os.path.join(env.run_dir, "leases", f"{decl['key']}.json"))
     env.responder.wait_log(f"pod={decl['key']} mac={pod.mac} ip={pod.ip} forgotten: declaration withdrawn", 10)
+    assert lease_state(env.run_dir, decl["key"]) == {}
     # An invalid declaration is reported, not served, and does not stop the service.
     bad = declaration_for(pod, search_domains=["ok.example", "-bad-.example"])
     bad["key"] = "broken__eth0"
