@@ -318,8 +318,8 @@ since its job is to hide the VM's DHCP from everything but podnet-dhcpd.
 
 Lost round trips: podnet-dhcpd {ours['lost']}, dnsmasq {theirs['lost']}. Target: median at
 most 1.5x dnsmasq's. The p99 figures move with machine load (this 2-CPU machine was shared
-with other test runs; across five runs the p99 ratio ranged from 0.8x to 3.3x, in both
-directions), the medians stayed within about 10% of each other.
+with other test runs; over the runs made while writing this, the p99 ratio ranged from
+0.8x to 3.3x); the median ratio of the interleaved runs stayed between 0.92x and 1.08x.
 
 ## {n} pods
 
