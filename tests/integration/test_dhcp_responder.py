@@ -561,3 +561,35 @@ def test_spawn_daemon_detached_and_idempotent(env):
         os.kill(pid, signal.SIGTERM)
     wait_for(lambda: responder.running_pid(pidfile) is None, 10, what="daemon stopped")
     assert "stopped" in Path(log_file).read_text()
+
+
+def test_filters_idempotent_removable_and_tolerant(env):
+    from pyroute2 import NetNS
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_filters as filters
+    pod = env.lab.add_pod()
+    plumb_pod(pod, env.run_dir, filters=False, declare=False)
+    ipr = NetNS(pod.netns)
+    try:
+        assert filters.install_dhcp_filters(ipr, "tap0", "eth0") == {"changed": True, "tap": "added",
+                                                                      "pod_interface": "added"}
+        assert filters.install_dhcp_filters(ipr, "tap0", "eth0") == {"changed": False, "tap": "present",
+                                                                      "pod_interface": "present"}
+        assert filters.dhcp_filters_present(ipr, "tap0", "eth0") == {"tap": True, "pod_interface": True}
+        shown = sh("tc", "-n", pod.netns, "filter", "show", "dev", "tap0", "ingress").stdout
+        assert "bpf" in shown and "direct-action" in shown
+        # Someone else's filter on the pod interface's ingress survives our removal, qdisc included.
+        sh("tc", "-n", pod.netns, "filter", "add", "dev", "eth0", "ingress", "prio", "7", "protocol", "ip",
+           "u32", "match", "u32", "0", "0", "classid", "1:1")
+        assert filters.remove_dhcp_filters(ipr, "tap0", "eth0") == {"changed": True, "tap": "removed",
+                                                                     "pod_interface": "removed"}
+        assert filters.remove_dhcp_filters(ipr, "tap0", "eth0") == {"changed": False, "tap": "absent",
+                                                                     "pod_interface": "absent"}
+        assert "ingress" not in sh("tc", "-n", pod.netns, "qdisc", "show", "dev", "tap0").stdout
+        assert "ingress" in sh("tc", "-n", pod.netns, "qdisc", "show", "dev", "eth0").stdout
+        assert "pref 7 u32" in sh("tc", "-n", pod.netns, "filter", "show", "dev", "eth0", "ingress").stdout
+        # Missing links: reported, never an error.
+        assert filters.install_dhcp_filters(ipr, "nosuchtap", "nosuchif") == {
+            "changed": False, "tap": "missing", "pod_interface": "missing"}
+        assert filters.remove_dhcp_filters(ipr, "nosuchtap", "nosuchif")["changed"] is False
+    finally:
+        ipr.close()
