@@ -83,6 +83,7 @@ class Env:
         vm = self.lab.add_namespace(f"vm{len(self.lab.pods)}")
         relay = TapRelay(pod.netns, vm, vm_mac or pod.mac, pod.mtu).start()
         self._stack.append(relay.stop)
+        self._stack.append(lambda: forget_dhcpcd_lease(relay.vm_ifname))
         resolv_cm = vm_resolv(vm)
         resolv = resolv_cm.__enter__()
         self._stack.append(lambda: resolv_cm.__exit__(None, None, None))
@@ -107,6 +108,12 @@ class Env:
         for undo in reversed(self._stack):
             undo()
         self.lab.close()
+
+
+def forget_dhcpcd_lease(ifname: str) -> None:
+    """dhcpcd keeps leases in /var/lib/dhcpcd/<ifname>*.lease: ours have unique names, drop them."""
+    for path in Path("/var/lib/dhcpcd").glob(f"{ifname}*.lease*"):
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture
