@@ -577,20 +577,20 @@ def test_filters_idempotent_removable_and_tolerant(env):
     plumb_pod(pod, env.run_dir, filters=False, declare=False)
     ipr = NetNS(pod.netns)
     try:
-        assert filters.install_dhcp_filters(ipr, "tap0", "eth0") == {"changed": True, "tap": "added",
-                                                                      "pod_interface": "added"}
-        assert filters.install_dhcp_filters(ipr, "tap0", "eth0") == {"changed": False, "tap": "present",
-                                                                      "pod_interface": "present"}
+        added = {"changed": True, "tap": "added", "pod_interface": "added"}
+        present = {"changed": False, "tap": "present", "pod_interface": "present"}
+        assert filters.install_dhcp_filters(ipr, "tap0", "eth0") == added
+        assert filters.install_dhcp_filters(ipr, "tap0", "eth0") == present
         assert filters.dhcp_filters_present(ipr, "tap0", "eth0") == {"tap": True, "pod_interface": True}
         shown = sh("tc", "-n", pod.netns, "filter", "show", "dev", "tap0", "ingress").stdout
         assert "bpf" in shown and "direct-action" in shown
         # Someone else's filter on the pod interface's ingress survives our removal, qdisc included.
         sh("tc", "-n", pod.netns, "filter", "add", "dev", "eth0", "ingress", "prio", "7", "protocol", "ip",
            "u32", "match", "u32", "0", "0", "classid", "1:1")
-        assert filters.remove_dhcp_filters(ipr, "tap0", "eth0") == {"changed": True, "tap": "removed",
-                                                                     "pod_interface": "removed"}
-        assert filters.remove_dhcp_filters(ipr, "tap0", "eth0") == {"changed": False, "tap": "absent",
-                                                                     "pod_interface": "absent"}
+        removed = {"changed": True, "tap": "removed", "pod_interface": "removed"}
+        absent = {"changed": False, "tap": "absent", "pod_interface": "absent"}
+        assert filters.remove_dhcp_filters(ipr, "tap0", "eth0") == removed
+        assert filters.remove_dhcp_filters(ipr, "tap0", "eth0") == absent
         assert "ingress" not in sh("tc", "-n", pod.netns, "qdisc", "show", "dev", "tap0").stdout
         assert "ingress" in sh("tc", "-n", pod.netns, "qdisc", "show", "dev", "eth0").stdout
         assert "pref 7 u32" in sh("tc", "-n", pod.netns, "filter", "show", "dev", "eth0", "ingress").stdout
