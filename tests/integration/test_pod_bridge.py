@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import socket
 import subprocess
 import sys
 import threading
@@ -528,3 +529,45 @@ def test_ansible_playbook_present_check_idempotent_absent(lab, run_dir, tmp_path
     assert json.loads((out / "after.json").read_text())["changed"] is True
     assert str(COLLECTIONS_ROOT) in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "")
     assert snapshot(pod.netns) == before
+
+
+# -- the raw rtnetlink readers agree with pyroute2 -------------------------------------------
+
+def test_raw_readers_match_pyroute2(lab, run_dir):
+    from pyroute2 import IPRoute
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _netlink as nl
+    from ansible_collections.virtnet.podnet.plugins.module_utils._netns import entered
+
+    pod = lab.add_pod(calico=True)
+    sh("ip", "-n", pod.netns, "addr", "add", "fd00:10::10/64", "dev", "eth0", "nodad")
+    p = params(pod, run_dir, tap_uid=107, tap_gid=108, binding=make_binding(delegate_ip=False))
+    present(p)
+    with entered(pod.netns) as (lazy, _path, _inode):
+        ipr = IPRoute()
+        try:
+            for name in ("eth0", "k6t-eth0", "tap0", "lo"):
+                raw = nl.get_link(lazy, name)
+                msg = ipr.link("get", ifname=name)[0]
+                assert raw["index"] == msg["index"] and raw["mac"] == msg.get("address")
+                assert raw["mtu"] == msg.get("mtu") and raw["master"] == msg.get("master")
+                assert raw["kind"] == msg.get(("linkinfo", "kind")) and raw["group"] == (msg.get("group") or 0)
+                assert raw["up"] == bool(msg["flags"] & 1)
+                if raw["kind"] == "tun":
+                    assert (raw["uid"], raw["gid"], raw["tun_type"]) == (107, 108, 2)
+                if name == "eth0":
+                    assert raw["learning"] is False
+            for family in (socket.AF_INET, socket.AF_INET6):
+                raw = nl.addresses_by_index(lazy, family)
+                ref = {}
+                for msg in ipr.get_addr(family=family):
+                    ref.setdefault(msg["index"], []).append((msg.get("local") or msg.get("address"), msg["prefixlen"]))
+                assert {i: [(a["address"], a["prefixlen"]) for a in v] for i, v in raw.items()} == ref
+            index = ipr.link_lookup(ifname="eth0")[0]
+            ref_routes = [(m.get("dst"), m["dst_len"], m.get("gateway"), m["proto"], m["scope"])
+                          for m in ipr.get_routes(family=socket.AF_INET)
+                          if m.get("oif") == index and (m.get("table") or m["table"]) != 255]
+            assert [(r["dst"], r["dst_len"], r["gateway"], r["proto"], r["scope"]) for r in nl.routes(lazy, index)] \
+                == ref_routes
+        finally:
+            ipr.close()
+    absent(p)

@@ -238,3 +238,36 @@ def test_crash_hook_exits_right_after_the_named_step():
                           timeout=60, env=dict(os.environ, VIRTNET_PODNET_CRASH_AFTER="tap"), check=False)
     assert proc.returncode == pb.CRASH_EXIT_CODE
     assert proc.stdout.strip() == "survived bridge"
+
+
+# -- raw rtnetlink encoding and parsing ------------------------------------------------------
+
+def test_nla_padding_and_parse_round_trip():
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _netlink as nl
+    blob = nl._nla(nl.IFLA_IFNAME, b"tap0\0") + nl._u32(nl.IFLA_MTU, 1450) + nl._nla(nl.IFLA_ADDRESS, b"\x02" * 6)
+    assert len(blob) % 4 == 0
+    attrs = nl._parse_attrs(blob, 0, len(blob))
+    assert nl._str(attrs[nl.IFLA_IFNAME]) == "tap0" and nl._int(attrs[nl.IFLA_MTU]) == 1450
+    assert attrs[nl.IFLA_ADDRESS] == b"\x02" * 6
+
+
+def test_link_view_raw_parses_a_bridge_port_tap():
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _netlink as nl
+    import struct
+    tun = (nl._u32(nl.IFLA_TUN_OWNER, 107) + nl._u32(nl.IFLA_TUN_GROUP, 0xFFFFFFFF)
+           + nl._nla(nl.IFLA_TUN_TYPE, b"\x02") + nl._nla(nl.IFLA_TUN_MULTI_QUEUE, b"\x01"))
+    port = nl._nla(nl.IFLA_BRPORT_LEARNING, b"\x00")
+    info = (nl._nla(nl.IFLA_INFO_KIND, b"tun\0") + nl._nla(nl.IFLA_INFO_DATA | nl.NLA_F_NESTED, tun)
+            + nl._nla(nl.IFLA_INFO_SLAVE_KIND, b"bridge\0") + nl._nla(nl.IFLA_INFO_SLAVE_DATA | nl.NLA_F_NESTED, port))
+    body = (struct.pack("=BxHiII", 0, 1, 7, 1, 0) + nl._nla(nl.IFLA_IFNAME, b"tap0\0")
+            + nl._nla(nl.IFLA_ADDRESS, bytes.fromhex("0a58000000ff")) + nl._u32(nl.IFLA_MTU, 1450)
+            + nl._u32(nl.IFLA_MASTER, 5) + nl._u32(nl.IFLA_GROUP, 42) + nl._nla(nl.IFLA_LINKINFO | nl.NLA_F_NESTED, info))
+    view = nl.link_view_raw(body)
+    assert view == {"name": "tap0", "index": 7, "kind": "tun", "mac": "0a:58:00:00:00:ff", "mtu": 1450, "up": True,
+                    "master": 5, "group": 42, "tun_type": 2, "uid": 107, "gid": None, "multiqueue": True,
+                    "persist": False, "learning": False}
+
+
+def test_link_group_is_stable_and_tagged():
+    assert pb.link_group("k6t-eth0") == pb.link_group("k6t-eth0")
+    assert pb.link_group("k6t-eth0") & 0xFFFF0000 == pb.GROUP_BASE
