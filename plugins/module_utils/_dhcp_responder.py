@@ -85,6 +85,17 @@ def _hwaddr(sock: socket.socket, name: str) -> str | None:
     return raw[18:24].hex(":")
 
 
+def _setns(fd: int) -> None:
+    """Enter the network namespace open at ``fd`` (os.setns is Python 3.12+; nodes may be older)."""
+    if hasattr(os, "setns"):
+        os.setns(fd, CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 def _ns_id(path: str):
     try:
         st = os.stat(path)
@@ -349,7 +360,7 @@ class Responder:
             if decl.get("netns_inode") not in (None, ns_id):
                 self._note_error(pod, "namespace inode differs from the declaration")
                 return
-            os.setns(nsfd, CLONE_NEWNET)
+            _setns(nsfd)
             try:
                 # Protocol 0 until bound: nothing queues before the filter is attached.
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -360,7 +371,7 @@ class Responder:
                 sock.bind((decl["tap"], ETH_P_ALL))
                 pod.src_mac = _hwaddr(sock, decl["bridge"]) or _hwaddr(sock, decl["tap"]) or pod.src_mac
             finally:
-                os.setns(self._own_ns, CLONE_NEWNET)
+                _setns(self._own_ns)
         except OSError as exc:
             if sock is not None:
                 sock.close()
