@@ -600,3 +600,33 @@ def test_filters_idempotent_removable_and_tolerant(env):
         assert filters.remove_dhcp_filters(ipr, "nosuchtap", "nosuchif")["changed"] is False
     finally:
         ipr.close()
+
+
+@pytest.mark.parametrize("calico", [False, True], ids=["flannel", "calico"])
+def test_end_to_end_with_vm_pod_bridge(env, calico):
+    """The contract between the two halves: vm_pod_bridge's declaration, served to a real client."""
+    bridge = pytest.importorskip("ansible_collections.virtnet.podnet.plugins.module_utils._pod_bridge")
+    if not hasattr(bridge, "present"):
+        pytest.skip("vm_pod_bridge has no present() yet")
+    binding = {"interface": "default", "network": "default", "backend": "pod", "connection": "bridge",
+               "delegate_ip": True, "connectivity": "ip", "pod_interface": "eth0", "bridge": "k6t-eth0", "tap": "tap0"}
+    env.start_responder()
+    pod = env.lab.add_pod(calico=calico)
+    result = bridge.present({"netns": pod.netns, "binding": binding, "run_dir": env.run_dir,
+                             "dns_servers": ["10.96.0.10"], "search_domains": ["default.svc.cluster.local"],
+                             "hostname": "vm1", "lease_time": 3600})
+    set_filters(pod.netns, True)  # until vm_pod_bridge installs them itself
+    env.responder.wait_serving(result["key"])
+    vm = env.lab.add_namespace("vm")
+    relay = TapRelay(pod.netns, vm, pod.mac, pod.mtu).start()
+    try:
+        with vm_resolv(vm) as resolv:
+            proc = run_udhcpc(env, vm, relay.vm_ifname, resolv, once=False)
+            wait_bound(vm, relay.vm_ifname, pod, proc)
+            assert_applied(env.lab, vm, relay.vm_ifname, pod, resolv)
+            proc.terminate()
+            proc.wait(10)
+    finally:
+        relay.stop()
+    bridge.absent({"netns": pod.netns, "binding": binding, "run_dir": env.run_dir})
+    env.responder.wait_log(f"pod={result['key']} mac={pod.mac} ip={pod.ip} forgotten: declaration withdrawn", 10)
