@@ -1,7 +1,8 @@
 """A tiny bootable VM for the real-VM test: Debian's cloud kernel and a busybox initramfs.
 
     image = vm_image.build()          # cached; rebuilt only when an input changes
-    qemu ... -kernel image.kernel -initrd image.initrd
+    result = vm_image.boot(image, pod.netns, vm_image.tap_nic(pod.mac))   # qemu in the pod's netns
+    result.lease["ip"], result.ping, result.boot_to_lease
 
 Everything lives OUTSIDE the repository, in ``$VIRTNET_PODNET_VM_CACHE`` (default
 ``~/.cache/virtnet-podnet/vm``):
@@ -168,13 +169,22 @@ def _sha256(path: Path) -> str:
 
 
 # -- packages -----------------------------------------------------------------------------------
-def kernel_package() -> str:
-    """The versioned package the cloud meta-package depends on (local apt-cache, no network)."""
-    out = _run("apt-cache", "depends", KERNEL_META, timeout=60)
+def kernel_package(debs: Path | None = None) -> str:
+    """The versioned package the cloud meta-package depends on (local apt-cache, no network).
+
+    Without apt lists (cleaned after a build) a kernel already in the cache still does.
+    """
+    try:
+        out = _run("apt-cache", "depends", KERNEL_META, timeout=60)
+    except (OSError, VmImageError) as exc:
+        out = str(exc)
     match = re.search(r"Depends:\s*(linux-image-\S+-cloud-amd64)\b", out)
-    if not match:
-        raise VmImageError(f"{KERNEL_META} depends on no linux-image-*-cloud-amd64 package:\n{out}")
-    return match.group(1)
+    if match:
+        return match.group(1)
+    cached = sorted(glob.glob(str(debs / "linux-image-*-cloud-amd64_*.deb"))) if debs else []
+    if cached:
+        return os.path.basename(cached[-1]).split("_", 1)[0]
+    raise VmImageError(f"cannot tell which kernel {KERNEL_META} depends on (apt-get update?): {out.strip()}")
 
 
 def fetch_deb(package: str, debs: Path) -> Path:
@@ -335,7 +345,7 @@ def build(cache: Path | None = None) -> VmImage:
 
 def _build_locked(cache: Path) -> VmImage:
     debs = cache / "debs"
-    kernel_deb = fetch_deb(kernel_package(), debs)
+    kernel_deb = fetch_deb(kernel_package(debs), debs)
     busybox_deb = fetch_deb(BUSYBOX_PACKAGE, debs)
     kernel_root = extract_deb(kernel_deb, cache / "extract")
     busybox_root = extract_deb(busybox_deb, cache / "extract")
@@ -405,6 +415,7 @@ class Boot:
     returncode: int | None = None
     timed_out: bool = False
     elapsed: float = 0.0
+    started_at: float = 0.0  # wall clock, to line the console up with other logs
     marks: dict[str, float] = field(default_factory=dict)
 
     def first(self, tag: str) -> str | None:
@@ -441,10 +452,15 @@ class Boot:
         return "\n".join(self.lines)
 
 
+def _console_line(raw: bytes) -> str:
+    # Firmware leaves escape sequences, and text without a newline before our first line.
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1bc", "", raw.decode(errors="replace")).strip()
+
+
 def boot(image: VmImage, netns: str, nic_args: list[str], timeout: float = BOOT_TIMEOUT) -> Boot:
     """Boot the VM inside ``netns`` and read its console until qemu exits; killed at ``timeout``."""
     argv = ["ip", "netns", "exec", netns, *qemu_argv(image, nic_args)]
-    result = Boot(argv=argv)
+    result = Boot(argv=argv, started_at=time.time())
     start = time.monotonic()
     # Own session: a timeout kills qemu and anything it started, not the test.
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -465,16 +481,16 @@ def boot(image: VmImage, netns: str, nic_args: list[str], timeout: float = BOOT_
             if not chunk:
                 break
             pending += chunk
-            *complete, pending = pending.split(b"\n")
+            *complete, pending = re.split(rb"\r?\n", pending)
             for raw in complete:
-                # The serial console ends lines with CR LF and firmware adds escape sequences.
-                line = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1bc", "", raw.decode(errors="replace")).strip()
+                line = _console_line(raw)
+                match = re.search(r"PODNET-[A-Z]+", line)
+                if match:
+                    line = line[match.start():]
+                    result.marks.setdefault(match.group(0), now)
                 result.lines.append(line)
-                tag = line.split(" ", 1)[0]
-                if tag.startswith("PODNET-"):
-                    result.marks.setdefault(tag, now)
         if pending:
-            result.lines.append(pending.decode(errors="replace").strip())
+            result.lines.append(_console_line(pending))
     finally:
         sel.close()
         if proc.poll() is None:
