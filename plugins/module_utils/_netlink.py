@@ -4,9 +4,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Private to this collection: discovery of the pod interface and ensure-style netlink steps.
 
-Every function takes an ``IPRoute`` opened inside the pod's namespace (see ``_netns``).
-Steps follow the CNI bridge plugin: an existing object is fine, it is re-read and
-type-checked; deletes tolerate objects that are already gone.
+Every function runs in the thread that entered the pod's namespace and takes the handle
+``_netns.entered`` yields: its raw rtnetlink socket (made on first use, inside the
+namespace) carries the plumbing's small requests; pyroute2's ``IPRoute`` behind it restores
+addresses and routes. Steps follow the CNI bridge plugin: an existing object is fine, it is
+re-read and type-checked; deletes tolerate objects that are already gone.
+
+Why raw requests: pyroute2 costs ~0.5 ms of Python per request here (asyncio loop, full
+decoding of every attribute), the kernel answers a simple request in microseconds, and a
+plumb needs a dozen of them.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import platform
 import socket
 import struct
 import sys
@@ -46,9 +53,6 @@ def nl_error(action, exc):
 
 
 # -- reading: raw rtnetlink, parsed for the few attributes used here -----------------------
-#
-# pyroute2 decodes every attribute of every reply (~1 ms for one veth link here, mostly
-# Python); these readers unpack only what the plumbing needs, in microseconds.
 
 NLM_F_DUMP = 0x300
 NLMSG_DONE = 3
@@ -247,14 +251,7 @@ def discover(ipr, name, link=None, ipv4=None):
     }
 
 
-# -- ensure steps, as raw rtnetlink writes ---------------------------------------------------
-#
-# -- writes: raw rtnetlink -------------------------------------------------------------
-#
-# pyroute2 costs ~0.5 ms of Python per request here (asyncio loop, message objects); the
-# kernel answers a simple RTM_NEWLINK in microseconds. Writes are small fixed messages, so
-# they are packed by hand and sent on a plain NETLINK_ROUTE socket opened, like the
-# IPRoute, inside the pod's namespace. Reads (variable, nested replies) stay with pyroute2.
+# -- the raw rtnetlink socket, and ensure steps as raw writes --------------------------------
 
 NETLINK_ROUTE = 0
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
@@ -267,8 +264,9 @@ IFLA_BRPORT_LEARNING = 8
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 NLA_F_NESTED = 0x8000
 AF_BRIDGE = 7
-# tun ioctls (x86, arm and most others; pyroute2 keeps the same table)
-TUNSETIFF, TUNSETPERSIST, TUNSETOWNER, TUNSETGROUP = 0x400454CA, 0x400454CB, 0x400454CC, 0x400454CE
+# tun ioctls: _IOW('T', n, int); powerpc and mips encode the write direction differently.
+_IOW = 0x80040000 if platform.machine().startswith(("ppc", "mips")) else 0x40040000
+TUNSETIFF, TUNSETPERSIST, TUNSETOWNER, TUNSETGROUP = (_IOW | 0x5400 | n for n in (202, 203, 204, 206))
 IFF_TAP, IFF_NO_PI, IFF_VNET_HDR, IFF_MULTI_QUEUE = 0x0002, 0x1000, 0x4000, 0x0100
 
 
