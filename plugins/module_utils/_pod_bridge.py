@@ -431,7 +431,9 @@ def plan_absent(ipr, run_dir, key, binding, cache):
     if br is not None and br["kind"] != "bridge":
         warnings.append(f"{bridge} is not a bridge (kind {br['kind']}); left alone")
         br = None
-    if tp is not None and br is not None and tp["group"] == br["group"] == group:
+    # One request deletes the whole group: only when it holds exactly this binding's two links.
+    if (tp is not None and br is not None and tp["group"] == br["group"] == group
+            and {n for n, v in nl.all_links(ipr).items() if v["group"] == group} == {tap, bridge}):
         add("absent_links", f"delete tap {tap} and bridge {bridge} (releases {name})", nl.delete_group, group)
     else:
         if tp is not None:

@@ -231,6 +231,18 @@ def test_absent_when_links_are_gone(lab, run_dir):
     assert snapshot(pod.netns) == before
 
 
+def test_absent_never_deletes_a_foreign_link_sharing_the_group(lab, run_dir):
+    pod = lab.add_pod()
+    p = params(pod, run_dir)
+    present(p)
+    group = str(_pod_bridge.link_group("k6t-eth0"))
+    sh("ip", "-n", pod.netns, "link", "add", "foreign0", "group", group, "type", "veth", "peer", "name", "foreign1")
+    result = absent(p)
+    assert "delete tap tap0" in result["changes"] and "delete bridge k6t-eth0 (releases eth0)" in result["changes"]
+    assert link_exists(pod.netns, "foreign0") and link_exists(pod.netns, "foreign1")
+    assert not link_exists(pod.netns, "tap0") and not link_exists(pod.netns, "k6t-eth0")
+
+
 def test_absent_when_namespace_is_gone(lab, run_dir):
     pod = lab.add_pod()
     p = params(pod, run_dir)
