@@ -22,7 +22,7 @@ import pytest
 from integration.conftest import IS_ROOT, make_binding
 from lib import vm_image
 from lib.netlab import NetLab, ip_json, link
-from lib.taprelay import ResponderProcess
+from lib.taprelay import ResponderProcess, lease_state, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -112,6 +112,9 @@ def test_real_vm_gets_the_pod_address(env, image):
     log = env.responder.log()
     assert f"mac={pod.mac} ip={pod.ip} msg=DISCOVER reply=OFFER" in log
     assert f"mac={pod.mac} ip={pod.ip} msg=REQUEST(selecting) reply=ACK" in log
+    state = wait_for(lambda: lease_state(env.run_dir, result["key"]).get("state") == "bound"
+                     and lease_state(env.run_dir, result["key"]), 10, what="lease state bound")
+    assert state["ip"] == pod.ip and state["vm_mac"] == pod.mac
     assert link(pod.netns, "tap0")["linkinfo"]["info_data"]["persist"] is True  # qemu left the tap to us
 
 
