@@ -26,8 +26,17 @@ SUBDIRS = ("pods", "locks", "leases")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+NETNS_DIRS = ("/run/netns/", "/var/run/netns/")
+
+
 def netns_key(netns):
-    """The ``netns`` argument made file-safe: ``pod1``, ``/proc/1234/ns/net`` -> ``proc-1234-ns-net``."""
+    """The ``netns`` argument made file-safe: ``pod1``, ``/proc/1234/ns/net`` -> ``proc-1234-ns-net``.
+
+    ``/run/netns/pod1`` is the namespace named ``pod1``: same key, same lock.
+    """
+    for prefix in NETNS_DIRS:
+        if netns.startswith(prefix) and "/" not in netns[len(prefix):]:
+            netns = netns[len(prefix):]
     key = _UNSAFE.sub("-", netns.strip("/").replace("/", "-")).strip("-")
     # A name made only of dots would be a path component with a meaning.
     if not key or set(key) <= {"."}:
@@ -127,6 +136,15 @@ def load_cache(run_dir, key, inode):
     if cache is None:
         return None, False
     if cache.get("version") != CACHE_VERSION or (inode is not None and cache.get("netns_inode") != list(inode)):
+        recorded = cache.get("netns")
+        try:
+            st = os.stat(recorded) if isinstance(recorded, str) else None
+        except OSError:
+            st = None
+        if st is not None and [st.st_dev, st.st_ino] == cache.get("netns_inode"):
+            # Not stale: another live namespace maps to the same key. Never drop its record.
+            raise PodnetError(f"{cache_path(run_dir, key)} records the live namespace {recorded}, which shares "
+                              "this state key; address this pod by another name or path", path=recorded)
         return None, True
     return cache, False
 

@@ -284,6 +284,17 @@ def test_netns_by_proc_path(lab, run_dir):
         holder.wait(timeout=10)
 
 
+def test_name_and_run_netns_path_are_the_same_pod(lab, run_dir):
+    pod = lab.add_pod()
+    before = snapshot(pod.netns)
+    by_name = params(pod, run_dir)
+    by_path = params(pod, run_dir, netns=pod.netns_path)
+    assert present(by_name)["key"] == present(by_path)["key"] == f"{pod.netns}__eth0"
+    assert present(by_path)["changed"] is False
+    assert absent(by_path)["changed"] is True
+    assert snapshot(pod.netns) == before
+
+
 def test_stale_cache_from_an_earlier_namespace_is_dropped(lab, run_dir):
     pod = lab.add_pod()
     p = params(pod, run_dir)

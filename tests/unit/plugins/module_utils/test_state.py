@@ -12,6 +12,8 @@ import os
 import stat
 
 import pytest
+from hypothesis import given
+from hypothesis.strategies import text as st_text
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _state
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
@@ -20,8 +22,10 @@ from ansible_collections.virtnet.podnet.plugins.module_utils._errors import Podn
 @pytest.mark.parametrize("netns, key", [
     ("pod1", "pod1"),
     ("/proc/1234/ns/net", "proc-1234-ns-net"),
-    ("/run/netns/pod 1", "run-netns-pod-1"),
-    ("/var/run/netns/cni-1f2e", "var-run-netns-cni-1f2e"),
+    ("/run/netns/pod1", "pod1"),  # the same namespace as "pod1": same key and lock
+    ("/var/run/netns/cni-1f2e", "cni-1f2e"),
+    ("/run/netns/sub/dir", "run-netns-sub-dir"),
+    ("/var/run/podns/pod 1", "var-run-podns-pod-1"),
     ("..", "ns-__"),
 ])
 def test_netns_key_is_file_safe(netns, key):
@@ -90,6 +94,25 @@ def test_cache_round_trip_and_stale_detection(tmp_path):
     cache, stale = _state.load_cache(run_dir, key, [4, 101])  # the namespace was recreated
     assert cache is None and stale is True
     assert _state.load_cache(run_dir, "other__eth0", [4, 100]) == (None, False)
+
+
+def test_cache_of_another_live_namespace_is_not_dropped(tmp_path):
+    run_dir = str(tmp_path / "run")
+    _state.ensure_dirs(run_dir)
+    live = tmp_path / "ns-file"
+    live.write_text("")
+    st = os.stat(live)
+    _state.save_cache(run_dir, "k__eth0", {"netns": str(live), "netns_inode": [st.st_dev, st.st_ino]})
+    with pytest.raises(PodnetError, match="shares this state key"):
+        _state.load_cache(run_dir, "k__eth0", [st.st_dev, st.st_ino + 1])
+    assert os.path.exists(_state.cache_path(run_dir, "k__eth0"))
+
+
+@given(st_text(min_size=1, max_size=60))
+def test_netns_key_is_always_a_plain_file_name(netns):
+    key = _state.netns_key(netns)
+    assert key and "/" not in key and key not in (".", "..")
+    assert all(c.isalnum() and c.isascii() or c in "_.-" for c in key)
 
 
 def _hold_and_report(run_dir, netns, queue, release):
