@@ -22,6 +22,7 @@ setup: deps venv
 
 deps:
 	@tools/system_deps.sh
+	@tools/system_deps_vm.sh
 
 venv: $(STAMP)
 
