@@ -709,6 +709,24 @@ def spawn_daemon(run_dir: str, pidfile: str, log_file: str, python: str | None =
     raise PodnetError(f"podnet-dhcpd did not take {pidfile} within {timeout} s", log_file=log_file)
 
 
+def _ensure_daemon(parser, args) -> int:
+    if not args.pidfile or not args.log_file:
+        parser.error("--ensure-daemon needs --pidfile and --log-file")
+    pid = running_pid(args.pidfile)
+    if pid:
+        sys.stdout.write(f"running {pid}\n")
+        return 0
+    # The daemon runs this same code, from wherever this process found it.
+    package_root = os.path.abspath(__file__).rsplit(os.sep + "ansible_collections" + os.sep, 1)[0]
+    try:
+        pid = spawn_daemon(os.path.abspath(args.run_dir), args.pidfile, args.log_file, pythonpath=package_root)
+    except PodnetError as exc:
+        sys.stderr.write(f"podnet-dhcpd: {exc.msg}\n")
+        return 1
+    sys.stdout.write(f"started {pid}\n")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="podnet-dhcpd", description="DHCP responder handing pod IPs to VMs")
     parser.add_argument("--run-dir", default=lease.DEFAULT_RUN_DIR)
@@ -716,7 +734,12 @@ def main(argv=None) -> int:
     parser.add_argument("--log-file", default=None, help="append log lines here instead of stderr")
     parser.add_argument("--rescan-interval", type=float, default=RESCAN_INTERVAL)
     parser.add_argument("--debug", action="store_true")
+    parser.add_argument("--ensure-daemon", action="store_true",
+                        help="start a detached responder unless one holds --pidfile, print 'started PID' or "
+                             "'running PID', and exit (for nodes without systemd)")
     args = parser.parse_args(argv)
+    if args.ensure_daemon:
+        return _ensure_daemon(parser, args)
     handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s podnet-dhcpd[%(process)d] %(levelname)s %(message)s"))
     LOG.addHandler(handler)
