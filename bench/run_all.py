@@ -430,7 +430,7 @@ def mark(met):
     return {True: "met", False: "**missed**", None: "not measured", "partly": "**missed** (within 1.5x)"}[met]
 
 
-def report(results, steps, plots, cfg, args, started):
+def report(results, steps, plots, args, started):
     mach = results["machine"]
     load_end = os.getloadavg()
     lines = [
@@ -469,7 +469,7 @@ def report(results, steps, plots, cfg, args, started):
     ]
     for target, measured, met, why in targets(results):
         lines.append(f"| {target} | {measured} | {mark(met)} | {why} |")
-    lines += ["", *section_plumbing(results, plots, cfg), *section_role(results, plots, steps), *section_dhcp(results, plots),
+    lines += ["", *section_plumbing(results, plots), *section_role(results, plots, steps), *section_dhcp(results, plots),
               *section_boot(results), *section_runs(steps, args)]
     return "\n".join(lines) + "\n"
 
@@ -478,7 +478,7 @@ def failed_note(step):
     return [f"> **Not measured in this run:** {step.error.splitlines()[0] if step.error else 'no results'}", ""] if step else []
 
 
-def section_plumbing(results, plots, cfg):
+def section_plumbing(results, plots):
     pod, cni = results.get("pod_bridge"), cni_by_n(results.get("cni"))
     lines = ["## Plumbing per pod vs the CNI bridge plugin", "",
              "Ours: `vm_pod_bridge` plumbing (`state=present`) and unplumbing (`state=absent`) a CNI-style pod,",
@@ -610,7 +610,10 @@ def section_runs(steps, args):
     reports = [name for name in ("performance-pod-bridge.md", "performance-dhcp.md", "performance-vm-boot.md",
                                  "performance-role.md") if (Path(args.out) / name).exists()]
     if reports:
-        lines += ["", "More detail in each benchmark's own report: " + ", ".join(f"[{name}]({name})" for name in reports) + "."]
+        same = not args.reports or Path(args.reports).resolve() == Path(args.out).resolve()
+        lines += ["", "More detail in each benchmark's own report"
+                  + (" (from this run)" if same else " (from the benchmark's own last run, not this one)") + ": "
+                  + ", ".join(f"[{name}]({name})" for name in reports) + "."]
     return lines + [""]
 
 
@@ -618,6 +621,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small N and few rounds: a smoke test, not for numbers")
     parser.add_argument("--out", default=str(DOCS), help="where performance.md and img/ go (default: docs/)")
+    parser.add_argument("--reports", help="where the benchmarks' own reports (performance-*.md) go (default: --out)")
     parser.add_argument("--json", help="also write all collected results as JSON to this file")
     parser.add_argument("--no-playbook", action="store_true", help="skip the ansible-playbook plumbing runs")
     parser.add_argument("--sizes", type=int, nargs="+", help="pod counts for the plumbing comparison")
@@ -632,20 +636,22 @@ def main():
         cfg["sizes"] = args.sizes
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    into_docs = out == DOCS.resolve()
+    reports = Path(args.reports).resolve() if args.reports else out
+    reports.mkdir(parents=True, exist_ok=True)
+    into_docs = reports == DOCS.resolve()  # bench_dhcp.py can only write its doc into docs/
     started = time.monotonic()
     results = {"machine": machine()}
     steps = {}
     with tempfile.TemporaryDirectory(prefix="podnet-bench-all-") as tmp:
         work = Path(tmp)
         steps["cni"], results["cni"] = run_cni(cfg, work)
-        steps["pod_bridge"], results["pod_bridge"] = run_pod_bridge(cfg, out)
-        steps["role"], results["role"] = run_role(cfg, out, work)
+        steps["pod_bridge"], results["pod_bridge"] = run_pod_bridge(cfg, reports)
+        steps["role"], results["role"] = run_role(cfg, reports, work)
         steps["dhcp"], results["dhcp"], steps["dhcp_rss"], results["dhcp_extra"] = run_dhcp(cfg, into_docs)
-        steps["vm_boot"], results["vm_boot"] = run_vm_boot(cfg, out)
+        steps["vm_boot"], results["vm_boot"] = run_vm_boot(cfg, reports)
     results["_steps"] = steps
     plots = plot_all(results, out / "img")
-    (out / "performance.md").write_text(report(results, steps, plots, cfg, args, started))
+    (out / "performance.md").write_text(report(results, steps, plots, args, started))
     print(f"wrote {out / 'performance.md'} and {', '.join(str(out / p) for p in plots.values())}")
     if args.json:
         Path(args.json).write_text(json.dumps({k: v for k, v in results.items() if k != "_steps"}, indent=1, default=str))
