@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Run the main job: playbooks/demo.yml on this machine, with the collection from this checkout.
+# The lab is removed afterwards (playbooks/demo_cleanup.yml) - also when the demo fails or is
+# interrupted halfway - unless DEMO_KEEP=1 and the demo succeeded. See docs/demo.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -10,4 +12,27 @@ ln -sfn "$PWD" "$link"
 export ANSIBLE_COLLECTIONS_PATH="$PWD/.build/collections"
 export ANSIBLE_PYTHON_INTERPRETER="$PY"  # pyenv shims break interpreter discovery
 export ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
-exec "$PWD/$VENV/bin/ansible-playbook" -i localhost, playbooks/demo.yml "$@"
+export ANSIBLE_PIPELINING=1
+playbook="$PWD/$VENV/bin/ansible-playbook"
+status=1
+cleanup() {
+  if [ "${DEMO_KEEP:-0}" = 1 ] && [ "$status" = 0 ]; then
+    echo
+    echo "DEMO_KEEP=1: the lab stays (namespaces podnet-demo-*); remove it with:"
+    echo "  ANSIBLE_COLLECTIONS_PATH=$ANSIBLE_COLLECTIONS_PATH $playbook -i localhost, -e ansible_python_interpreter=$PY playbooks/demo_cleanup.yml"
+    return
+  fi
+  echo
+  echo "=== removing the demo lab (playbooks/demo_cleanup.yml)"
+  "$playbook" -i localhost, playbooks/demo_cleanup.yml >/dev/null 2>.build/demo-cleanup.err \
+    || { echo "cleanup failed:"; cat .build/demo-cleanup.err; }
+  if ls /run/netns 2>/dev/null | grep -q '^podnet-demo-'; then
+    echo "namespaces left behind:"; ls /run/netns | grep '^podnet-demo-'
+  else
+    echo "no podnet-demo-* namespace left"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+"$playbook" -i localhost, playbooks/demo.yml "$@"
+status=0
