@@ -7,8 +7,8 @@
 
 Run as root from the repository root:
 
-    /tmp/tv/bin/python bench/bench_pod_bridge.py            # N = 1, 10, 100; writes docs/performance-pod-bridge.md
-    /tmp/tv/bin/python bench/bench_pod_bridge.py --sizes 1 10 --no-playbook
+    sudo .venv/bin/python bench/bench_pod_bridge.py            # N = 1, 10, 100; writes docs/performance-pod-bridge.md
+    sudo .venv/bin/python bench/bench_pod_bridge.py --sizes 1 10 --no-playbook
 
 In-process numbers time ``_pod_bridge.run()`` per pod (the module's Python entry point, no
 Ansible); playbook numbers are the wall time of one ``ansible-playbook`` run that loops over the
@@ -117,6 +117,7 @@ PLAYBOOK = """
         binding: {binding}
         run_dir: {run_dir}
         state: "{{{{ pod_state }}}}"
+        responder: skip  # plumbing only: the responder is measured by bench_dhcp.py
       loop: {pods}
 """
 

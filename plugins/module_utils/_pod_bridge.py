@@ -34,13 +34,23 @@ LEASE_VERSION = 1
 DEFAULT_LEASE_TIME = 86400
 MAIN_TABLE = 254
 
-PRESENT_STEPS = ("cache", "bridge", "pod_port", "pod_learning", "tap", "tap_config", "bridge_up", "delegate",
-                 "lease")
-ABSENT_STEPS = ("absent_lease", "absent_links", "absent_tap", "absent_bridge", "absent_pod", "absent_addresses",
-                "absent_routes", "absent_cache")
+PRESENT_STEPS = ("cache", "bridge", "pod_port", "pod_learning", "tap", "tap_config", "bridge_up", "filters",
+                 "delegate", "lease")
+ABSENT_STEPS = ("absent_lease", "absent_links", "absent_tap", "absent_bridge", "absent_filters", "absent_pod",
+                "absent_addresses", "absent_routes", "absent_cache")
+RESPONDER_MODES = ("auto", "skip")
+DEFAULT_RESPONDER_PYTHONPATH = "/opt/virtnet-podnet/lib"
+DEFAULT_RESPONDER_LOG = "/var/log/podnet-dhcpd.log"
+RESPONDER_RELPATH = os.path.join("ansible_collections", "virtnet", "podnet", "plugins", "module_utils", "_dhcp_responder.py")
 GROUP_BASE = 0x6B740000  # "kt": device group of the bridge and tap, for one batched delete
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _filters():
+    # Imported late: the filters need pyroute2, and this module's unit tests run without it.
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_filters
+    return _dhcp_filters
 
 
 def validate_binding(binding):
@@ -76,6 +86,45 @@ def withdraw_lease(run_dir, key):
 
 # -- options ---------------------------------------------------------------------
 
+def pod_dns_defaults(netns):
+    """DNS servers, search domains and host name from the pod's own files, where readable.
+
+    A pod given as /proc/PID/ns/net has its files under /proc/PID/root; a named namespace
+    has ``ip netns``' /etc/netns/<name>/resolv.conf. Only IPv4 servers are kept (option 6).
+    """
+    netns = str(netns or "")
+    match = re.match(r"^/proc/(\d+)/ns/net$", netns)
+    if match:
+        root = f"/proc/{match.group(1)}/root/etc"
+    elif netns and "/" not in netns:
+        root = f"/etc/netns/{netns}"
+    else:
+        return [], [], None
+    servers, search = [], []
+    try:
+        with open(os.path.join(root, "resolv.conf"), encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                words = line.split("#", 1)[0].split(";", 1)[0].split()
+                if len(words) >= 2 and words[0] == "nameserver":
+                    try:
+                        servers.append(str(ipaddress.IPv4Address(words[1])))
+                    except ValueError:
+                        pass  # IPv6 servers cannot go into option 6
+                elif words and words[0] in ("search", "domain"):
+                    search = words[1:]  # the last search/domain line wins, as in the resolver
+    except OSError:
+        pass
+    hostname = None
+    try:
+        with open(os.path.join(root, "hostname"), encoding="utf-8", errors="replace") as handle:
+            hostname = handle.read().strip() or None
+    except OSError:
+        pass
+    if hostname is not None and not HOSTNAME_RE.match(hostname):
+        hostname = None
+    return servers[:8], [d for d in search if HOSTNAME_RE.match(d.rstrip("."))][:6], hostname
+
+
 def validate_options(params):
     """Check the non-binding options; return a normalised copy. One message names every bad option."""
     errors = []
@@ -95,6 +144,12 @@ def validate_options(params):
         if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
             errors.append(f"pod_mac: {p['pod_mac']!r} is not a unicast MAC address like 02:00:00:00:00:01")
         p["pod_mac"] = mac
+    if p.get("state") == "present" and (p.get("dns_servers") is None or p.get("search_domains") is None
+                                        or p.get("hostname") is None):
+        servers, search, hostname = pod_dns_defaults(p.get("netns"))
+        for option, value in (("dns_servers", servers), ("search_domains", search), ("hostname", hostname)):
+            if p.get(option) is None:
+                p[option] = value
     dns = p.get("dns_servers") or []
     for i, server in enumerate(dns):
         try:
@@ -116,6 +171,13 @@ def validate_options(params):
     if isinstance(lease_time, bool) or not isinstance(lease_time, int) or not 4 <= lease_time <= 0x7FFFFFFE:
         errors.append(f"lease_time: {lease_time!r} must be whole seconds between 4 and 2147483646")
     p["lease_time"] = lease_time
+    # In-process callers (tests, benchmarks) leave the responder alone unless they ask;
+    # the module's own default is "auto".
+    p["responder"] = p.get("responder") or "skip"
+    if p["responder"] not in RESPONDER_MODES:
+        errors.append(f"responder: {p['responder']!r} is not one of {', '.join(RESPONDER_MODES)}")
+    p["responder_pythonpath"] = p.get("responder_pythonpath") or DEFAULT_RESPONDER_PYTHONPATH
+    p["responder_log_file"] = p.get("responder_log_file") or DEFAULT_RESPONDER_LOG
     if errors:
         raise PodnetError("invalid options: " + "; ".join(errors), errors=errors)
     return p
@@ -382,6 +444,11 @@ def plan_present(ipr, run_dir, key, path, inode, binding, params, cache):
     if br is None or not br["up"]:
         add("bridge_up", f"set {bridge} up", nl.set_link, bridge, "setting up", state="up")
     if binding["delegate_ip"]:
+        # The VM's DHCP is answered in the pod: keep it off the cluster network, and keep
+        # the cluster's DHCP servers away from the VM.
+        if tp is None or not all(_filters().dhcp_filters_present(ipr, tap, name).values()):
+            changes.append(Change("filters", f"drop DHCP requests entering from {tap} and DHCP replies entering from {name} (tc)",
+                                  lambda: _filters().install_dhcp_filters(ipr, tap, name)))
         present_addrs = set(addrs.get(name, []))
         for addr in original["ipv4"]:
             text = f"{addr['address']}/{addr['prefixlen']}"
@@ -440,6 +507,9 @@ def plan_absent(ipr, run_dir, key, binding, cache):
             add("absent_tap", f"delete tap {tap}", nl.delete_link, tap)
         if br is not None:
             add("absent_bridge", f"delete bridge {bridge} (releases {name})", nl.delete_link, bridge)
+    if pod is not None and _filters().dhcp_filters_present(ipr, tap, name)["pod_interface"]:
+        changes.append(Change("absent_filters", f"remove the DHCP reply filter from {name}",
+                              lambda: _filters().remove_dhcp_filters(ipr, tap, name)))
     if cache is not None and pod is not None:
         original = cache["original"]
         restore, texts = {}, []
@@ -494,6 +564,48 @@ def predict_absent(before, binding, cache):
     return after
 
 
+# -- the node's DHCP responder ---------------------------------------------------
+
+def responder_pidfile(run_dir):
+    return os.path.join(run_dir, "podnet-dhcpd.pid")
+
+
+def _responder_code_root(pythonpath):
+    """A directory holding a stable copy of the collection for the daemon to run from."""
+    candidates = [pythonpath]
+    here = os.path.abspath(__file__)
+    if os.path.isfile(here):  # a collection on disk, not a module's temporary zipped payload
+        candidates.append(here.rsplit(os.sep + "ansible_collections" + os.sep, 1)[0])
+    for root in candidates:
+        if not root or not os.path.isfile(os.path.join(root, RESPONDER_RELPATH)):
+            continue
+        collection = os.path.join(root, "ansible_collections", "virtnet", "podnet")
+        # An installed collection (MANIFEST.json), a checkout (galaxy.yml), or the node role's copy
+        # (module_utils only, at the configured path); never a module's extracted payload.
+        if root == pythonpath or any(os.path.exists(os.path.join(collection, f)) for f in ("MANIFEST.json", "galaxy.yml")):
+            return root
+    return None
+
+
+def ensure_responder(params, check_mode):
+    """Start podnet-dhcpd unless one holds the run dir's pidfile; return ``(change text or None, pid)``."""
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder
+    run_dir = params["run_dir"]
+    pidfile = responder_pidfile(run_dir)
+    pid = _dhcp_responder.running_pid(pidfile)
+    if pid:
+        return None, pid
+    root = _responder_code_root(params["responder_pythonpath"])
+    if root is None:
+        raise PodnetError(f"podnet-dhcpd is not running (no process holds {pidfile}) and is not installed under "
+                          f"{params['responder_pythonpath']}: run the virtnet.podnet.node role on this node, or set "
+                          "responder=skip if you run the responder yourself", pidfile=pidfile)
+    text = f"start podnet-dhcpd (pidfile {pidfile}, log {params['responder_log_file']})"
+    if check_mode:
+        return text, None
+    return text, _dhcp_responder.spawn_daemon(run_dir, pidfile, params["responder_log_file"], pythonpath=root)
+
+
 # -- runners ----------------------------------------------------------------------
 
 def _apply(changes):
@@ -516,6 +628,9 @@ def _prepare(params):
 def present(params, check_mode=False, diff=True):
     params, binding, path, key = _prepare(params)
     run_dir = params["run_dir"]
+    wants_responder = binding["delegate_ip"] and params["responder"] == "auto"
+    if wants_responder:
+        ensure_responder(params, check_mode=True)  # fails before any change when it could not be started
     if _netns.netns_inode(path) is None:
         raise PodnetError(f"network namespace {params['netns']!r} not found ({path} does not exist)",
                           netns=params["netns"])
@@ -538,8 +653,14 @@ def present(params, check_mode=False, diff=True):
                 _state.save_cache(run_dir, key, cache, durable=False)
             # The real diff is read back from the kernel, not predicted (skipped when nobody asks).
             after = pod_view(*read_view(ipr, binding), binding) if changes and diff else before
+    responder_pid = None
+    if wants_responder:
+        started, responder_pid = ensure_responder(params, check_mode)
+        if started:
+            done.append(started)
     result = {
         "changed": bool(done), "changes": done, "diff": {"before": before, "after": after},
+        "responder_pid": responder_pid,
         "netns": params["netns"], "netns_path": path, "key": key, "pod_mac": cache["pod_mac"],
         "cache_path": _state.cache_path(run_dir, key),
         "lease_path": _state.lease_path(run_dir, key) if binding["delegate_ip"] else None,
@@ -650,3 +771,79 @@ def run(params, check_mode=False, diff=True):
     if state == "absent":
         return absent(params, check_mode, diff)
     raise PodnetError(f"state: {state!r} is not one of present, absent")
+
+
+POD_OPTIONS = ("netns", "binding", "tap_uid", "tap_gid", "multiqueue", "pod_mac", "dns_servers", "search_domains",
+               "hostname", "lease_time")
+
+
+def run_many(params, check_mode=False, diff=True):
+    """Many pods in one call (the module's ``pods``): one process and one task for a whole node.
+
+    Each entry takes the call's options as defaults. Every entry is validated before any
+    pod is touched; then each pod is plumbed (or unplumbed) in turn. A pod that fails does
+    not stop the others: the failure lists every failed pod, and ``pods`` says what was
+    done to each, so a rerun finishes the job. The responder is ensured once, at the end.
+    """
+    pods = params.get("pods")
+    if not isinstance(pods, list):
+        raise PodnetError(f"pods: must be a list, got {type(pods).__name__}")
+    common = {k: v for k, v in params.items() if k != "pods"}
+    entries, errors, seen = [], [], {}
+    for index, pod in enumerate(pods):
+        if not isinstance(pod, dict):
+            errors.append(f"pods[{index}]: must be a mapping with netns and binding")
+            continue
+        unknown = sorted(str(k) for k in pod if k not in POD_OPTIONS)
+        if unknown:
+            errors.append(f"pods[{index}]: unknown option(s) {', '.join(unknown)} (allowed: {', '.join(POD_OPTIONS)})")
+            continue
+        entry = dict(common)
+        entry.update({k: v for k, v in pod.items() if v is not None})
+        entry["responder"] = "skip"  # ensured once for all pods, below
+        try:
+            _prepare(entry)
+        except PodnetError as exc:
+            errors.append(f"pods[{index}] (netns {pod.get('netns')!r}): {exc.msg}")
+            continue
+        key = _state.state_key(entry["netns"], entry["binding"]["pod_interface"])
+        if key in seen:
+            errors.append(f"pods[{index}]: the same pod interface as pods[{seen[key]}] ({key})")
+        seen[key] = index
+        entries.append(entry)
+    common_options = validate_options(dict(common, netns=None))
+    wants_responder = (common_options["state"] == "present" and common_options["responder"] == "auto"
+                       and any(e["binding"]["delegate_ip"] for e in entries))
+    if wants_responder:
+        try:
+            ensure_responder(common_options, check_mode=True)
+        except PodnetError as exc:
+            errors.append(exc.msg)
+    if errors:
+        raise PodnetError(f"invalid pods ({len(errors)} error{'s' if len(errors) != 1 else ''}), nothing was changed: "
+                          + "; ".join(errors), errors=errors)
+
+    results, failures = [], []
+    before, after = {}, {}
+    for entry in entries:
+        try:
+            result = run(entry, check_mode, diff)
+        except PodnetError as exc:
+            failures.append(f"netns {entry['netns']!r}: {exc.msg}")
+            results.append({"netns": entry["netns"], "failed": True, "msg": exc.msg, "changed": False, "changes": []})
+            continue
+        pod_diff = result.pop("diff")
+        before[entry["netns"]], after[entry["netns"]] = pod_diff["before"], pod_diff["after"]
+        results.append(result)
+    changes = [f"{r['netns']}: {text}" for r in results for text in r["changes"]]
+    responder_pid = None
+    if wants_responder and len(failures) < len(entries):
+        started, responder_pid = ensure_responder(common_options, check_mode)
+        if started:
+            changes.append(started)
+    summary = {"changed": bool(changes), "changes": changes, "pods": results, "responder_pid": responder_pid,
+               "diff": {"before": before, "after": after}}
+    if failures:
+        raise PodnetError(f"{len(failures)} of {len(entries)} pods failed (the others are done; rerun to finish): "
+                          + "; ".join(failures), **{k: v for k, v in summary.items() if k != "diff"})
+    return summary

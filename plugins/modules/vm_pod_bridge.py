@@ -22,6 +22,12 @@ description:
   - O(state=absent) removes tap and bridge, restores the pod interface exactly (addresses, routes
     with their protocol and scope, MAC, MTU, up) and withdraws the lease declaration. It succeeds
     without change when the links or the whole namespace are already gone.
+  - With C(binding.delegate_ip), tc filters keep the VM's DHCP inside the pod (requests from the tap
+    are dropped after the responder has seen them, DHCP replies arriving from the cluster network
+    never reach the VM), and the node's DHCP responder C(podnet-dhcpd) is started if it is not running
+    (O(responder)).
+  - O(pods) plumbs many pods in one call (one task for a whole node); every entry is validated
+    before any pod is touched.
   - Runs on the node as root, with netlink in-process (small raw rtnetlink requests, pyroute2 for restores);
     no C(ip) commands.
 author:
@@ -45,14 +51,57 @@ options:
     description:
       - The pod's network namespace, a name under C(/run/netns) or an absolute path such as
         C(/proc/PID/ns/net) or a bind mount.
+      - Required with O(binding), unless O(pods) is used.
     type: str
-    required: true
   binding:
     description:
       - One entry of the C(plan) returned by M(virtnet.podnet.vm_network_plan); the same entry is
         needed for O(state=absent).
+      - Required with O(netns), unless O(pods) is used.
     type: dict
-    required: true
+  pods:
+    description:
+      - Many pods at once, instead of O(netns) and O(binding). Each entry takes the options of this
+        call as defaults and may override the per-pod ones.
+      - A pod that fails does not stop the others; the task then fails listing every failed pod,
+        and RV(pods) says what was done to each.
+    type: list
+    elements: dict
+    suboptions:
+      netns:
+        description: As O(netns).
+        type: str
+        required: true
+      binding:
+        description: As O(binding).
+        type: dict
+        required: true
+      tap_uid:
+        description: As O(tap_uid).
+        type: int
+      tap_gid:
+        description: As O(tap_gid).
+        type: int
+      multiqueue:
+        description: As O(multiqueue).
+        type: bool
+      pod_mac:
+        description: As O(pod_mac).
+        type: str
+      dns_servers:
+        description: As O(dns_servers).
+        type: list
+        elements: str
+      search_domains:
+        description: As O(search_domains).
+        type: list
+        elements: str
+      hostname:
+        description: As O(hostname).
+        type: str
+      lease_time:
+        description: As O(lease_time).
+        type: int
   state:
     description:
       - V(present) plumbs the pod for the VM, V(absent) undoes it.
@@ -87,24 +136,44 @@ options:
   dns_servers:
     description:
       - IPv4 DNS servers the DHCP responder hands to the VM (option 6).
+      - Unset, the pod's own resolv.conf where readable (C(/proc/PID/root/etc/resolv.conf) for
+        O(netns=/proc/PID/ns/net), C(/etc/netns/NAME/resolv.conf) for a named namespace); V([]) sends none.
     type: list
     elements: str
-    default: []
   search_domains:
     description:
       - DNS search domains for the VM (option 119).
+      - Unset, the C(search) line of the pod's resolv.conf, as for O(dns_servers).
     type: list
     elements: str
-    default: []
   hostname:
     description:
       - Host name for the VM (option 12).
+      - Unset, the pod's C(/etc/hostname) where readable (O(netns=/proc/PID/ns/net)).
     type: str
   lease_time:
     description:
       - DHCP lease time in seconds.
     type: int
     default: 86400
+  responder:
+    description:
+      - V(auto) starts the node's DHCP responder C(podnet-dhcpd) when a binding delegates its IP and no
+        responder holds C(<run_dir>/podnet-dhcpd.pid) (where systemd runs it, this finds it running).
+      - V(skip) leaves the responder alone.
+    type: str
+    choices: [auto, skip]
+    default: auto
+  responder_pythonpath:
+    description:
+      - Where the M(virtnet.podnet.node) role installed the collection's code for the responder.
+    type: path
+    default: /opt/virtnet-podnet/lib
+  responder_log_file:
+    description:
+      - Log file of a responder started by this module (one line per lease event).
+    type: path
+    default: /var/log/podnet-dhcpd.log
 notes:
   - Two runs on the same pod namespace serialize on a lock under O(run_dir).
   - IPv6 addresses of the pod interface are recorded and left alone.
@@ -141,9 +210,33 @@ EXAMPLES = r"""
     netns: /proc/4242/ns/net
     binding: "{{ plan.plan[0] }}"
     state: absent
+
+- name: Plumb every pod of a node in one task
+  virtnet.podnet.vm_pod_bridge:
+    pods:
+      - netns: pod1
+        binding: "{{ plans.plans[0].plan[0] }}"
+        hostname: vm1
+      - netns: pod2
+        binding: "{{ plans.plans[1].plan[0] }}"
+        hostname: vm2
+    dns_servers: [10.96.0.10]
+  register: node_net
 """
 
 RETURN = r"""
+pods:
+  description:
+    - With O(pods), one result per entry in the given order, each with the keys returned for a single
+      pod below; a pod that failed has C(failed=true) and C(msg) instead.
+  returned: with O(pods)
+  type: list
+  elements: dict
+responder_pid:
+  description: The pid of the DHCP responder when O(responder=auto) made sure it runs (null in check mode when it would be started).
+  returned: state=present
+  type: int
+  sample: 4242
 changes:
   description: What was done (or, in check mode, what would be done), in order.
   returned: always
@@ -257,27 +350,47 @@ from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            netns=dict(type="str", required=True),
-            binding=dict(type="dict", required=True),
+            netns=dict(type="str"),
+            binding=dict(type="dict"),
+            pods=dict(type="list", elements="dict", options=dict(
+                netns=dict(type="str", required=True),
+                binding=dict(type="dict", required=True),
+                tap_uid=dict(type="int"),
+                tap_gid=dict(type="int"),
+                multiqueue=dict(type="bool"),
+                pod_mac=dict(type="str"),
+                dns_servers=dict(type="list", elements="str"),
+                search_domains=dict(type="list", elements="str"),
+                hostname=dict(type="str"),
+                lease_time=dict(type="int"),
+            )),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             tap_uid=dict(type="int"),
             tap_gid=dict(type="int"),
             multiqueue=dict(type="bool", default=False),
             pod_mac=dict(type="str"),
             run_dir=dict(type="path", default="/run/virtnet-podnet"),
-            dns_servers=dict(type="list", elements="str", default=[]),
-            search_domains=dict(type="list", elements="str", default=[]),
+            dns_servers=dict(type="list", elements="str"),
+            search_domains=dict(type="list", elements="str"),
             hostname=dict(type="str"),
             lease_time=dict(type="int", default=86400),
+            responder=dict(type="str", choices=["auto", "skip"], default="auto"),
+            responder_pythonpath=dict(type="path", default="/opt/virtnet-podnet/lib"),
+            responder_log_file=dict(type="path", default="/var/log/podnet-dhcpd.log"),
         ),
+        required_one_of=[("netns", "pods")],
+        required_together=[("netns", "binding")],
+        mutually_exclusive=[("netns", "pods"), ("binding", "pods")],
         supports_check_mode=True,
     )
     if not HAS_PYROUTE2:
         module.fail_json(msg=missing_required_lib("pyroute2"), exception=str(PYROUTE2_IMPORT_ERROR))
+    runner = _pod_bridge.run_many if module.params["pods"] is not None else _pod_bridge.run
     try:
-        result = _pod_bridge.run(module.params, check_mode=module.check_mode, diff=module._diff)
+        result = runner(module.params, check_mode=module.check_mode, diff=module._diff)
     except PodnetError as exc:
-        module.fail_json(msg=exc.msg, changed=False, **exc.details)
+        details = dict(exc.details)
+        module.fail_json(msg=exc.msg, changed=details.pop("changed", False), **details)
     diff = result.pop("diff")
     for warning in result.pop("warnings", []):
         module.warn(warning)

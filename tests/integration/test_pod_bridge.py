@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import os
 import stat
 import socket
@@ -24,7 +25,7 @@ from lib.netlab import ip_json, link, link_exists, sh, snapshot
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not IS_ROOT, reason="needs root: creates network namespaces")]
 
 if IS_ROOT:
-    from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder, _pod_bridge
     from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
     from ansible_collections.virtnet.podnet.plugins.module_utils._state import cache_path, lease_path, lock_path
 
@@ -462,6 +463,19 @@ def test_concurrent_runs_serialize(lab, run_dir, tmp_path):
 
 # -- through ansible-playbook ------------------------------------------------------------
 
+def stop_responder(run_dir):
+    """Stop a responder the module started for this run dir, and wait until it is gone."""
+    pidfile = os.path.join(run_dir, "podnet-dhcpd.pid")
+    pid = _dhcp_responder.running_pid(pidfile)
+    if not pid:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _dhcp_responder.running_pid(pidfile) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a state with a deadline: the process holds no event we can await
+    assert not _dhcp_responder.running_pid(pidfile), f"responder {pid} did not stop"
+
+
 def test_ansible_playbook_present_check_idempotent_absent(lab, run_dir, tmp_path):
     pod = lab.add_pod()
     before = snapshot(pod.netns)
@@ -474,6 +488,10 @@ def test_ansible_playbook_present_check_idempotent_absent(lab, run_dir, tmp_path
   vars:
     netns: {pod.netns}
     run_dir: {run_dir}
+  module_defaults:
+    virtnet.podnet.vm_pod_bridge:
+      responder_pythonpath: {COLLECTIONS_ROOT}
+      responder_log_file: {run_dir}/podnet-dhcpd.log
   tasks:
     - name: plan
       virtnet.podnet.vm_network_plan:
@@ -536,14 +554,21 @@ def test_ansible_playbook_present_check_idempotent_absent(lab, run_dir, tmp_path
         mode: "0600"
 """)
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
-    proc = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-         "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
-        capture_output=True, text=True, timeout=300, env=env, check=False)
+    try:
+        proc = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+             "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
+            capture_output=True, text=True, timeout=300, env=env, check=False)
+        responder_pid = _dhcp_responder.running_pid(os.path.join(run_dir, "podnet-dhcpd.pid"))
+    finally:
+        stop_responder(run_dir)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     results = json.loads((out / "before.json").read_text())
     predicted, plumbed, again = results["predicted"], results["plumbed"], results["again"]
     assert predicted["changed"] and plumbed["changed"] and again["changed"] is False
+    # responder=auto (the module's default) started the node's responder once, from the collection on disk.
+    assert predicted["changes"][-1].startswith("start podnet-dhcpd") and predicted["responder_pid"] is None
+    assert plumbed["responder_pid"] == again["responder_pid"] == responder_pid > 0
     assert predicted["changes"] == plumbed["changes"]
     assert predicted["diff"] == plumbed["diff"]
     assert plumbed["vm_mac"] == pod.mac and plumbed["ip"] == pod.ip
