@@ -9,6 +9,7 @@ packages=(
   dhcpcd-base       # dhcpcd, a real DHCP client
   dnsmasq-base      # the DHCP server we benchmark against
   tcpdump           # proving DHCP stays inside the pod
+  shellcheck        # ansible-test sanity checks the shell scripts with it
   rsync git make
   python3-venv
 )
