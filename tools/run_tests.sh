@@ -39,12 +39,19 @@ sanity_run() {
 lint_run() { ansible-lint --offline --nocolor; }
 
 molecule_run() {
+  # molecule 26 (collection mode) runs from the collection root: it finds the scenarios as
+  # extensions/molecule/*/molecule.yml and the shared extensions/molecule/config.yml there.
   local scenarios
-  scenarios=$(find extensions/molecule -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%f\n' 2>/dev/null | sort)
+  scenarios=$(find extensions/molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' 2>/dev/null \
+              | xargs -r -n1 basename | sort)
   [ -n "$scenarios" ] || { echo "no molecule scenarios yet"; return 0; }
+  # The scenarios use the collection through ANSIBLE_COLLECTIONS_PATH (the link tests/conftest.py makes).
+  local link="$PWD/.build/pytest-collections/ansible_collections/virtnet/podnet"
+  mkdir -p "$(dirname "$link")"
+  [ "$(readlink "$link")" = "$PWD" ] || ln -sfn "$PWD" "$link"
   local rc=0 s
   for s in $scenarios; do
-    (cd extensions && molecule test -s "$s") || rc=1
+    molecule test -s "$s" || rc=1
   done
   return $rc
 }
