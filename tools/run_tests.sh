@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # the *_run functions are called indirectly, through step()
 # The whole suite, step by step. Every step runs even when an earlier one failed, and a
 # summary at the end says which failed; the exit code is non-zero when any did.
 # Usage: tools/run_tests.sh all|unit|integration|sanity|lint|molecule
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 VENV=${VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 PY="$PWD/$VENV/bin/python"
@@ -53,7 +54,7 @@ molecule_run() {
   for s in $scenarios; do
     molecule test -s "$s" || rc=1
   done
-  return $rc
+  return "$rc"
 }
 
 case $what in
