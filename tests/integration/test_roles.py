@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""playbooks/connect.yml and disconnect.yml (roles node and vm_network) through a real ansible-playbook.
+
+Each test gets its own lab (tests/lib/netlab.py) and its own install dir, run dir and responder
+(pidfile under the test's run dir), stopped at the end, so nothing meets /run/virtnet-podnet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib.netlab import link_exists, snapshot
+from lib.taprelay import wait_for
+
+pytestmark = [pytest.mark.root]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COLLECTIONS_ROOT = REPO_ROOT / ".build" / "pytest-collections"
+PLAYBOOK_TIMEOUT = 300
+
+
+@pytest.fixture
+def node(tmp_path):
+    """Variables that keep the roles inside tmp_path; stops the responder they started."""
+    paths = {
+        "node_pyroute2": "present",
+        "node_install_dir": str(tmp_path / "opt"),
+        "node_run_dir": str(tmp_path / "run"),
+        "node_log_file": str(tmp_path / "podnet-dhcpd.log"),
+        "vm_network_run_dir": str(tmp_path / "run"),
+        "vm_network_responder_pythonpath": str(tmp_path / "opt" / "lib"),
+        "podnet_hosts": "localhost",
+    }
+    yield paths
+    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import running_pid
+    pidfile = os.path.join(paths["node_run_dir"], "podnet-dhcpd.pid")
+    pid = running_pid(pidfile)
+    if pid and pid > 0:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: running_pid(pidfile) is None, 15, what="the test's responder to stop")
+
+
+def vm(name, delegate_ip=None, **extra):
+    obj = {"kind": "VM", "metadata": {"name": name}}
+    if delegate_ip is not None:
+        bridge = {"delegateIp": True} if delegate_ip else {}
+        obj["spec"] = {"devices": {"interfaces": [{"name": "red", "bridge": bridge}]},
+                       "networks": [{"name": "red", "pod": {}}]}
+    obj.update(extra)
+    return obj
+
+
+def playbook(name, variables, tmp_path):
+    extra = tmp_path / f"vars-{name}-{os.getpid()}.json"
+    extra.write_text(json.dumps(variables))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT), ANSIBLE_STDOUT_CALLBACK="default",
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
+    proc = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+         "-e", f"ansible_python_interpreter={sys.executable}", "-e", f"@{extra}", str(REPO_ROOT / "playbooks" / f"{name}.yml")],
+        capture_output=True, text=True, timeout=PLAYBOOK_TIMEOUT, env=env, check=False)
+    return proc
+
+
+def recap(proc) -> dict:
+    match = re.search(r"localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
+    assert match, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups())))
+
+
+def test_connect_idempotent_disconnect_restores(lab, node, tmp_path):
+    pods = [lab.add_pod(), lab.add_pod(), lab.add_pod(calico=True)]
+    before = {pod.netns: snapshot(pod.netns) for pod in pods}
+    vms = [{"vm": vm("vm-a"), "netns": pods[0].netns},
+           {"vm": vm("vm-b", delegate_ip=False), "netns": pods[1].netns},
+           {"vm": vm("vm-c", delegate_ip=True), "netns": pods[2].netns_path, "hostname": "c1", "dns_servers": ["10.96.0.10"]}]
+    variables = dict(node, vm_network_vms=vms)
+
+    first = playbook("connect", variables, tmp_path)
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-4000:]
+    assert recap(first)["changed"] > 0
+    # What each VM got, as connect.yml shows it from vm_network_results.
+    assert f"vm-a in {pods[0].netns}: tap0, MAC {pods[0].mac}, MTU 1450, {pods[0].ip}/24 via {pods[0].gateway}" in first.stdout
+    assert f"vm-b in {pods[1].netns}: tap0, MAC {pods[1].mac}, MTU 1450, Ethernet only" in first.stdout
+    assert f"{pods[2].ip}/32 via 169.254.1.1" in first.stdout
+    for pod in pods:
+        assert link_exists(pod.netns, "tap0") and link_exists(pod.netns, "k6t-eth0")
+    leases = sorted(p.name for p in Path(node["node_run_dir"], "leases").glob("*.json"))
+    assert leases == sorted(f"{pod.netns}__eth0.json" for pod in (pods[0], pods[2]))
+
+    again = playbook("connect", variables, tmp_path)
+    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-4000:]
+    assert recap(again)["changed"] == 0, again.stdout[-6000:]
+
+    gone = playbook("disconnect", variables, tmp_path)
+    assert gone.returncode == 0, gone.stdout[-6000:] + gone.stderr[-4000:]
+    assert recap(gone)["changed"] > 0
+    assert {pod.netns: snapshot(pod.netns) for pod in pods} == before
+    assert not list(Path(node["node_run_dir"], "leases").glob("*.json"))
+
+    gone_again = playbook("disconnect", variables, tmp_path)
+    assert gone_again.returncode == 0, gone_again.stdout[-6000:] + gone_again.stderr[-4000:]
+    assert recap(gone_again)["changed"] == 0, gone_again.stdout[-6000:]
+    assert {pod.netns: snapshot(pod.netns) for pod in pods} == before
+
+
+def test_invalid_vm_fails_before_any_pod_is_touched(lab, node, tmp_path):
+    pods = [lab.add_pod() for _index in range(4)]
+    before = {pod.netns: snapshot(pod.netns) for pod in pods}
+    bad_bridge = vm("vm-bad-bridge")
+    bad_bridge["spec"] = {"devices": {"interfaces": [{"name": "red", "bridge": {"delegateIp": "yes"}}]},
+                          "networks": [{"name": "red", "pod": {}}]}
+    bad_network = vm("vm-bad-network")
+    bad_network["spec"] = {"devices": {"interfaces": [{"name": "blue", "bridge": {}}]},
+                           "networks": [{"name": "blue", "multus": {}}]}
+    vms = [{"vm": vm("vm-good-1"), "netns": pods[0].netns},
+           {"vm": bad_bridge, "netns": pods[1].netns},
+           {"vm": vm("vm-good-2"), "netns": pods[2].netns},
+           {"vm": bad_network, "netns": pods[3].netns}]
+    proc = playbook("connect", dict(node, vm_network_vms=vms), tmp_path)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "Plan every VM's network" in out
+    assert "vm-bad-bridge" in out and "vm-bad-network" in out
+    assert "delegateIp" in out and "multus" in out
+    assert "Traceback" not in out
+    assert {pod.netns: snapshot(pod.netns) for pod in pods} == before
+    assert not Path(node["node_run_dir"], "pods").exists() or not list(Path(node["node_run_dir"], "pods").iterdir())
+
+
+def test_missing_and_shared_netns_are_refused(lab, node, tmp_path):
+    pod = lab.add_pod()
+    before = snapshot(pod.netns)
+    vms = [{"vm": vm("vm-1"), "netns": pod.netns}, {"vm": vm("vm-2"), "netns": f"/run/netns/{pod.netns}"},
+           {"vm": vm("vm-3")}]
+    proc = playbook("connect", dict(node, vm_network_vms=vms), tmp_path)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "needs a netns (missing for: vm-3)" in out
+    assert f"two VMs cannot share a pod namespace: {pod.netns}" in out
+    assert snapshot(pod.netns) == before
