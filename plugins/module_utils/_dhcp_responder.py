@@ -33,13 +33,13 @@ import time
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
 from ansible_collections.virtnet.podnet.plugins.module_utils import _lease as lease
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+from ansible_collections.virtnet.podnet.plugins.module_utils._netns import _setns
 
 LOG = logging.getLogger("podnet-dhcpd")
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SO_ATTACH_FILTER = 26
 SIOCGIFHWADDR = 0x8927
-CLONE_NEWNET = 0x40000000
 RESCAN_INTERVAL = 2.0
 STATE_DELAY = 0.5
 INFORM_ACK = 0x108  # internal marker: an ACK without lease times (RFC 2131 4.3.5)
@@ -83,17 +83,6 @@ def _hwaddr(sock: socket.socket, name: str) -> str | None:
     except OSError:
         return None
     return raw[18:24].hex(":")
-
-
-def _setns(fd: int) -> None:
-    """Enter the network namespace open at ``fd`` (os.setns is Python 3.12+; nodes may be older)."""
-    if hasattr(os, "setns"):
-        os.setns(fd, CLONE_NEWNET)
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _ns_id(path: str):

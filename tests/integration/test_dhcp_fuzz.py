@@ -18,6 +18,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_codec import inet_checksum
 from lib.netlab import NetLab, sh
 from lib.taprelay import ResponderProcess, TapRelay, client_frame, open_tap, plumb_pod, read_reply, udhcpc_script
 
@@ -31,15 +32,6 @@ if shutil.which("busybox") is None:
 COUNT = 10_000
 SEED = 20261128
 PACE = 25  # well under what the responder's 64 KiB socket queue holds
-
-
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def malformed_frames(rng: random.Random, vm_mac: str, count: int):
@@ -90,7 +82,7 @@ def malformed_frames(rng: random.Random, vm_mac: str, count: int):
             else:
                 frame[23] = rng.choice([6, 1, 0, 255])                    # not UDP
             frame[24:26] = b"\x00\x00"
-            frame[24:26] = struct.pack("!H", _csum(bytes(frame[14:34])))
+            frame[24:26] = struct.pack("!H", inet_checksum(bytes(frame[14:34])))
             yield bytes(frame)
 
 

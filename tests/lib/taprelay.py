@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_codec import inet_checksum
 from lib.netlab import NetLab, Pod, sh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,15 +51,6 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
         time.sleep(interval)
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def complete_l4_checksum(frame: bytes) -> bytes:
     """Finish a checksum the VM's kernel left to "hardware" (CHECKSUM_PARTIAL on a veth)."""
     if len(frame) < 34 or frame[12:14] != b"\x08\x00":
@@ -73,7 +65,7 @@ def complete_l4_checksum(frame: bytes) -> bytes:
     seg = bytearray(frame[start:end])
     seg[offset:offset + 2] = b"\x00\x00"
     pseudo = frame[26:34] + struct.pack("!BBH", 0, proto, len(seg))
-    value = _csum(pseudo + bytes(seg)) or (0xFFFF if proto == 17 else 0)
+    value = inet_checksum(pseudo + bytes(seg)) or (0xFFFF if proto == 17 else 0)
     seg[offset:offset + 2] = struct.pack("!H", value)
     return frame[:start] + bytes(seg) + frame[end:]
 
