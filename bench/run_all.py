@@ -42,9 +42,10 @@ BENCH = REPO / "bench"
 DOCS = REPO / "docs"
 
 FULL = {"sizes": [1, 10, 50, 100, 200], "playbook": True, "playbook_sizes": [1, 10, 100], "dhcp_pods": 500, "dhcp_rounds": 1000,
-        "rss_pods": [50, 100, 200], "rss_rounds": 50, "boots": 3, "role_vms": [1, 10, 50, 100, 200], "timeout": 1500}
+        "rss_pods": [50, 100, 200], "rss_rounds": 50, "boots": 3, "role_vms": [1, 10, 50, 100, 200], "role_rounds": 3,
+        "timeout": 1500}
 QUICK = {"sizes": [1, 3], "playbook": True, "playbook_sizes": [1, 3], "dhcp_pods": 20, "dhcp_rounds": 30,
-         "rss_pods": [5], "rss_rounds": 10, "boots": 1, "role_vms": [1, 3], "timeout": 300}
+         "rss_pods": [5], "rss_rounds": 10, "boots": 1, "role_vms": [1, 3], "role_rounds": 1, "timeout": 300}
 
 TARGET_PLUMB_MS = 5.0
 TARGET_ROLE_100_S = 5.0
@@ -243,8 +244,8 @@ def run_role(cfg, reports, work):
                            check=False).stdout
     args = []
     out = work / "role.json"
-    for flag, value in (("--vms", cfg["role_vms"]), ("--sizes", cfg["role_vms"]), ("--json", [out]),
-                        ("--report", [reports / "performance-role.md"])):
+    for flag, value in (("--vms", cfg["role_vms"]), ("--sizes", cfg["role_vms"]), ("--rounds", [cfg["role_rounds"]]),
+                        ("--json", [out]), ("--report", [reports / "performance-role.md"])):
         if re.search(rf"{flag}\b", usage) and not (flag == "--sizes" and "--vms" in args):
             args += [flag, *value]
     step = Step("vm_network role", python_argv(script.name, *args), cfg["timeout"] * 2)
@@ -346,7 +347,9 @@ def plot_all(results, img):
     if role:
         rows = role["rows"]
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        ax.plot([r["vms"] for r in rows], [r["wall_s"] for r in rows], "o-", label="vm_network role, one play")
+        ax.plot([r["vms"] for r in rows], [r["wall_s"] for r in rows], "o-", label="vm_network role: connect")
+        if all(r.get("absent_s") is not None for r in rows):
+            ax.plot([r["vms"] for r in rows], [r["absent_s"] for r in rows], "s--", label="vm_network role: disconnect")
         ax.plot([100], [TARGET_ROLE_100_S], "r*", markersize=12, label=f"target: 100 VMs <= {TARGET_ROLE_100_S:g} s")
         ax.set_xlabel("VMs")
         ax.set_ylabel("wall time (s)")
@@ -560,10 +563,20 @@ def section_role(results, plots, steps):
         step = steps.get("role")
         return lines + ["| VMs | wall s |", "| ---: | ---: |", "| PLACEHOLDER | not measured |", "",
                         *failed_note(step)]
-    lines += ["One play running the `vm_network` role for N VMs on one node (bench/bench_vm_network_role.py).", "",
-              "| VMs | wall s | s per VM |", "| ---: | ---: | ---: |"]
+    pod = results.get("pod_bridge") or {}
+    book = pod.get("playbook") or {}
+    per_item_ms = book[max(book)]["plumb_ms"] if book else None
+    lines += ["bench/bench_vm_network_role.py: whole `ansible-playbook` runs of a play with only the `vm_network`",
+              "role, for N VMs on one node (N NetLab pods), median of its rounds, ansible-playbook's start-up included:",
+              "connect (changes), connect again (no change), disconnect. The last column is what one",
+              "`vm_pod_bridge` loop item per VM would cost instead: N x the playbook plumbing cost per pod",
+              f"measured above ({fmt(per_item_ms, 0)} ms/pod at N = {max(book) if book else 'n/a'}), an estimate.", "",
+              "| VMs | connect s | s per VM | again s | disconnect s | a loop item per VM, est. s | role / loop |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in role["rows"]:
-        lines.append(f"| {r['vms']} | {r['wall_s']:.2f} | {r['wall_s'] / r['vms']:.3f} |")
+        loop_s = per_item_ms * r["vms"] / 1000 if per_item_ms else None
+        lines.append(f"| {r['vms']} | {r['wall_s']:.2f} | {r['wall_s'] / r['vms']:.3f} | {fmt(r.get('again_s'))} "
+                     f"| {fmt(r.get('absent_s'))} | {fmt(loop_s, 1)} | {ratio(r['wall_s'], loop_s)} |")
     lines.append("")
     if "role" in plots:
         lines += [f"![role wall time vs VMs]({plots['role']})", ""]
