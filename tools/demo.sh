@@ -11,7 +11,7 @@ mkdir -p "$(dirname "$link")"
 ln -sfn "$PWD" "$link"
 export ANSIBLE_COLLECTIONS_PATH="$PWD/.build/collections"
 export ANSIBLE_PYTHON_INTERPRETER="$PY"  # pyenv shims break interpreter discovery
-export ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_CALLBACK_RESULT_FORMAT=yaml
+export ANSIBLE_STDOUT_CALLBACK=default ANSIBLE_CALLBACK_RESULT_FORMAT=yaml ANSIBLE_CALLBACK_YAML_LINE_WIDTH=no-break
 export ANSIBLE_PIPELINING=1
 playbook="$PWD/$VENV/bin/ansible-playbook"
 status=1
