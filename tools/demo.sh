@@ -26,8 +26,12 @@ cleanup() {
   echo "=== removing the demo lab (playbooks/demo_cleanup.yml)"
   "$playbook" -i localhost, playbooks/demo_cleanup.yml >/dev/null 2>.build/demo-cleanup.err \
     || { echo "cleanup failed:"; cat .build/demo-cleanup.err; }
-  if ls /run/netns 2>/dev/null | grep -q '^podnet-demo-'; then
-    echo "namespaces left behind:"; ls /run/netns | grep '^podnet-demo-'
+  local left=() ns
+  for ns in /run/netns/podnet-demo-*; do
+    [ -e "$ns" ] && left+=("${ns##*/}")
+  done
+  if [ ${#left[@]} -gt 0 ]; then
+    echo "namespaces left behind: ${left[*]}"
   else
     echo "no podnet-demo-* namespace left"
   fi
