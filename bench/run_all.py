@@ -351,6 +351,7 @@ def plot_all(results, img):
         if all(r.get("absent_s") is not None for r in rows):
             ax.plot([r["vms"] for r in rows], [r["absent_s"] for r in rows], "s--", label="vm_network role: disconnect")
         ax.plot([100], [TARGET_ROLE_100_S], "r*", markersize=12, label=f"target: 100 VMs <= {TARGET_ROLE_100_S:g} s")
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("VMs")
         ax.set_ylabel("wall time (s)")
         ax.set_title("vm_network role: wall time vs number of VMs")
