@@ -612,3 +612,9 @@ def route_text(route):
 def route_key(route):
     return (route.get("dst"), route.get("dst_len"), route.get("gateway"), route.get("table"), route.get("priority"),
             route.get("tos", 0))
+
+
+# For the DHCP filters (_dhcp_filters), which speak tc over the same raw socket.
+nla = _nla
+parse_attrs = _parse_attrs
+raw_socket = _raw

@@ -571,12 +571,14 @@ def test_spawn_daemon_detached_and_idempotent(env):
 
 
 def test_filters_idempotent_removable_and_tolerant(env):
-    from pyroute2 import NetNS
     from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_filters as filters
+    from ansible_collections.virtnet.podnet.plugins.module_utils._netns import entered
+    from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
     pod = env.lab.add_pod()
     plumb_pod(pod, env.run_dir, filters=False, declare=False)
-    ipr = NetNS(pod.netns)
-    try:
+    with pytest.raises(PodnetError, match="from inside the pod's namespace"):
+        filters.install_dhcp_filters(object(), "tap0", "eth0")  # never the node's own links
+    with entered(pod.netns) as (ipr, _path, _inode):
         added = {"changed": True, "tap": "added", "pod_interface": "added"}
         present = {"changed": False, "tap": "present", "pod_interface": "present"}
         assert filters.install_dhcp_filters(ipr, "tap0", "eth0") == added
@@ -598,8 +600,6 @@ def test_filters_idempotent_removable_and_tolerant(env):
         assert filters.install_dhcp_filters(ipr, "nosuchtap", "nosuchif") == {
             "changed": False, "tap": "missing", "pod_interface": "missing"}
         assert filters.remove_dhcp_filters(ipr, "nosuchtap", "nosuchif")["changed"] is False
-    finally:
-        ipr.close()
 
 
 @pytest.mark.parametrize("calico", [False, True], ids=["flannel", "calico"])

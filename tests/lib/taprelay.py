@@ -217,14 +217,11 @@ def plumb_pod(pod: Pod, run_dir: str, filters: bool = True, declare: bool = True
 
 
 def set_filters(netns: str, present: bool) -> dict:
-    from pyroute2 import NetNS
     from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_filters import (
         install_dhcp_filters, remove_dhcp_filters)
-    ipr = NetNS(netns)
-    try:
+    from ansible_collections.virtnet.podnet.plugins.module_utils._netns import entered
+    with entered(netns) as (ipr, _path, _inode):
         return (install_dhcp_filters if present else remove_dhcp_filters)(ipr, "tap0", "eth0")
-    finally:
-        ipr.close()
 
 
 def declaration_for(pod: Pod, **overrides) -> dict:
