@@ -271,6 +271,11 @@ class Responder:
     def rescan(self) -> None:
         """Bring pods in line with the declarations and the namespaces that still exist."""
         seen = set()
+        if not os.path.isdir(self.run_dir):
+            # The run dir was removed (a test's or a node being torn down): nothing can be declared again.
+            LOG.info("run dir %s is gone; stopping", self.run_dir)
+            self.running = False
+            return
         try:
             names = [n for n in os.listdir(self.leases_dir) if n.endswith(".json") and not n.startswith(".")]
         except OSError as exc:

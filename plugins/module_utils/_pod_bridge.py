@@ -625,6 +625,16 @@ def _prepare(params):
     return params, binding, path, key
 
 
+def _refuse_other_name(run_dir, key, inode, binding):
+    """Fail when this namespace was plumbed under another name: its record is the only copy of the
+    pod's original configuration, and a run under this name would not see it (the IP would be lost)."""
+    other = _state.record_elsewhere(run_dir, key, inode, binding["pod_interface"])
+    if other is not None:
+        recorded = (_state.read_json(other) or {}).get("netns")
+        raise PodnetError(f"this pod was plumbed under another name of the same namespace ({recorded}, recorded in "
+                          f"{other}); use that netns value", recorded_netns=recorded, cache_path=other)
+
+
 def present(params, check_mode=False, diff=True):
     params, binding, path, key = _prepare(params)
     run_dir = params["run_dir"]
@@ -636,6 +646,8 @@ def present(params, check_mode=False, diff=True):
                           netns=params["netns"])
     with _state.pod_lock(run_dir, params["netns"]), _netns.entered(params["netns"]) as (ipr, path, inode):
         cache, stale = _state.load_cache(run_dir, key, inode)
+        if cache is None:
+            _refuse_other_name(run_dir, key, inode, binding)
         if stale and not check_mode:
             # A pod recreated under the same name: the old record describes a namespace that is gone.
             _state.remove(_state.cache_path(run_dir, key))
@@ -688,6 +700,8 @@ def absent(params, check_mode=False, diff=True):
         return result
     with _state.pod_lock(run_dir, params["netns"]), _netns.entered(params["netns"]) as (ipr, path, inode):
         cache, stale = _state.load_cache(run_dir, key, inode)
+        if cache is None:
+            _refuse_other_name(run_dir, key, inode, binding)
         if stale:
             result["housekeeping"].append(f"remove stale state cache {cache_file} (recorded for an earlier namespace)")
             if not check_mode:

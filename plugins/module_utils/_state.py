@@ -149,6 +149,25 @@ def load_cache(run_dir, key, inode):
     return cache, False
 
 
+def record_elsewhere(run_dir, key, inode, pod_interface):
+    """The cache file of this same namespace and interface recorded under another key, if any.
+
+    One namespace can be named several ways (``pod1``, ``/proc/PID/ns/net``, a bind mount);
+    the record made under one name must not be missed when the next run uses another.
+    """
+    folder = os.path.join(run_dir, "pods")
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".json") and n != key + ".json")
+    except OSError:
+        return None
+    for name in names:
+        other = read_json(os.path.join(folder, name))
+        if (isinstance(other, dict) and other.get("netns_inode") == list(inode)
+                and (other.get("binding") or {}).get("pod_interface") == pod_interface):
+            return os.path.join(folder, name)
+    return None
+
+
 def save_cache(run_dir, key, cache, durable=True):
     atomic_write_json(cache_path(run_dir, key), dict(cache, version=CACHE_VERSION, key=key), durable)
 

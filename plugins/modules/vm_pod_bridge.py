@@ -149,7 +149,8 @@ options:
   hostname:
     description:
       - Host name for the VM (option 12).
-      - Unset, the pod's C(/etc/hostname) where readable (O(netns=/proc/PID/ns/net)).
+      - Unset, the pod's C(/etc/hostname) where readable (C(/proc/PID/root/etc/hostname) for
+        O(netns=/proc/PID/ns/net), C(/etc/netns/NAME/hostname) for a named namespace).
     type: str
   lease_time:
     description:
@@ -166,7 +167,7 @@ options:
     default: auto
   responder_pythonpath:
     description:
-      - Where the M(virtnet.podnet.node) role installed the collection's code for the responder.
+      - Where the C(virtnet.podnet.node) role installed the collection's code for the responder.
     type: path
     default: /opt/virtnet-podnet/lib
   responder_log_file:
@@ -176,6 +177,9 @@ options:
     default: /var/log/podnet-dhcpd.log
 notes:
   - Two runs on the same pod namespace serialize on a lock under O(run_dir).
+  - Use the same O(netns) value for O(state=absent) as for O(state=present). A run that names an
+    already plumbed namespace another way (C(pod1) and then C(/proc/PID/ns/net)) is refused before
+    any change, naming the value recorded.
   - IPv6 addresses of the pod interface are recorded and left alone.
   - The lease declaration (C(leases/<key>.json) under O(run_dir)) is written only with
     C(binding.delegate_ip); the DHCP responder serves nothing in Ethernet mode.
@@ -205,11 +209,16 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "qemu-system-x86_64 {{ net.qemu_args | join(' ') }}"
 
-- name: Undo it
+- name: Undo it (with the same netns value as when plumbing, and the same binding)
+  virtnet.podnet.vm_pod_bridge:
+    netns: pod1
+    binding: "{{ plan.plan[0] }}"
+    state: absent
+
+- name: A pod given by the namespace of its container's process
   virtnet.podnet.vm_pod_bridge:
     netns: /proc/4242/ns/net
     binding: "{{ plan.plan[0] }}"
-    state: absent
 
 - name: Plumb every pod of a node in one task
   virtnet.podnet.vm_pod_bridge:
@@ -234,11 +243,18 @@ pods:
   elements: dict
 responder_pid:
   description: The pid of the DHCP responder when O(responder=auto) made sure it runs (null in check mode when it would be started).
-  returned: state=present
+  returned: state=present, and with O(pods)
   type: int
   sample: 4242
+netns:
+  description: The O(netns) given.
+  returned: without O(pods)
+  type: str
+  sample: pod1
 changes:
-  description: What was done (or, in check mode, what would be done), in order.
+  description:
+    - What was done (or, in check mode, what would be done), in order.
+    - With O(pods), each entry starts with the pod's netns and a colon.
   returned: always
   type: list
   elements: str

@@ -108,6 +108,28 @@ key:
   returned: always
   type: str
   sample: pod1__eth0
+netns:
+  description: The O(netns) given.
+  returned: always
+  type: str
+  sample: pod1
+netns_path:
+  description: The namespace file used.
+  returned: always
+  type: str
+  sample: /run/netns/pod1
+cache_path:
+  description: The state cache file of this pod and interface.
+  returned: always
+  type: str
+  sample: /run/virtnet-podnet/pods/pod1__eth0.json
+tap:
+  description: When plumbed, the launcher facts as M(virtnet.podnet.vm_pod_bridge) returns them
+    (also C(bridge), C(pod_interface), C(vm_mac), C(mtu), C(delegate_ip), C(ip), C(prefixlen), C(gateway),
+    C(routes), C(libvirt_interface_xml), C(qemu_args)).
+  returned: when plumbed
+  type: str
+  sample: tap0
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

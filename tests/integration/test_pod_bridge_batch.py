@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import time
 
 import pytest
 
@@ -23,6 +26,14 @@ if IS_ROOT:
     from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder, _pod_bridge
     from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
     from ansible_collections.virtnet.podnet.plugins.module_utils._state import lease_path
+
+
+def wait_for(condition, timeout=10.0):
+    """Poll a state the kernel or another process changes, with a deadline (no event to await)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def batch(run_dir, pods, **extra):
@@ -143,3 +154,33 @@ def test_responder_auto_without_an_installed_copy_fails_clearly(lab, run_dir, tm
         _pod_bridge.run({"netns": pod.netns, "binding": make_binding(), "run_dir": run_dir, "responder": "auto",
                          "responder_pythonpath": str(tmp_path / "nothing-here")}, check_mode=True)
     assert snapshot(pod.netns) == before
+
+
+def test_another_name_of_a_plumbed_namespace_is_refused_not_half_undone(lab, run_dir):
+    pod = lab.add_pod()
+    before = snapshot(pod.netns)
+    _pod_bridge.run({"netns": pod.netns, "binding": make_binding(), "run_dir": run_dir})
+    plumbed = snapshot(pod.netns)
+    holder = subprocess.Popen(["ip", "netns", "exec", pod.netns, "sleep", "60"])  # the pod's "container"
+    try:
+        other_name = f"/proc/{holder.pid}/ns/net"
+        wait_for(lambda: os.stat(other_name).st_ino == os.stat(pod.netns_path).st_ino)  # sleep entered the pod
+        for state in ("absent", "present"):
+            with pytest.raises(PodnetError, match=f"plumbed under another name of the same namespace \\(/run/netns/{pod.netns}"):
+                _pod_bridge.run({"netns": other_name, "binding": make_binding(), "run_dir": run_dir, "state": state})
+        assert snapshot(pod.netns) == plumbed, "the refused run changed the pod"
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    _pod_bridge.run({"netns": pod.netns, "binding": make_binding(), "run_dir": run_dir, "state": "absent"})
+    assert snapshot(pod.netns) == before
+
+
+def test_responder_stops_when_its_run_dir_is_removed(tmp_path):
+    run_dir = tmp_path / "run"
+    pid = _dhcp_responder.spawn_daemon(str(run_dir), str(tmp_path / "dhcpd.pid"), str(tmp_path / "dhcpd.log"),
+                                       pythonpath=str(COLLECTIONS_ROOT))
+    shutil.rmtree(run_dir)
+    os.kill(pid, signal.SIGHUP)  # rescan now rather than at the next periodic rescan
+    wait_for(lambda: _dhcp_responder.running_pid(str(tmp_path / "dhcpd.pid")) is None)
+    assert "is gone; stopping" in (tmp_path / "dhcpd.log").read_text()
