@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lib.netlab import NetLab
+from lib.taprelay import wait_for
 
 IS_ROOT = os.geteuid() == 0
 SUBPROCESS_TIMEOUT = 60
@@ -78,3 +80,24 @@ def run_subprocess(params, env=None, check_mode=False):
 def finish(proc):
     out, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT)
     return proc.returncode, (json.loads(out) if out.strip() else None), err
+
+
+@pytest.fixture
+def node(tmp_path):
+    """Variables that keep the roles inside tmp_path; stops the responder they started."""
+    paths = {
+        "node_pyroute2": "present",
+        "node_install_dir": str(tmp_path / "opt"),
+        "node_run_dir": str(tmp_path / "run"),
+        "node_log_file": str(tmp_path / "podnet-dhcpd.log"),
+        "vm_network_run_dir": str(tmp_path / "run"),
+        "vm_network_responder_pythonpath": str(tmp_path / "opt" / "lib"),
+        "podnet_hosts": "localhost",
+    }
+    yield paths
+    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import running_pid
+    pidfile = os.path.join(paths["node_run_dir"], "podnet-dhcpd.pid")
+    pid = running_pid(pidfile)
+    if pid and pid > 0:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: running_pid(pidfile) is None, 15, what="the test's responder to stop")

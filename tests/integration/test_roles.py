@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,34 +20,12 @@ from pathlib import Path
 import pytest
 
 from lib.netlab import link_exists, snapshot
-from lib.taprelay import wait_for
 
 pytestmark = [pytest.mark.root]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS_ROOT = REPO_ROOT / ".build" / "pytest-collections"
 PLAYBOOK_TIMEOUT = 300
-
-
-@pytest.fixture
-def node(tmp_path):
-    """Variables that keep the roles inside tmp_path; stops the responder they started."""
-    paths = {
-        "node_pyroute2": "present",
-        "node_install_dir": str(tmp_path / "opt"),
-        "node_run_dir": str(tmp_path / "run"),
-        "node_log_file": str(tmp_path / "podnet-dhcpd.log"),
-        "vm_network_run_dir": str(tmp_path / "run"),
-        "vm_network_responder_pythonpath": str(tmp_path / "opt" / "lib"),
-        "podnet_hosts": "localhost",
-    }
-    yield paths
-    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import running_pid
-    pidfile = os.path.join(paths["node_run_dir"], "podnet-dhcpd.pid")
-    pid = running_pid(pidfile)
-    if pid and pid > 0:
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: running_pid(pidfile) is None, 15, what="the test's responder to stop")
 
 
 def vm(name, delegate_ip=None, **extra):
