@@ -12,6 +12,7 @@ filters, lease declaration) with ``ip`` commands, until that module exists.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import ipaddress
 import json
 import os
@@ -26,7 +27,6 @@ import threading
 import time
 from pathlib import Path
 
-from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_codec import inet_checksum
 from lib.netlab import NetLab, Pod, sh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,23 +51,16 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
         time.sleep(interval)
 
 
-def complete_l4_checksum(frame: bytes) -> bytes:
-    """Finish a checksum the VM's kernel left to "hardware" (CHECKSUM_PARTIAL on a veth)."""
-    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
-        return frame
-    ihl = (frame[14] & 0x0F) * 4
-    proto = frame[23]
-    total = struct.unpack("!H", frame[16:18])[0]
-    start, end = 14 + ihl, 14 + total
-    offset = {17: 6, 6: 16}.get(proto)
-    if offset is None or end > len(frame):
-        return frame
-    seg = bytearray(frame[start:end])
-    seg[offset:offset + 2] = b"\x00\x00"
-    pseudo = frame[26:34] + struct.pack("!BBH", 0, proto, len(seg))
-    value = inet_checksum(pseudo + bytes(seg)) or (0xFFFF if proto == 17 else 0)
-    seg[offset:offset + 2] = struct.pack("!H", value)
-    return frame[:start] + bytes(seg) + frame[end:]
+def _load_standin():
+    """The demo's VM stand-in (playbooks/files/vm_standin.py) is standalone; the tests share its frame code."""
+    spec = importlib.util.spec_from_file_location("podnet_vm_standin", REPO_ROOT / "playbooks" / "files" / "vm_standin.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Finishes a checksum the VM's kernel left to "hardware" (CHECKSUM_PARTIAL on a veth).
+complete_l4_checksum = _load_standin().complete_l4_checksum
 
 
 class TapRelay:
