@@ -14,10 +14,10 @@ offloaded checksums make some clients (dhclient) drop offers.
 from __future__ import annotations
 
 import ipaddress
-import re
 import struct
 from socket import inet_aton, inet_ntoa
 
+from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
 try:
@@ -82,46 +82,23 @@ class PodnetDhcpMessage(dhcp4msg):
 
 
 # -- option 119: RFC 1035 names, RFC 3397 compression ------------------------------------
-_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+MAX_SEARCH_BYTES = 255 * 4  # four option instances (RFC 3396)
 
 
 def validate_search_domains(domains) -> list[str]:
-    """Check a search list and return it normalised (no trailing dots).
+    """Check a search list and return it normalised (lower case, no trailing dots).
 
+    Each name is checked by ``_fields.domain_name``; the list must also fit the option.
     Raises ``PodnetError`` naming every bad entry, so a bad list fails when the lease is
     declared, never when a reply is built.
     """
-    if domains is None:
-        return []
-    if isinstance(domains, str) or not isinstance(domains, (list, tuple)):
-        raise PodnetError("search_domains must be a list of domain names", search_domains=domains)
-    errors = []
-    result = []
-    for index, name in enumerate(domains):
-        where = f"search_domains[{index}]"
-        if not isinstance(name, str):
-            errors.append(f"{where}: {name!r} is not a string")
-            continue
-        plain = name[:-1] if name.endswith(".") else name
-        if not plain:
-            errors.append(f"{where}: empty name")
-            continue
-        try:
-            plain.encode("ascii")
-        except UnicodeEncodeError:
-            errors.append(f"{where}: {name!r} is not ASCII (use the IDNA 'xn--' form)")
-            continue
-        bad = [label for label in plain.split(".") if not _LABEL.match(label)]
-        if bad:
-            errors.append(f"{where}: {name!r} has invalid label(s) {bad} (1-63 letters, digits, '-', '_'; "
-                          "no leading or trailing '-')")
-            continue
-        if len(plain) > 253:
-            errors.append(f"{where}: {name!r} is longer than 253 characters")
-            continue
-        result.append(plain.lower())
-    if not errors and len(encode_search_domains(result, validate=False)) > 255 * 4:
-        errors.append("search_domains: the encoded list is longer than 1020 bytes")
+    errors: list[str] = []
+    if isinstance(domains, str):
+        errors.append("search_domains: must be a list of domain names, got a string")
+        domains = None
+    result = fields.string_list(domains, "search_domains", errors, fields.domain_name)
+    if not errors and len(encode_search_domains(result, validate=False)) > MAX_SEARCH_BYTES:
+        errors.append(f"search_domains: the encoded list is longer than {MAX_SEARCH_BYTES} bytes")
     if errors:
         raise PodnetError("invalid search_domains: " + "; ".join(errors), errors=errors)
     return result

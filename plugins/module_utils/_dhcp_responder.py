@@ -31,9 +31,10 @@ import sys
 import time
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
-from ansible_collections.virtnet.podnet.plugins.module_utils import _lease as lease
+from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_control as control
+from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
-from ansible_collections.virtnet.podnet.plugins.module_utils._netns import _setns
+from ansible_collections.virtnet.podnet.plugins.module_utils._netns import setns
 
 LOG = logging.getLogger("podnet-dhcpd")
 ETH_P_ALL = 0x0003
@@ -226,8 +227,8 @@ class Pod:
 class Responder:
     def __init__(self, run_dir: str, rescan_interval: float = RESCAN_INTERVAL) -> None:
         self.run_dir = run_dir
-        self.leases_dir = lease.ensure_dir(os.path.join(run_dir, lease.LEASES))
-        lease.ensure_dir(os.path.join(run_dir, lease.LEASE_STATE))
+        rundir.ensure_dirs(run_dir)
+        self.leases_dir = os.path.join(run_dir, rundir.LEASES)
         self.rescan_interval = rescan_interval
         self.pods: dict[str, Pod] = {}
         self.by_fd: dict[int, Pod] = {}
@@ -304,7 +305,7 @@ class Responder:
             if self.bad_files.get(key) == file_id:
                 continue
             try:
-                decl = lease.read_declaration(path)
+                decl = rundir.read_declaration(path)
                 if decl["key"] != key:
                     raise PodnetError(f"key {decl['key']!r} does not match the file name")
             except PodnetError as exc:
@@ -317,7 +318,7 @@ class Responder:
             if pod is not None:
                 self.forget(pod, "declaration changed", quiet=True)
             pod = Pod(key, decl, file_id)
-            pod.state = lease.read_lease_state(self.run_dir, key) or {}
+            pod.state = rundir.read_lease_state(self.run_dir, key) or {}
             if pod.state.get("vm_mac") != decl["vm_mac"] or pod.state.get("ip") != decl["ip"]:
                 pod.state = {}
             self.pods[key] = pod
@@ -354,7 +355,7 @@ class Responder:
             if decl.get("netns_inode") not in (None, ns_id):
                 self._note_error(pod, "namespace inode differs from the declaration")
                 return
-            _setns(nsfd)
+            setns(nsfd)
             try:
                 # Protocol 0 until bound: nothing queues before the filter is attached.
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -365,7 +366,7 @@ class Responder:
                 sock.bind((decl["tap"], ETH_P_ALL))
                 pod.src_mac = _hwaddr(sock, decl["bridge"]) or _hwaddr(sock, decl["tap"]) or pod.src_mac
             finally:
-                _setns(self._own_ns)
+                setns(self._own_ns)
         except OSError as exc:
             if sock is not None:
                 sock.close()
@@ -403,7 +404,7 @@ class Responder:
         self.close_socket(pod, why)
         if drop_state:  # the lease is withdrawn: its state would only mislead vm_pod_network_info
             pod.dirty = False
-            lease.remove_lease_state(self.run_dir, pod.key)
+            rundir.remove_lease_state(self.run_dir, pod.key)
         else:
             self.flush_state(pod)
         self.pods.pop(pod.key, None)
@@ -557,7 +558,7 @@ class Responder:
             return
         pod.dirty = False
         try:
-            lease.write_lease_state(self.run_dir, pod.key, pod.state)
+            rundir.write_lease_state(self.run_dir, pod.key, pod.state)
         except OSError as exc:
             LOG.error("pod=%s cannot write lease state: %s", pod.key, exc)
 
@@ -614,7 +615,7 @@ class _Pidfile:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        lease.ensure_dir(os.path.dirname(os.path.abspath(path)))
+        rundir.ensure_dir(os.path.dirname(os.path.abspath(path)))
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -632,88 +633,17 @@ class _Pidfile:
         os.close(self.fd)
 
 
-MODULE = "ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder"
-
-
-def running_pid(pidfile: str) -> int | None:
-    """The pid of the responder holding ``pidfile``, or None when none runs (a stale file is not one)."""
-    try:
-        fd = os.open(pidfile, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            # Locked: a live responder holds it.
-            data = os.read(fd, 32).decode(errors="replace").strip()
-            return int(data) if data.isdigit() else -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
-def spawn_daemon(run_dir: str, pidfile: str, log_file: str, python: str | None = None,
-                 pythonpath: str | None = None, timeout: float = 10.0) -> int:
-    """Start the responder detached (new session, no terminal) unless one holds ``pidfile``.
-
-    For nodes without systemd: the ``node`` role and ``vm_pod_bridge`` call this when
-    ``running_pid()`` says none runs. ``pythonpath`` must reach a stable copy of the
-    collection (not a module's temporary payload). Returns the daemon's pid.
-    """
-    pid = running_pid(pidfile)
-    if pid:
-        return pid
-    env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    python = python or sys.executable
-    argv = [python, "-m", MODULE, "--run-dir", run_dir, "--pidfile", pidfile, "--log-file", log_file]
-    # fork + setsid + execve: detached from the caller's session, no shell, and stderr (a
-    # crash before logging is set up) lands in the log file. (ansible-test bans the spawn
-    # helpers in module_utils in favour of run_command, which cannot detach.)
-    null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    log_fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        child = os.fork()
-        if child == 0:  # pragma: no cover - the child only execs
-            try:
-                os.setsid()
-                os.dup2(null_fd, 0)
-                os.dup2(null_fd, 1)
-                os.dup2(log_fd, 2)
-                os.chdir("/")
-                os.execve(python, argv, env)
-            finally:
-                os._exit(127)
-    finally:
-        os.close(null_fd)
-        os.close(log_fd)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid = running_pid(pidfile)
-        if pid:
-            return pid
-        done, status = os.waitpid(child, os.WNOHANG)
-        if done:
-            raise PodnetError(f"podnet-dhcpd did not start (exit {os.waitstatus_to_exitcode(status)}), see {log_file}",
-                              log_file=log_file)
-        time.sleep(0.05)
-    raise PodnetError(f"podnet-dhcpd did not take {pidfile} within {timeout} s", log_file=log_file)
-
-
 def _ensure_daemon(parser, args) -> int:
     if not args.pidfile or not args.log_file:
         parser.error("--ensure-daemon needs --pidfile and --log-file")
-    pid = running_pid(args.pidfile)
+    pid = control.running_pid(args.pidfile)
     if pid:
         sys.stdout.write(f"running {pid}\n")
         return 0
     # The daemon runs this same code, from wherever this process found it.
     package_root = os.path.abspath(__file__).rsplit(os.sep + "ansible_collections" + os.sep, 1)[0]
     try:
-        pid = spawn_daemon(os.path.abspath(args.run_dir), args.pidfile, args.log_file, pythonpath=package_root)
+        pid = control.spawn_daemon(os.path.abspath(args.run_dir), args.pidfile, args.log_file, pythonpath=package_root)
     except PodnetError as exc:
         sys.stderr.write(f"podnet-dhcpd: {exc.msg}\n")
         return 1
@@ -723,7 +653,7 @@ def _ensure_daemon(parser, args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="podnet-dhcpd", description="DHCP responder handing pod IPs to VMs")
-    parser.add_argument("--run-dir", default=lease.DEFAULT_RUN_DIR)
+    parser.add_argument("--run-dir", default=rundir.DEFAULT_RUN_DIR)
     parser.add_argument("--pidfile", default=None)
     parser.add_argument("--log-file", default=None, help="append log lines here instead of stderr")
     parser.add_argument("--rescan-interval", type=float, default=RESCAN_INTERVAL)

@@ -64,7 +64,7 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6
 NO_ID = 0xFFFFFFFF
 
 
-def _parse_attrs(data, offset, end):
+def parse_attrs(data, offset, end):
     out = {}
     while offset + 4 <= end:
         length, kind = struct.unpack_from("=HH", data, offset)
@@ -76,7 +76,7 @@ def _parse_attrs(data, offset, end):
 
 
 def _nested(blob):
-    return _parse_attrs(blob, 0, len(blob)) if blob else {}
+    return parse_attrs(blob, 0, len(blob)) if blob else {}
 
 
 def _str(blob):
@@ -92,7 +92,7 @@ def _int(blob):
 def link_view_raw(body):
     """Parse one RTM_NEWLINK payload (after the netlink header) into the facts used here."""
     index, flags = struct.unpack_from("=iI", body, 4)  # ifinfomsg: family, pad, type, index, flags, change
-    attrs = _parse_attrs(body, 16, len(body))
+    attrs = parse_attrs(body, 16, len(body))
     mac = attrs.get(IFLA_ADDRESS)
     info = _nested(attrs.get(IFLA_LINKINFO))
     kind = _str(info.get(IFLA_INFO_KIND))
@@ -125,7 +125,7 @@ def link_view_raw(body):
 def all_links(ipr):
     """Every link of the namespace by name (one dump; cheap with the raw parser)."""
     try:
-        replies = _raw(ipr).query(RTM_GETLINK, _ifinfo(), dump=True)
+        replies = raw_socket(ipr).query(RTM_GETLINK, _ifinfo(), dump=True)
     except NetlinkError as exc:
         raise nl_error("listing links", exc) from None
     return {v["name"]: v for v in map(link_view_raw, replies)}
@@ -155,7 +155,7 @@ def get_link(ipr, name):
     except OSError:
         return None
     try:
-        replies = _raw(ipr).query(RTM_GETLINK, _ifinfo(index))
+        replies = raw_socket(ipr).query(RTM_GETLINK, _ifinfo(index))
     except NetlinkError as exc:
         if exc.code == errno.ENODEV:
             return None
@@ -165,7 +165,7 @@ def get_link(ipr, name):
 
 def _addr_entry(body, family):
     prefixlen, hflags, scope, index = struct.unpack_from("=BBBI", body, 1)  # ifaddrmsg after the family
-    attrs = _parse_attrs(body, 8, len(body))
+    attrs = parse_attrs(body, 8, len(body))
 
     def ntop(blob):
         return socket.inet_ntop(family, blob) if blob else None
@@ -189,7 +189,7 @@ def addresses_by_index(ipr, family=socket.AF_INET):
     """Every address of the namespace, grouped by link index: one dump instead of one per link."""
     out = {}
     try:
-        replies = _raw(ipr).query(RTM_GETADDR, struct.pack("=BBBBI", family, 0, 0, 0, 0), dump=True)
+        replies = raw_socket(ipr).query(RTM_GETADDR, struct.pack("=BBBBI", family, 0, 0, 0, 0), dump=True)
     except NetlinkError as exc:
         raise nl_error("listing addresses", exc) from None
     for body in replies:
@@ -208,7 +208,7 @@ def routes(ipr, index):
     """IPv4 routes through the link, every table but ``local`` (the kernel rebuilds that one)."""
     out = []
     try:
-        replies = _raw(ipr).query(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0),
+        replies = raw_socket(ipr).query(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0),
                                   dump=True)
     except NetlinkError as exc:
         raise nl_error("listing routes", exc) from None
@@ -219,7 +219,7 @@ def routes(ipr, index):
     for body in replies:
         family, dst_len = body[0], body[1]  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
         tos, table, proto, scope, rtype, flags = struct.unpack_from("=BBBBBI", body, 3)
-        attrs = _parse_attrs(body, 12, len(body))
+        attrs = parse_attrs(body, 12, len(body))
         table = _int(attrs.get(RTA_TABLE)) or table
         if family != socket.AF_INET or table == RT_TABLE_LOCAL or _int(attrs.get(RTA_OIF)) != index:
             continue
@@ -279,13 +279,13 @@ TUNSETIFF, TUNSETPERSIST, TUNSETOWNER, TUNSETGROUP = (_IOW | 0x5400 | n for n in
 IFF_TAP, IFF_NO_PI, IFF_VNET_HDR, IFF_MULTI_QUEUE = 0x0002, 0x1000, 0x4000, 0x0100
 
 
-def _nla(kind, payload):
+def nla(kind, payload):
     size = 4 + len(payload)
     return struct.pack("=HH", size, kind) + payload + b"\0" * (-size % 4)
 
 
 def _u32(kind, value):
-    return _nla(kind, struct.pack("=I", value))
+    return nla(kind, struct.pack("=I", value))
 
 
 class RawRtnl:
@@ -344,13 +344,9 @@ class RawRtnl:
                 offset += max(length + (-length % 4), 16)
 
 
-def _raw(ipr):
-    # One raw socket per IPRoute, made on first use: we are inside the namespace then.
-    raw = getattr(ipr, "_podnet_raw", None)
-    if raw is None:
-        raw = RawRtnl()
-        ipr._podnet_raw = raw
-    return raw
+def raw_socket(handle):
+    """The raw rtnetlink socket of a ``_netns.entered()`` handle (made there, inside the pod)."""
+    return handle.raw
 
 
 def _ifinfo(index=0, family=socket.AF_UNSPEC, up=None):
@@ -375,7 +371,7 @@ def _index(ipr, name):
 def _newlink(ipr, index, mac=None, mtu=None, master=None, group=None, state=None):
     attrs = b""
     if mac is not None:
-        attrs += _nla(IFLA_ADDRESS, _mac_bytes(mac))
+        attrs += nla(IFLA_ADDRESS, _mac_bytes(mac))
     if mtu is not None:
         attrs += _u32(IFLA_MTU, mtu)
     if master is not None:
@@ -383,7 +379,7 @@ def _newlink(ipr, index, mac=None, mtu=None, master=None, group=None, state=None
     if group is not None:
         attrs += _u32(IFLA_GROUP, group)
     up = None if state is None else state == "up"
-    _raw(ipr).request(RTM_NEWLINK, _ifinfo(index, up=up) + attrs)
+    raw_socket(ipr).request(RTM_NEWLINK, _ifinfo(index, up=up) + attrs)
 
 
 def set_link(ipr, name, what, master_name=None, **kwarg):
@@ -406,11 +402,11 @@ def create_bridge(ipr, name, mtu, group=0):
     bridge (which follows its smallest port) keeps it.
     """
     data = _u32(IFLA_BR_FORWARD_DELAY, 0) + _u32(IFLA_BR_STP_STATE, 0)
-    info = _nla(IFLA_INFO_KIND, b"bridge\0") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
-    body = (_ifinfo() + _nla(IFLA_IFNAME, name.encode() + b"\0") + _u32(IFLA_MTU, mtu) + _u32(IFLA_GROUP, group)
-            + _nla(IFLA_LINKINFO | NLA_F_NESTED, info))
+    info = nla(IFLA_INFO_KIND, b"bridge\0") + nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    body = (_ifinfo() + nla(IFLA_IFNAME, name.encode() + b"\0") + _u32(IFLA_MTU, mtu) + _u32(IFLA_GROUP, group)
+            + nla(IFLA_LINKINFO | NLA_F_NESTED, info))
     try:
-        _raw(ipr).request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL)
+        raw_socket(ipr).request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL)
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise nl_error(f"creating bridge {name}", exc) from None
@@ -458,18 +454,18 @@ def ipv6_autoconf_off(name):
 
 def set_bridge_options(ipr, name):
     data = _u32(IFLA_BR_FORWARD_DELAY, 0) + _u32(IFLA_BR_STP_STATE, 0)
-    info = _nla(IFLA_INFO_KIND, b"bridge\0") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    info = nla(IFLA_INFO_KIND, b"bridge\0") + nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
     try:
-        _raw(ipr).request(RTM_NEWLINK, _ifinfo(_index(ipr, name)) + _nla(IFLA_LINKINFO | NLA_F_NESTED, info))
+        raw_socket(ipr).request(RTM_NEWLINK, _ifinfo(_index(ipr, name)) + nla(IFLA_LINKINFO | NLA_F_NESTED, info))
     except NetlinkError as exc:
         raise nl_error(f"setting STP off and forward delay 0 on {name}", exc) from None
 
 
 def set_learning(ipr, name, learning):
     """Learning on the link's bridge port (what `bridge link set ... learning off` sends)."""
-    protinfo = _nla(IFLA_PROTINFO | NLA_F_NESTED, _nla(IFLA_BRPORT_LEARNING, struct.pack("=B", int(learning))))
+    protinfo = nla(IFLA_PROTINFO | NLA_F_NESTED, nla(IFLA_BRPORT_LEARNING, struct.pack("=B", int(learning))))
     try:
-        _raw(ipr).request(RTM_SETLINK, _ifinfo(_index(ipr, name), family=AF_BRIDGE) + protinfo)
+        raw_socket(ipr).request(RTM_SETLINK, _ifinfo(_index(ipr, name), family=AF_BRIDGE) + protinfo)
     except NetlinkError as exc:
         raise nl_error(f"setting learning {'on' if learning else 'off'} on {name}", exc) from None
 
@@ -536,7 +532,7 @@ def delete_link(ipr, name):
     except OSError:
         return False
     try:
-        _raw(ipr).request(RTM_DELLINK, _ifinfo(index))
+        raw_socket(ipr).request(RTM_DELLINK, _ifinfo(index))
     except NetlinkError as exc:
         if exc.code == errno.ENODEV:
             return False
@@ -548,7 +544,7 @@ def delete_group(ipr, group):
     """Delete every link of ``group`` in one request: the kernel then waits for one RCU grace
     period for all of them instead of one per link (~15 ms each here)."""
     try:
-        _raw(ipr).request(RTM_DELLINK, _ifinfo() + _u32(IFLA_GROUP, group))
+        raw_socket(ipr).request(RTM_DELLINK, _ifinfo() + _u32(IFLA_GROUP, group))
     except NetlinkError as exc:
         if exc.code != errno.ENODEV:
             raise nl_error(f"deleting link group {group}", exc) from None
@@ -578,9 +574,9 @@ def del_address(ipr, name, addr):
     local = socket.inet_aton(addr["address"])
     peer = socket.inet_aton(addr["peer"]) if addr.get("peer") else local
     body = (struct.pack("=BBBBI", socket.AF_INET, addr["prefixlen"], 0, 0, _index(ipr, name))
-            + _nla(IFA_LOCAL, local) + _nla(IFA_ADDRESS, peer))
+            + nla(IFA_LOCAL, local) + nla(IFA_ADDRESS, peer))
     try:
-        _raw(ipr).request(RTM_DELADDR, body)
+        raw_socket(ipr).request(RTM_DELADDR, body)
     except NetlinkError as exc:
         if exc.code not in (errno.EADDRNOTAVAIL, errno.ENODEV):
             raise nl_error(f"removing {addr['address']}/{addr['prefixlen']} from {name}", exc) from None
@@ -613,8 +609,3 @@ def route_key(route):
     return (route.get("dst"), route.get("dst_len"), route.get("gateway"), route.get("table"), route.get("priority"),
             route.get("tos", 0))
 
-
-# For the DHCP filters (_dhcp_filters), which speak tc over the same raw socket.
-nla = _nla
-parse_attrs = _parse_attrs
-raw_socket = _raw

@@ -11,6 +11,7 @@ import os
 import re
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+from ansible_collections.virtnet.podnet.plugins.module_utils._netlink import RawRtnl
 
 try:
     from pyroute2 import IPRoute
@@ -51,7 +52,8 @@ def netns_inode(path):
     return [st.st_dev, st.st_ino]
 
 
-def _setns(fd):
+def setns(fd):
+    """Move this thread into the network namespace open at ``fd``."""
     # os.setns exists from Python 3.12; fall back to libc for older controllers' targets.
     if hasattr(os, "setns"):
         os.setns(fd, CLONE_NEWNET)
@@ -71,8 +73,15 @@ class LazyIPRoute:
     """
 
     def __init__(self):
-        self._podnet_raw = None
+        self._raw = None
         self._ipr = None
+
+    @property
+    def raw(self):
+        """The raw rtnetlink socket (``_netlink.RawRtnl``), made on first use, inside the namespace."""
+        if self._raw is None:
+            self._raw = RawRtnl()
+        return self._raw
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -82,9 +91,9 @@ class LazyIPRoute:
         return getattr(self._ipr, name)
 
     def close(self):
-        if self._podnet_raw is not None:
-            self._podnet_raw.close()
-            self._podnet_raw = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
@@ -113,7 +122,7 @@ def entered(netns):
         inode = [st.st_dev, st.st_ino]
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _setns(target)
+            setns(target)
         except OSError as exc:
             raise PodnetError(f"{path} is not a network namespace or cannot be entered: {exc.strerror}",
                               netns=netns) from None
@@ -123,7 +132,7 @@ def entered(netns):
         finally:
             if ipr is not None:
                 ipr.close()  # sockets stay in the namespace they were made in: close them here
-            _setns(home)
+            setns(home)
     finally:
         os.close(target)
         if home is not None:

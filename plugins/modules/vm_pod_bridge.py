@@ -32,9 +32,6 @@ description:
     no C(ip) commands.
 author:
   - virtnet.podnet contributors (@virtnet)
-requirements:
-  - pyroute2 >= 0.9
-  - root on the node (CAP_NET_ADMIN and CAP_SYS_ADMIN to enter the namespace)
 attributes:
   check_mode:
     support: full
@@ -42,10 +39,6 @@ attributes:
   diff_mode:
     support: full
     description: Shows the pod's links (pod interface, bridge, tap) and their IPv4 addresses before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Linux nodes only.
 options:
   netns:
     description:
@@ -128,11 +121,6 @@ options:
       - By default a locally administered MAC derived from the original MAC and the namespace,
         so check mode predicts it.
     type: str
-  run_dir:
-    description:
-      - Directory of the state cache, locks and lease declarations.
-    type: path
-    default: /run/virtnet-podnet
   dns_servers:
     description:
       - IPv4 DNS servers the DHCP responder hands to the VM (option 6).
@@ -183,6 +171,8 @@ notes:
   - IPv6 addresses of the pod interface are recorded and left alone.
   - The lease declaration (C(leases/<key>.json) under O(run_dir)) is written only with
     C(binding.delegate_ip); the DHCP responder serves nothing in Ethernet mode.
+extends_documentation_fragment:
+  - virtnet.podnet.pod
 seealso:
   - module: virtnet.podnet.vm_network_plan
   - module: virtnet.podnet.vm_pod_network_info
@@ -360,40 +350,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 from ansible_collections.virtnet.podnet.plugins.module_utils._netns import HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR
-from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge
+from ansible_collections.virtnet.podnet.plugins.module_utils import _options, _pod_bridge
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            netns=dict(type="str"),
-            binding=dict(type="dict"),
-            pods=dict(type="list", elements="dict", options=dict(
-                netns=dict(type="str", required=True),
-                binding=dict(type="dict", required=True),
-                tap_uid=dict(type="int"),
-                tap_gid=dict(type="int"),
-                multiqueue=dict(type="bool"),
-                pod_mac=dict(type="str"),
-                dns_servers=dict(type="list", elements="str"),
-                search_domains=dict(type="list", elements="str"),
-                hostname=dict(type="str"),
-                lease_time=dict(type="int"),
-            )),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            tap_uid=dict(type="int"),
-            tap_gid=dict(type="int"),
-            multiqueue=dict(type="bool", default=False),
-            pod_mac=dict(type="str"),
-            run_dir=dict(type="path", default="/run/virtnet-podnet"),
-            dns_servers=dict(type="list", elements="str"),
-            search_domains=dict(type="list", elements="str"),
-            hostname=dict(type="str"),
-            lease_time=dict(type="int", default=86400),
-            responder=dict(type="str", choices=["auto", "skip"], default="auto"),
-            responder_pythonpath=dict(type="path", default="/opt/virtnet-podnet/lib"),
-            responder_log_file=dict(type="path", default="/var/log/podnet-dhcpd.log"),
-        ),
+        argument_spec=_options.bridge_argument_spec(),
         required_one_of=[("netns", "pods")],
         required_together=[("netns", "binding")],
         mutually_exclusive=[("netns", "pods"), ("binding", "pods")],

@@ -18,9 +18,6 @@ description:
     declaration and lease state.
 author:
   - virtnet.podnet contributors (@virtnet)
-requirements:
-  - pyroute2 >= 0.9
-  - root on the node
 attributes:
   check_mode:
     support: full
@@ -28,10 +25,6 @@ attributes:
   diff_mode:
     support: none
     description: Nothing is changed, so there is no diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Linux nodes only.
 options:
   netns:
     description:
@@ -43,11 +36,8 @@ options:
       - One entry of the C(plan) returned by M(virtnet.podnet.vm_network_plan).
     type: dict
     required: true
-  run_dir:
-    description:
-      - Directory of the state cache and lease files.
-    type: path
-    default: /run/virtnet-podnet
+extends_documentation_fragment:
+  - virtnet.podnet.pod
 seealso:
   - module: virtnet.podnet.vm_pod_bridge
 """
@@ -136,16 +126,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 from ansible_collections.virtnet.podnet.plugins.module_utils._netns import HAS_PYROUTE2, PYROUTE2_IMPORT_ERROR
-from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge
+from ansible_collections.virtnet.podnet.plugins.module_utils import _options, _pod_bridge
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            netns=dict(type="str", required=True),
-            binding=dict(type="dict", required=True),
-            run_dir=dict(type="path", default="/run/virtnet-podnet"),
-        ),
+        argument_spec=_options.info_argument_spec(),
         supports_check_mode=True,
     )
     if not HAS_PYROUTE2:

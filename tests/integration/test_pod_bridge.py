@@ -25,9 +25,9 @@ from lib.netlab import ip_json, link, link_exists, sh, snapshot
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not IS_ROOT, reason="needs root: creates network namespaces")]
 
 if IS_ROOT:
-    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder, _pod_bridge
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _plumbing, _pod_bridge, _responder_control, _rundir
     from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
-    from ansible_collections.virtnet.podnet.plugins.module_utils._state import cache_path, lease_path, lock_path
+    from ansible_collections.virtnet.podnet.plugins.module_utils._rundir import cache_path, lease_path, lock_path
 
 CRASH_CODE = 86
 
@@ -236,7 +236,7 @@ def test_absent_never_deletes_a_foreign_link_sharing_the_group(lab, run_dir):
     pod = lab.add_pod()
     p = params(pod, run_dir)
     present(p)
-    group = str(_pod_bridge.link_group("k6t-eth0"))
+    group = str(_plumbing.link_group("k6t-eth0"))
     sh("ip", "-n", pod.netns, "link", "add", "foreign0", "group", group, "type", "veth", "peer", "name", "foreign1")
     result = absent(p)
     assert "delete tap tap0" in result["changes"] and "delete bridge k6t-eth0 (releases eth0)" in result["changes"]
@@ -304,7 +304,7 @@ def test_stale_cache_from_an_earlier_namespace_is_dropped(lab, run_dir):
         cache = json.load(handle)
     absent(p)
     cache["netns_inode"] = [0, 1]  # as if recorded for a namespace that no longer exists
-    from ansible_collections.virtnet.podnet.plugins.module_utils._state import atomic_write_json
+    from ansible_collections.virtnet.podnet.plugins.module_utils._rundir import atomic_write_json
     atomic_write_json(cache_path(run_dir, key), cache)
     result = present(p)
     assert result["changed"]
@@ -383,12 +383,12 @@ DRIFT_FIRST = {
 
 
 @pytest.mark.parametrize("then", ["present", "absent"])
-@pytest.mark.parametrize("step", _pod_bridge.PRESENT_STEPS if IS_ROOT else [])
+@pytest.mark.parametrize("step", _plumbing.PRESENT_STEPS if IS_ROOT else [])
 def test_crash_after_present_step(lab, run_dir, step, then):
     pod = lab.add_pod(calico=step in ("delegate", "lease"))
     p = dict(params(pod, run_dir), state="present")
     before = snapshot(pod.netns)
-    key = _pod_bridge._state.state_key(pod.netns, "eth0")
+    key = _rundir.state_key(pod.netns, "eth0")
     if step in DRIFT_FIRST:
         present(p)
         sh("ip", "-n", pod.netns, *DRIFT_FIRST[step][0])
@@ -408,7 +408,7 @@ def test_crash_after_present_step(lab, run_dir, step, then):
     assert not os.path.exists(cache_path(run_dir, key))
 
 
-@pytest.mark.parametrize("step", _pod_bridge.ABSENT_STEPS if IS_ROOT else [])
+@pytest.mark.parametrize("step", _plumbing.ABSENT_STEPS if IS_ROOT else [])
 def test_crash_after_absent_step(lab, run_dir, step):
     pod = lab.add_pod(calico=True)
     p = params(pod, run_dir)
@@ -466,14 +466,14 @@ def test_concurrent_runs_serialize(lab, run_dir, tmp_path):
 def stop_responder(run_dir):
     """Stop a responder the module started for this run dir, and wait until it is gone."""
     pidfile = os.path.join(run_dir, "podnet-dhcpd.pid")
-    pid = _dhcp_responder.running_pid(pidfile)
+    pid = _responder_control.running_pid(pidfile)
     if not pid:
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while _dhcp_responder.running_pid(pidfile) and time.monotonic() < deadline:
+    while _responder_control.running_pid(pidfile) and time.monotonic() < deadline:
         time.sleep(0.05)  # polling a state with a deadline: the process holds no event we can await
-    assert not _dhcp_responder.running_pid(pidfile), f"responder {pid} did not stop"
+    assert not _responder_control.running_pid(pidfile), f"responder {pid} did not stop"
 
 
 def test_ansible_playbook_present_check_idempotent_absent(lab, run_dir, tmp_path):
@@ -559,7 +559,7 @@ def test_ansible_playbook_present_check_idempotent_absent(lab, run_dir, tmp_path
             [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
              "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
             capture_output=True, text=True, timeout=300, env=env, check=False)
-        responder_pid = _dhcp_responder.running_pid(os.path.join(run_dir, "podnet-dhcpd.pid"))
+        responder_pid = _responder_control.running_pid(os.path.join(run_dir, "podnet-dhcpd.pid"))
     finally:
         stop_responder(run_dir)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

@@ -23,9 +23,9 @@ from lib.netlab import sh, snapshot
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not IS_ROOT, reason="needs root: creates network namespaces")]
 
 if IS_ROOT:
-    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder, _pod_bridge
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge, _responder_control
     from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
-    from ansible_collections.virtnet.podnet.plugins.module_utils._state import lease_path
+    from ansible_collections.virtnet.podnet.plugins.module_utils._rundir import lease_path
 
 
 def wait_for(condition, timeout=10.0):
@@ -134,9 +134,9 @@ def test_responder_auto_starts_one_responder_for_all_pods(lab, run_dir, tmp_path
     try:
         predicted = _pod_bridge.run_many(batch(run_dir, entries, **options), check_mode=True)
         assert predicted["changes"][-1].startswith("start podnet-dhcpd") and predicted["responder_pid"] is None
-        assert _dhcp_responder.running_pid(os.path.join(run_dir, "podnet-dhcpd.pid")) is None
+        assert _responder_control.running_pid(os.path.join(run_dir, "podnet-dhcpd.pid")) is None
         result = _pod_bridge.run_many(batch(run_dir, entries, **options))
-        pid = _dhcp_responder.running_pid(os.path.join(run_dir, "podnet-dhcpd.pid"))
+        pid = _responder_control.running_pid(os.path.join(run_dir, "podnet-dhcpd.pid"))
         assert result["responder_pid"] == pid and pid > 0
         again = _pod_bridge.run_many(batch(run_dir, entries, **options))
         assert again["changed"] is False and again["responder_pid"] == pid
@@ -149,7 +149,7 @@ def test_responder_auto_without_an_installed_copy_fails_clearly(lab, run_dir, tm
     pod = lab.add_pod()
     before = snapshot(pod.netns)
     # Pretend this code is not a collection on disk: only the configured (empty) path counts.
-    monkeypatch.setattr(_pod_bridge, "__file__", str(tmp_path / "payload.zip" / "_pod_bridge.py"))
+    monkeypatch.setattr(_responder_control, "__file__", str(tmp_path / "payload.zip" / "_responder_control.py"))
     with pytest.raises(PodnetError, match="podnet-dhcpd is not running .* run the virtnet.podnet.node role"):
         _pod_bridge.run({"netns": pod.netns, "binding": make_binding(), "run_dir": run_dir, "responder": "auto",
                          "responder_pythonpath": str(tmp_path / "nothing-here")}, check_mode=True)
@@ -178,9 +178,9 @@ def test_another_name_of_a_plumbed_namespace_is_refused_not_half_undone(lab, run
 
 def test_responder_stops_when_its_run_dir_is_removed(tmp_path):
     run_dir = tmp_path / "run"
-    pid = _dhcp_responder.spawn_daemon(str(run_dir), str(tmp_path / "dhcpd.pid"), str(tmp_path / "dhcpd.log"),
+    pid = _responder_control.spawn_daemon(str(run_dir), str(tmp_path / "dhcpd.pid"), str(tmp_path / "dhcpd.log"),
                                        pythonpath=str(COLLECTIONS_ROOT))
     shutil.rmtree(run_dir)
     os.kill(pid, signal.SIGHUP)  # rescan now rather than at the next periodic rescan
-    wait_for(lambda: _dhcp_responder.running_pid(str(tmp_path / "dhcpd.pid")) is None)
+    wait_for(lambda: _responder_control.running_pid(str(tmp_path / "dhcpd.pid")) is None)
     assert "is gone; stopping" in (tmp_path / "dhcpd.log").read_text()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-import stat
 import struct
 
 import pytest
@@ -14,8 +12,6 @@ from hypothesis import strategies as st
 pytest.importorskip("pyroute2")
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec  # noqa: E402
-from ansible_collections.virtnet.podnet.plugins.module_utils import _lease as lease  # noqa: E402
-from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import Pod, INFORM_ACK  # noqa: E402
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError  # noqa: E402
 
 MAC = "0a:58:0a:f4:01:0a"
@@ -237,120 +233,3 @@ def test_parse_frame_filters():
 ])
 def test_reply_destination_rfc2131(reply, req, expected):
     assert codec.reply_destination(req, reply, MAC, "10.0.0.9") == expected
-
-
-# -- what the responder puts in a reply -----------------------------------------------------------
-def _decl(**extra):
-    decl = {"version": 1, "key": "pod1__eth0", "netns": "/run/netns/pod1", "netns_inode": [4, 1], "bridge": "k6t-eth0",
-            "tap": "tap0", "vm_mac": MAC, "ip": "10.244.1.10", "prefixlen": 24, "gateway": "10.244.1.1",
-            "routes": [{"dst": "10.244.1.0/24", "gateway": None}, {"dst": "0.0.0.0/0", "gateway": "10.244.1.1"}],
-            "mtu": 1450, "dns_servers": ["10.96.0.10"], "search_domains": ["svc.cluster.local"], "hostname": "vm1",
-            "lease_time": 600}
-    decl.update(extra)
-    return lease.validate_declaration(decl)
-
-
-def test_option_55_honoured_but_routing_always_sent():
-    pod = Pod("pod1__eth0", _decl(), None)
-    request = {"xid": 9, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": [1]}
-    opts = codec.scan_options(pod.reply_payload(codec.OFFER, request))
-    for code in (1, 3, 26, 51, 54, 58, 59, 121):
-        assert code in opts, code
-    for code in (6, 12, 15, 119, 249):
-        assert code not in opts, code
-    opts = codec.scan_options(pod.reply_payload(codec.OFFER, dict(request, parameter_list=[6, 12, 15, 119, 249])))
-    assert opts[6] == bytes([10, 96, 0, 10]) and opts[12] == b"vm1" and 249 in opts
-    assert codec.decode_search_domains(opts[119]) == ["svc.cluster.local"]
-    assert opts[54] == bytes([10, 244, 1, 1])  # the gateway: reachable by the unicast renewal
-    assert struct.unpack("!I", opts[58])[0] == 300 and struct.unpack("!I", opts[59])[0] == 525
-
-
-def test_inform_ack_carries_no_lease():
-    pod = Pod("pod1__eth0", _decl(), None)
-    payload = pod.reply_payload(INFORM_ACK, {"xid": 3, "flags": 0, "ciaddr": "10.244.1.10", "parameter_list": []})
-    msg = codec.decode_message(payload)
-    assert msg["message_type"] == codec.ACK and msg["yiaddr"] == "0.0.0.0" and msg["ciaddr"] == "10.244.1.10"
-    assert not {"lease_time", "renewal_time", "rebinding_time"} & set(msg["options"])
-
-
-# -- lease files -----------------------------------------------------------------------------------
-def test_declaration_errors_name_every_field():
-    with pytest.raises(PodnetError) as info:
-        lease.validate_declaration(dict(_decl(), vm_mac="nope", ip="10.0.0.300", prefixlen=40, lease_time=1,
-                                        search_domains=["-x"], mtu=20, tap="tap with space"))
-    text = info.value.msg
-    for field in ("vm_mac", "ip:", "prefixlen", "lease_time", "search_domains[0]", "mtu", "tap"):
-        assert field in text, field
-
-
-def test_state_written_atomically_root_only(tmp_path):
-    run_dir = str(tmp_path / "run")
-    lease.write_lease_state(run_dir, "pod1__eth0", {"state": "bound"})
-    path = lease.state_path(run_dir, "pod1__eth0")
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
-    assert lease.read_lease_state(run_dir, "pod1__eth0") == {"state": "bound"}
-    assert [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".")] == []
-    assert lease.read_lease_state(run_dir, "other") is None
-    decl_path = lease.write_declaration(run_dir, _decl())
-    assert lease.read_declaration(decl_path)["ip"] == "10.244.1.10"
-    assert lease.remove_declaration(run_dir, "pod1__eth0") and not lease.remove_declaration(run_dir, "pod1__eth0")
-
-
-def test_server_identifier_is_the_gateway_or_an_on_link_address():
-    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import server_identifier
-    assert server_identifier(_decl()) == "10.244.1.1"
-    assert server_identifier(_decl(gateway=None)) == "10.244.1.1"
-    assert server_identifier(_decl(gateway=None, ip="10.244.1.1")) == "10.244.1.254"
-    assert server_identifier(_decl(gateway="169.254.1.1", prefixlen=32)) == "169.254.1.1"
-
-
-class _FakeSocket:
-    def __init__(self):
-        self.sent = []
-
-    def send(self, frame):
-        self.sent.append(frame)
-
-
-@pytest.fixture(scope="module")
-def responder(tmp_path_factory):
-    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import Responder
-    r = Responder(str(tmp_path_factory.mktemp("run")))
-    pod = Pod("pod1__eth0", _decl(), None)
-    pod.sock = _FakeSocket()
-    return r, pod
-
-
-def _client(mtype, **fields):
-    payload = codec.encode_message({"op": 1, "xid": 77, "chaddr": MAC, **fields}, [(53, mtype), (55, [1, 3, 121])])
-    return codec.build_frame(MAC, "ff:ff:ff:ff:ff:ff", fields.get("ciaddr", "0.0.0.0"), "255.255.255.255",
-                             payload, 68, 67)
-
-
-@settings(max_examples=2000, deadline=None)
-@given(st.data())
-def test_handle_frame_never_raises_on_mutations(responder, data):
-    r, pod = responder
-    frame = bytearray(_client(data.draw(st.sampled_from([1, 3, 4, 7, 8]))))
-    for _flip in range(data.draw(st.integers(0, 8))):
-        frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
-    cut = data.draw(st.integers(0, len(frame)))
-    r.handle_frame(pod, bytes(frame[:cut]) + data.draw(st.binary(max_size=64)))
-
-
-def test_handle_frame_protocol(responder):
-    r, pod = responder
-    pod.sock.sent.clear()
-    r.handle_frame(pod, _client(codec.DISCOVER))
-    r.handle_frame(pod, _client(codec.REQUEST, ciaddr="10.244.1.10"))
-    r.handle_frame(pod, _client(codec.REQUEST, ciaddr="10.244.1.99"))
-    replies = [codec.decode_message(codec.parse_frame(f, dport=68)[3]) for f in pod.sock.sent]
-    assert [m["message_type"] for m in replies] == [codec.OFFER, codec.ACK, codec.NAK]
-    assert replies[0]["yiaddr"] == "10.244.1.10" and replies[2]["yiaddr"] == "0.0.0.0"
-    # Unicast ACK to ciaddr for a renewal, broadcast NAK.
-    assert pod.sock.sent[1][30:34] == bytes([10, 244, 1, 10]) and pod.sock.sent[2][0:6] == b"\xff" * 6
-    foreign = bytearray(_client(codec.DISCOVER))
-    foreign[42 + 28] ^= 0x01  # another chaddr
-    r.handle_frame(pod, bytes(foreign))
-    assert len(pod.sock.sent) == 3

@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: the one validation of each field shared by modules and responder.
+
+Every checker takes the value, the field's path for the message and a list to append
+errors to, and returns the normalised value (or None when it is bad). Patterns are used
+with ``fullmatch``: ``$`` would accept a trailing newline.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# Search domains may hold '_' labels (service records), host names may not.
+DOMAIN_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+# What the kernel accepts as a link name, less what shells, qemu's -netdev lists and XML would read
+# as syntax: no ',', quotes, '<', '/', ':', whitespace or control characters.
+IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+KEY = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+NAME_MAX = 253
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def int_in(value, low, high, field, errors, unit=""):
+    if not is_int(value) or not low <= value <= high:
+        errors.append(f"{field}: {value!r} is not a whole number {low}..{high}{unit}")
+        return None
+    return value
+
+
+def ipv4(value, field, errors, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        errors.append(f"{field}: {value!r} is not an IPv4 address")
+        return None
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        errors.append(f"{field}: {value!r} is not an IPv4 address")
+        return None
+
+
+def mac(value, field, errors, unicast=False):
+    text = value.lower() if isinstance(value, str) else None
+    if text is None or not MAC.fullmatch(text) or (unicast and int(text[:2], 16) & 1):
+        kind = "a unicast MAC address" if unicast else "a MAC address"
+        errors.append(f"{field}: {value!r} is not {kind} like 02:00:00:00:00:01")
+        return None
+    return text
+
+
+def ifname(value, field, errors):
+    if not isinstance(value, str) or not IFNAME.fullmatch(value) or value in (".", ".."):
+        errors.append(f"{field}: {value!r} is not an interface name (1-15 of A-Z a-z 0-9 _ . -)")
+        return None
+    return value
+
+
+def key(value, field, errors):
+    if not isinstance(value, str) or not KEY.fullmatch(value) or set(value) <= {"."}:
+        errors.append(f"{field}: {value!r} is not a file-safe key")
+        return None
+    return value
+
+
+def _labels_ok(name, label):
+    return all(label.fullmatch(part) for part in name.split("."))
+
+
+def hostname(value, field, errors):
+    """A host name (option 12): LDH labels, at most 253 characters; None is allowed (unset)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > NAME_MAX or not _labels_ok(value, HOSTNAME_LABEL):
+        errors.append(f"{field}: {value!r} is not a valid host name")
+        return None
+    return value
+
+
+def domain_name(value, field, errors):
+    """One search domain (option 119), returned lower-case without a trailing dot."""
+    if not isinstance(value, str):
+        errors.append(f"{field}: {value!r} is not a string")
+        return None
+    plain = value[:-1] if value.endswith(".") else value
+    problem = None
+    if not plain:
+        problem = "empty name"
+    elif not plain.isascii():
+        problem = f"{value!r} is not ASCII (use the IDNA 'xn--' form)"
+    elif not _labels_ok(plain, DOMAIN_LABEL):
+        bad = [label for label in plain.split(".") if not DOMAIN_LABEL.fullmatch(label)]
+        problem = (f"{value!r} has invalid label(s) {bad} (1-63 letters, digits, '-', '_'; "
+                   "no leading or trailing '-')")
+    elif len(plain) > NAME_MAX:
+        problem = f"{value!r} is longer than {NAME_MAX} characters"
+    if problem:
+        errors.append(f"{field}: {problem}")
+        return None
+    return plain.lower()
+
+
+def string_list(value, field, errors, item):
+    """A list checked item by item with ``item(value, path, errors)``; None is the empty list."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        errors.append(f"{field}: must be a list, got {type(value).__name__}")
+        return []
+    out = [item(v, f"{field}[{i}]", errors) for i, v in enumerate(value)]
+    return [v for v in out if v is not None]

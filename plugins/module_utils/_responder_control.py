@@ -1,0 +1,128 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: finding, and where needed starting, the node's DHCP responder.
+
+The responder (``_dhcp_responder``) holds ``<run_dir>/podnet-dhcpd.pid`` under flock while
+it runs. Under systemd the ``node`` role's unit runs it; elsewhere ``vm_pod_bridge`` (with
+``responder: auto``) and ``podnet-dhcpd --ensure-daemon`` start it detached.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+
+from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir
+from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+
+RESPONDER_MODULE = "ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder"
+RESPONDER_RELPATH = os.path.join(*RESPONDER_MODULE.split(".")) + ".py"
+
+
+def running_pid(pidfile):
+    """The pid of the responder holding ``pidfile``, or None when none runs (a stale file is not one)."""
+    try:
+        fd = os.open(pidfile, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            # Locked: a live responder holds it.
+            data = os.read(fd, 32).decode(errors="replace").strip()
+            return int(data) if data.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def spawn_daemon(run_dir, pidfile, log_file, python=None, pythonpath=None, timeout=10.0):
+    """Start the responder detached (new session, no terminal) unless one holds ``pidfile``.
+
+    ``pythonpath`` must reach a stable copy of the collection (not a module's temporary
+    payload). Returns the daemon's pid.
+    """
+    pid = running_pid(pidfile)
+    if pid:
+        return pid
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    python = python or sys.executable
+    argv = [python, "-m", RESPONDER_MODULE, "--run-dir", run_dir, "--pidfile", pidfile, "--log-file", log_file]
+    # fork + setsid + execve: detached from the caller's session, no shell, and stderr (a
+    # crash before logging is set up) lands in the log file. (ansible-test bans the spawn
+    # helpers in module_utils in favour of run_command, which cannot detach.)
+    null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child only execs
+            try:
+                os.setsid()
+                os.dup2(null_fd, 0)
+                os.dup2(null_fd, 1)
+                os.dup2(log_fd, 2)
+                os.chdir("/")
+                os.execve(python, argv, env)
+            finally:
+                os._exit(127)
+    finally:
+        os.close(null_fd)
+        os.close(log_fd)
+    return _wait_for_pidfile(child, pidfile, log_file, timeout)
+
+
+def _wait_for_pidfile(child, pidfile, log_file, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = running_pid(pidfile)
+        if pid:
+            return pid
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            raise PodnetError(f"podnet-dhcpd did not start (exit {os.waitstatus_to_exitcode(status)}), see {log_file}",
+                              log_file=log_file)
+        time.sleep(0.05)  # the daemon gives no other sign than taking the lock
+    raise PodnetError(f"podnet-dhcpd did not take {pidfile} within {timeout} s", log_file=log_file)
+
+
+def code_root(pythonpath):
+    """A directory holding a stable copy of the collection for the daemon to run from."""
+    candidates = [pythonpath]
+    here = os.path.abspath(__file__)
+    if os.path.isfile(here):  # a collection on disk, not a module's temporary zipped payload
+        candidates.append(here.rsplit(os.sep + "ansible_collections" + os.sep, 1)[0])
+    for root in candidates:
+        if not root or not os.path.isfile(os.path.join(root, RESPONDER_RELPATH)):
+            continue
+        collection = os.path.join(root, "ansible_collections", "virtnet", "podnet")
+        # An installed collection (MANIFEST.json), a checkout (galaxy.yml), or the node role's copy
+        # (module_utils only, at the configured path); never a module's extracted payload.
+        if root == pythonpath or any(os.path.exists(os.path.join(collection, f)) for f in ("MANIFEST.json", "galaxy.yml")):
+            return root
+    return None
+
+
+def ensure_responder(params, check_mode):
+    """Start podnet-dhcpd unless one holds the run dir's pidfile; return ``(change text or None, pid)``."""
+    run_dir = params["run_dir"]
+    pidfile = _rundir.pidfile_path(run_dir)
+    pid = running_pid(pidfile)
+    if pid:
+        return None, pid
+    root = code_root(params["responder_pythonpath"])
+    if root is None:
+        raise PodnetError(f"podnet-dhcpd is not running (no process holds {pidfile}) and is not installed under "
+                          f"{params['responder_pythonpath']}: run the virtnet.podnet.node role on this node, or set "
+                          "responder=skip if you run the responder yourself", pidfile=pidfile)
+    text = f"start podnet-dhcpd (pidfile {pidfile}, log {params['responder_log_file']})"
+    if check_mode:
+        return text, None
+    return text, spawn_daemon(run_dir, pidfile, params["responder_log_file"], pythonpath=root)
