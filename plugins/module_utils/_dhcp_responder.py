@@ -271,7 +271,6 @@ class Responder:
     # -- pods ------------------------------------------------------------------------------
     def rescan(self) -> None:
         """Bring pods in line with the declarations and the namespaces that still exist."""
-        seen = set()
         if not os.path.isdir(self.run_dir):
             # The run dir was removed (a test's or a node being torn down): nothing can be declared again.
             LOG.info("run dir %s is gone; stopping", self.run_dir)
@@ -282,54 +281,51 @@ class Responder:
         except OSError as exc:
             LOG.error("cannot list %s: %s", self.leases_dir, exc)
             names = []
+        seen = set()
         for name in names:
-            path = os.path.join(self.leases_dir, name)
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            file_id = (st.st_ino, st.st_mtime_ns, st.st_size)
             key = name[:-5]
             seen.add(key)
-            pod = self.pods.get(key)
-            if (st.st_uid != os.geteuid() or st.st_mode & 0o022) and self.bad_files.get(key) != file_id:
-                # Declarations decide who gets which address: only ours (root's) count.
-                LOG.error("pod=%s ignoring lease declaration: %s is not owned by uid %d or is writable by others",
-                          key, path, os.geteuid())
-                self.bad_files[key] = file_id
-                if pod is not None:
-                    self.forget(pod, "declaration not trusted")
-                continue
-            if pod is not None and pod.file_id == file_id:
-                continue
-            if self.bad_files.get(key) == file_id:
-                continue
-            try:
-                decl = rundir.read_declaration(path)
-                if decl["key"] != key:
-                    raise PodnetError(f"key {decl['key']!r} does not match the file name")
-            except PodnetError as exc:
-                LOG.error("pod=%s ignoring lease declaration: %s", key, exc.msg)
-                self.bad_files[key] = file_id
-                if pod is not None:
-                    self.forget(pod, "declaration became invalid")
-                continue
-            self.bad_files.pop(key, None)
-            if pod is not None:
-                self.forget(pod, "declaration changed", quiet=True)
-            pod = Pod(key, decl, file_id)
-            pod.state = rundir.read_lease_state(self.run_dir, key) or {}
-            if pod.state.get("vm_mac") != decl["vm_mac"] or pod.state.get("ip") != decl["ip"]:
-                pod.state = {}
-            self.pods[key] = pod
-            LOG.info("pod=%s mac=%s ip=%s/%s declared (netns %s, tap %s)", key, decl["vm_mac"], decl["ip"],
-                     decl["prefixlen"], decl["netns"], decl["tap"])
+            self._load_declaration(key, os.path.join(self.leases_dir, name))
         for key in [k for k in self.pods if k not in seen]:
             self.forget(self.pods[key], "declaration withdrawn", drop_state=True)
         for key in [k for k in self.bad_files if k not in seen]:
             del self.bad_files[key]
         for pod in list(self.pods.values()):
             self.check_pod(pod)
+
+    def _load_declaration(self, key: str, path: str) -> None:
+        """(Re)load one declaration file if it changed; a bad one is logged once and not served."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        file_id = (st.st_ino, st.st_mtime_ns, st.st_size)
+        pod = self.pods.get(key)
+        if (pod is not None and pod.file_id == file_id) or self.bad_files.get(key) == file_id:
+            return
+        try:
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                # Declarations decide who gets which address: only ours (root's) count.
+                raise PodnetError(f"{path} is not owned by uid {os.geteuid()} or is writable by others")
+            decl = rundir.read_declaration(path)
+            if decl["key"] != key:
+                raise PodnetError(f"key {decl['key']!r} does not match the file name")
+        except PodnetError as exc:
+            LOG.error("pod=%s ignoring lease declaration: %s", key, exc.msg)
+            self.bad_files[key] = file_id
+            if pod is not None:
+                self.forget(pod, "declaration not trusted")
+            return
+        self.bad_files.pop(key, None)
+        if pod is not None:
+            self.forget(pod, "declaration changed", quiet=True)
+        pod = Pod(key, decl, file_id)
+        pod.state = rundir.read_lease_state(self.run_dir, key) or {}
+        if pod.state.get("vm_mac") != decl["vm_mac"] or pod.state.get("ip") != decl["ip"]:
+            pod.state = {}
+        self.pods[key] = pod
+        LOG.info("pod=%s mac=%s ip=%s/%s declared (netns %s, tap %s)", key, decl["vm_mac"], decl["ip"],
+                 decl["prefixlen"], decl["netns"], decl["tap"])
 
     def check_pod(self, pod: Pod) -> None:
         """Close sockets whose namespace is gone; (re)open where it is back or new."""
@@ -434,50 +430,59 @@ class Responder:
                 self.stats["dropped"] += 1
                 LOG.debug("pod=%s dropped a frame: %r", pod.key, exc)
 
-    def handle_frame(self, pod: Pod, frame: bytes) -> None:
+    def _request_from(self, pod: Pod, frame: bytes):
+        """``(request, destination IP)`` of a DHCP request from this pod's VM, or None (counted as dropped)."""
         parsed = codec.parse_frame(frame)
         if parsed is None:
-            self.stats["dropped"] += 1
-            return
+            return None
         _src_mac, _src_ip, dst_ip, payload = parsed
         # Cheap test first: is it our VM at all (chaddr at offset 28)?
         if len(payload) < 240 or payload[28:34] != pod.mac_bytes:
-            self.stats["dropped"] += 1
-            return
+            return None
         try:
             request = codec.parse_request(payload)
         except ValueError:
+            return None
+        if request["giaddr"] != "0.0.0.0":
+            return None  # relayed: not from the VM on this tap
+        return request, dst_ip
+
+    def _answer_request(self, pod: Pod, request: dict, dst_ip: str):
+        """The reply to a REQUEST (``(reply, detail)``), or ``(None, detail)`` when it is not for us."""
+        if request["server_id"] is not None:
+            if request["server_id"] != pod.server_id:
+                return None, "selecting another server"
+            detail, wanted = "selecting", request["requested_ip"]
+        elif request["requested_ip"] is not None:
+            detail, wanted = "init-reboot", request["requested_ip"]
+        elif request["ciaddr"] != "0.0.0.0":
+            # RENEWING is unicast to the server identifier, REBINDING is broadcast.
+            detail = f"renewing to {dst_ip}" if dst_ip == pod.server_id else f"rebinding to {dst_ip}"
+            wanted = request["ciaddr"]
+        else:
+            return None, None
+        if wanted == pod.decl["ip"]:
+            return codec.ACK, detail
+        return codec.NAK, detail + f", asked for {wanted}"
+
+    def handle_frame(self, pod: Pod, frame: bytes) -> None:
+        found = self._request_from(pod, frame)
+        if found is None:
             self.stats["dropped"] += 1
             return
-        if request["giaddr"] != "0.0.0.0":
-            self.stats["dropped"] += 1  # relayed: not from the VM on this tap
-            return
-        decl = pod.decl
+        request, dst_ip = found
         mtype = request["message_type"]
-        ip = decl["ip"]
-        reply = None
         detail = ""
         if mtype == codec.DISCOVER:
             reply = codec.OFFER
         elif mtype == codec.REQUEST:
-            if request["server_id"] is not None:
-                detail = "selecting"
-                if request["server_id"] != pod.server_id:
-                    self.log_event(pod, request, "selecting another server", None)
-                    return
-                wanted = request["requested_ip"]
-            elif request["requested_ip"] is not None:
-                detail, wanted = "init-reboot", request["requested_ip"]
-            elif request["ciaddr"] != "0.0.0.0":
-                # RENEWING is unicast to the server identifier, REBINDING is broadcast.
-                detail = f"renewing to {dst_ip}" if dst_ip == pod.server_id else f"rebinding to {dst_ip}"
-                wanted = request["ciaddr"]
-            else:
-                self.stats["dropped"] += 1
+            reply, detail = self._answer_request(pod, request, dst_ip)
+            if reply is None:
+                if detail is None:
+                    self.stats["dropped"] += 1
+                else:
+                    self.log_event(pod, request, detail, None)
                 return
-            reply = codec.ACK if wanted == ip else codec.NAK
-            if reply == codec.NAK:
-                detail += f", asked for {wanted}"
         elif mtype == codec.INFORM:
             reply = INFORM_ACK
         elif mtype in (codec.RELEASE, codec.DECLINE):
@@ -487,24 +492,28 @@ class Responder:
         else:
             self.stats["dropped"] += 1
             return
+        if self._send_reply(pod, request, reply):
+            self.stats["replied"] += 1
+            self.log_event(pod, request, detail, reply)
+            self.update_state(pod, mtype, reply)
+
+    def _send_reply(self, pod: Pod, request: dict, reply: int) -> bool:
         payload_out = pod.reply_payload(reply, request)
         wire = codec.ACK if reply == INFORM_ACK else reply
-        dst_mac, dst_ip = codec.reply_destination(request, wire, decl["vm_mac"], ip)
+        dst_mac, dst_ip = codec.reply_destination(request, wire, pod.decl["vm_mac"], pod.decl["ip"])
         out = codec.build_frame(pod.src_mac, dst_mac, pod.server_id, dst_ip, payload_out)
         try:
             pod.sock.send(out)
         except (BlockingIOError, InterruptedError):
             self.stats["dropped"] += 1  # a full queue: the client retransmits
-            return
+            return False
         except OSError as exc:
             if exc.errno == errno.ENOBUFS:
                 self.stats["dropped"] += 1
-                return
+                return False
             self.close_socket(pod, f"send failed: {exc.strerror or exc}")
-            return
-        self.stats["replied"] += 1
-        self.log_event(pod, request, detail, reply)
-        self.update_state(pod, mtype, reply)
+            return False
+        return True
 
     def log_event(self, pod: Pod, request: dict, detail: str, reply) -> None:
         name = codec.MESSAGE_NAMES[request["message_type"]]
