@@ -53,12 +53,12 @@ ALWAYS = (codec.OPT_SUBNET_MASK, codec.OPT_ROUTER, codec.OPT_CLASSLESS_ROUTES, c
 ON_REQUEST = (codec.OPT_DNS, codec.OPT_HOSTNAME, codec.OPT_DOMAIN_NAME, codec.OPT_SEARCH)
 
 
-def _client_filter() -> bytes:
+def client_filter_program() -> list[tuple[int, int, int, int]]:
     """Classic BPF for the packet socket: IPv4, UDP, not a later fragment, destination port 67.
 
     The kernel then wakes us only for DHCP to a server, not for every frame the VM sends.
     """
-    program = [
+    return [
         (0x28, 0, 0, 12), (0x15, 0, 8, 0x0800),      # ethertype IPv4
         (0x30, 0, 0, 23), (0x15, 0, 6, 17),          # UDP
         (0x28, 0, 0, 20), (0x45, 4, 0, 0x1FFF),      # not a later fragment
@@ -66,10 +66,9 @@ def _client_filter() -> bytes:
         (0x15, 0, 1, 67),
         (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0),
     ]
-    return b"".join(struct.pack("=HBBI", *insn) for insn in program)
 
 
-_FILTER = _client_filter()
+_FILTER = b"".join(struct.pack("=HBBI", *insn) for insn in client_filter_program())
 
 
 def _attach_filter(sock: socket.socket) -> None:
