@@ -77,8 +77,10 @@ def _numeric_id(value, field, errors):
 
 def _fill_dhcp_extras(p):
     """Unset DNS servers, search domains and host name come from the pod's own files."""
+    p["warnings"] = []
     if p["state"] == "present" and any(p.get(name) is None for name in DHCP_EXTRAS):
-        defaults = dict(zip(DHCP_EXTRAS, _pod_facts.pod_dns_defaults(p.get("netns"))))
+        *values, p["warnings"] = _pod_facts.pod_dns_defaults(p.get("netns"))
+        defaults = dict(zip(DHCP_EXTRAS, values))
         for name in DHCP_EXTRAS:
             if p.get(name) is None:
                 p[name] = defaults[name]

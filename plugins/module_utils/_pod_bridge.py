@@ -137,7 +137,7 @@ def present(params, check_mode=False, diff=True):
             done.append(started)
     result = {
         "changed": bool(done), "changes": done, "diff": {"before": before, "after": after},
-        "responder_pid": responder_pid,
+        "responder_pid": responder_pid, "warnings": params["warnings"],
         "netns": params["netns"], "netns_path": path, "key": key, "pod_mac": cache["pod_mac"],
         "cache_path": _rundir.cache_path(run_dir, key),
         "lease_path": _rundir.lease_path(run_dir, key) if binding["delegate_ip"] else None,
@@ -220,7 +220,7 @@ def info(params):
     run_dir = params["run_dir"]
     cache_file = _rundir.cache_path(run_dir, key)
     result = {"changed": False, "netns": params["netns"], "netns_path": path, "key": key,
-              "namespace_exists": False, "plumbed": False, "in_sync": False, "drift": [], "links": {},
+              "warnings": params["warnings"], "namespace_exists": False, "plumbed": False, "in_sync": False, "drift": [], "links": {},
               "addresses": {}, "original": None, "cache_path": cache_file,
               "lease": _rundir.read_json(_rundir.lease_path(run_dir, key)),
               "lease_state": _rundir.read_json(_rundir.lease_state_path(run_dir, key))}
@@ -298,7 +298,7 @@ def _batch_entries(params):
 
 
 def _run_each(entries, check_mode, diff):
-    results, failures, before, after = [], [], {}, {}
+    results, failures, warnings, before, after = [], [], [], {}, {}
     for entry in entries:
         try:
             result = run(entry, check_mode, diff)
@@ -308,8 +308,9 @@ def _run_each(entries, check_mode, diff):
             continue
         pod_diff = result.pop("diff")
         before[entry["netns"]], after[entry["netns"]] = pod_diff["before"], pod_diff["after"]
+        warnings.extend(f"netns {entry['netns']!r}: {text}" for text in result.get("warnings", []))
         results.append(result)
-    return results, failures, {"before": before, "after": after}
+    return results, failures, warnings, {"before": before, "after": after}
 
 
 def run_many(params, check_mode=False, diff=True):
@@ -332,7 +333,7 @@ def run_many(params, check_mode=False, diff=True):
     if errors:
         raise PodnetError(f"invalid pods ({len(errors)} error{'s' if len(errors) != 1 else ''}), nothing was changed: "
                           + "; ".join(errors), errors=errors)
-    results, failures, pods_diff = _run_each(entries, check_mode, diff)
+    results, failures, warnings, pods_diff = _run_each(entries, check_mode, diff)
     changes = [f"{r['netns']}: {text}" for r in results for text in r["changes"]]
     responder_pid = None
     if wants_responder and len(failures) < len(entries):
@@ -340,7 +341,7 @@ def run_many(params, check_mode=False, diff=True):
         if started:
             changes.append(started)
     summary = {"changed": bool(changes), "changes": changes, "pods": results, "responder_pid": responder_pid,
-               "diff": pods_diff}
+               "warnings": warnings, "diff": pods_diff}
     if failures:
         raise PodnetError(f"{len(failures)} of {len(entries)} pods failed (the others are done; rerun to finish): "
                           + "; ".join(failures), **{k: v for k, v in summary.items() if k != "diff"})

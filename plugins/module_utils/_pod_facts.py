@@ -12,9 +12,12 @@ hostname give the DHCP extras' defaults.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import ipaddress
 import os
 import re
+import stat
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 
@@ -24,6 +27,10 @@ IFA_F_SECONDARY = 0x01
 MAX_DNS_SERVERS = 8
 MAX_SEARCH_DOMAINS = 6
 _PROC_NETNS = re.compile(r"/proc/(\d+)/ns/net")
+MAX_POD_FILE = 64 * 1024
+SYS_OPENAT2 = 437  # the same number on every architecture (syscalls added after 4.20 are unified)
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
 
 
 def addr_texts(addrs):
@@ -71,10 +78,91 @@ def pod_files_dir(netns):
     netns = str(netns or "")
     match = _PROC_NETNS.fullmatch(netns)
     if match:
-        return f"/proc/{match.group(1)}/root/etc"
-    if netns and "/" not in netns:
-        return f"/etc/netns/{netns}"
+        return f"/proc/{match.group(1)}/root", "etc/"
+    if netns and "/" not in netns and "\x00" not in netns:
+        return f"/etc/netns/{netns}", ""
     return None
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _openat2(dir_fd, path, flags, resolve):
+    """openat2(2) through libc's syscall(); raises OSError (ENOSYS before Linux 5.6)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    how = _OpenHow(flags, 0, resolve)
+    fd = libc.syscall(SYS_OPENAT2, dir_fd, path.encode(), ctypes.byref(how), ctypes.sizeof(how))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return fd
+
+
+def _open_beneath(root_fd, relpath):
+    """An O_PATH descriptor of ``relpath`` resolved inside ``root_fd`` as if it were ``/``.
+
+    openat2 with RESOLVE_IN_ROOT: absolute links and ``..`` stay inside the pod's root. Where
+    the kernel lacks openat2, one component at a time with O_NOFOLLOW: no link is followed.
+    """
+    try:
+        return _openat2(root_fd, relpath, os.O_PATH | os.O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EPERM):  # EPERM: a seccomp filter refusing it
+            raise
+    parts = [p for p in relpath.split("/") if p]
+    fd = os.dup(root_fd)
+    try:
+        for index, part in enumerate(parts):
+            if part == "..":
+                raise OSError(errno.EXDEV, "'..' in a pod file path", relpath)
+            flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if index < len(parts) - 1 else 0)
+            next_fd = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode):
+            raise OSError(errno.ELOOP, "a symbolic link", relpath)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_pod_file(root, relpath, limit=MAX_POD_FILE):
+    """The text of a regular file of the pod, or ``(None, why)``: never a host file, a FIFO, a device
+    or more than ``limit`` bytes. The pod's files belong to the tenant: they are hostile input."""
+    try:
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        return None, f"{root}: {exc.strerror}"
+    try:
+        path_fd = _open_beneath(root_fd, relpath)
+    except OSError as exc:
+        return None, f"{relpath}: {exc.strerror}" if exc.errno != errno.ENOENT else None
+    finally:
+        os.close(root_fd)
+    try:
+        st = os.fstat(path_fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"{relpath} is not a regular file"
+        if st.st_size > limit:
+            return None, f"{relpath} is larger than {limit} bytes"
+        # Reopen what was checked, for reading (an O_PATH descriptor cannot read).
+        fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        return None, f"{relpath}: {exc.strerror}"
+    finally:
+        os.close(path_fd)
+    try:
+        data = os.read(fd, limit + 1)
+    except OSError as exc:
+        return None, f"{relpath}: {exc.strerror}"
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        return None, f"{relpath} is larger than {limit} bytes"
+    return data.decode("utf-8", errors="replace"), None
 
 
 def parse_resolv_conf(lines):
@@ -95,21 +183,22 @@ def parse_resolv_conf(lines):
 
 
 def pod_dns_defaults(netns):
-    """DNS servers, search domains and host name from the pod's own files, where readable."""
-    root = pod_files_dir(netns)
-    if root is None:
-        return [], [], None
-    servers, search = [], []
-    try:
-        with open(os.path.join(root, "resolv.conf"), encoding="utf-8", errors="replace") as handle:
-            servers, search = parse_resolv_conf(handle)
-    except OSError:
-        pass
-    hostname = None
-    try:
-        with open(os.path.join(root, "hostname"), encoding="utf-8", errors="replace") as handle:
-            hostname = handle.read().strip() or None
-    except OSError:
-        pass
+    """DNS servers, search domains and host name from the pod's own files, and warnings.
+
+    A file that is missing gives nothing; one that is unsafe to read (a link out of the
+    pod's root, a FIFO, a device, too large) gives nothing and a warning.
+    """
+    where = pod_files_dir(netns)
+    if where is None:
+        return [], [], None, []
+    root, prefix = where
+    warnings = []
+    texts = {}
+    for name in ("resolv.conf", "hostname"):
+        texts[name], why = read_pod_file(root, prefix + name)
+        if why:
+            warnings.append(f"the pod's {name} was not used ({why}); DHCP options from it are left out")
+    servers, search = parse_resolv_conf((texts["resolv.conf"] or "").splitlines())
+    hostname = (texts["hostname"] or "").strip() or None
     ignored = []
-    return servers, search, fields.hostname(hostname, "hostname", ignored)
+    return servers, search, fields.hostname(hostname, "hostname", ignored), warnings

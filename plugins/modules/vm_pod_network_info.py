@@ -140,6 +140,8 @@ def main():
         result = _pod_bridge.info(module.params)
     except PodnetError as exc:
         module.fail_json(msg=exc.msg, changed=False, **exc.details)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
     module.exit_json(**result)
 
 
