@@ -46,6 +46,7 @@ OPT_LEASE_TIME = 51
 OPT_MESSAGE_TYPE = 53
 OPT_SERVER_ID = 54
 OPT_PARAMETER_LIST = 55
+OPT_MAX_MESSAGE_SIZE = 57
 OPT_MESSAGE = 56
 OPT_RENEWAL_TIME = 58
 OPT_REBINDING_TIME = 59
@@ -388,7 +389,11 @@ def parse_request(payload: bytes) -> dict:
         "requested_ip": None,
         "server_id": None,
         "parameter_list": list(options.get(OPT_PARAMETER_LIST, b"")),
+        "max_message_size": None,
     }
+    size = options.get(OPT_MAX_MESSAGE_SIZE)
+    if size is not None and len(size) == 2:
+        result["max_message_size"] = struct.unpack("!H", size)[0]
     for code, name in ((OPT_REQUESTED_IP, "requested_ip"), (OPT_SERVER_ID, "server_id")):
         value = options.get(code)
         if value is not None:

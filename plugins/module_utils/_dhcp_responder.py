@@ -22,6 +22,7 @@ import errno
 import fcntl
 import ipaddress
 import logging
+import logging.handlers
 import os
 import selectors
 import signal
@@ -41,8 +42,16 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SO_ATTACH_FILTER = 26
 SIOCGIFHWADDR = 0x8927
-RESCAN_INTERVAL = 2.0
+RESCAN_INTERVAL = 1.0  # also how soon a deleted pod's socket is closed (inotify is sooner for /run/netns)
 STATE_DELAY = 0.5
+# A DHCP client sends a handful of frames a minute; a VM sending more is paused (its socket
+# is not read, the kernel drops what overflows it) so one VM cannot starve the others.
+FRAMES_PER_SECOND = 20.0
+FRAME_BURST = 40.0
+LOG_LINES_PER_WINDOW = 20  # per pod; the rest are counted and reported once per window
+LOG_WINDOW = 10.0
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 3
 INFORM_ACK = 0x108  # internal marker: an ACK without lease times (RFC 2131 4.3.5)
 IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
 IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_NONBLOCK, IN_CLOEXEC = 0x100, 0x200, 0x400, 0o4000, 0o2000000
@@ -51,6 +60,9 @@ IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_NONBLOCK, IN_CLOEXEC = 0x100, 0x200, 0x
 ALWAYS = (codec.OPT_SUBNET_MASK, codec.OPT_ROUTER, codec.OPT_CLASSLESS_ROUTES, codec.OPT_MTU)
 # Options sent only when asked for (or when the client sends no option 55).
 ON_REQUEST = (codec.OPT_DNS, codec.OPT_HOSTNAME, codec.OPT_DOMAIN_NAME, codec.OPT_SEARCH)
+OPTIONAL = frozenset(ON_REQUEST + (codec.OPT_MS_CLASSLESS_ROUTES,))
+UDP_IP_HEADERS = 28
+MIN_MAX_MESSAGE_SIZE = 548  # RFC 2131: every client takes a 576-byte IP datagram
 
 
 def client_filter_program() -> list[tuple[int, int, int, int]]:
@@ -144,11 +156,56 @@ def server_identifier(decl: dict) -> str:
     return decl["ip"]
 
 
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float = FRAMES_PER_SECOND, burst: float = FRAME_BURST) -> None:
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def next_token(self, now: float) -> float:
+        """When the next token is there."""
+        return now + max(0.0, 1.0 - self.tokens) / self.rate
+
+
+class LineBudget:
+    """At most LOG_LINES_PER_WINDOW lines per LOG_WINDOW seconds; the rest only counted."""
+
+    __slots__ = ("start", "used", "suppressed")
+
+    def __init__(self) -> None:
+        self.start, self.used, self.suppressed = 0.0, 0, 0
+
+    def roll(self, now: float) -> int:
+        """Start a new window when this one is over; return how many lines the old one suppressed."""
+        if now - self.start < LOG_WINDOW:
+            return 0
+        suppressed = self.suppressed
+        self.start, self.used, self.suppressed = now, 0, 0
+        return suppressed
+
+    def allow(self) -> bool:
+        if self.used < LOG_LINES_PER_WINDOW:
+            self.used += 1
+            return True
+        self.suppressed += 1
+        return False
+
+
 class Pod:
     """One declared lease: the declaration, the socket in the pod's namespace, cached replies."""
 
     __slots__ = ("key", "decl", "file_id", "sock", "src_mac", "mac_bytes", "replies", "state", "dirty",
-                 "ns_id", "last_error", "server_id")
+                 "ns_id", "last_error", "server_id", "bucket", "resume_at", "log_budget", "mtu")
 
     def __init__(self, key: str, decl: dict, file_id) -> None:
         self.key = key
@@ -165,9 +222,15 @@ class Pod:
         # The gateway: the VM's unicast renewal at T1 goes towards it through the tap,
         # where our packet socket sees it. Without a gateway, the VM's own address side.
         self.server_id = server_identifier(decl)
+        self.bucket = TokenBucket()
+        self.resume_at = None  # set while the socket is paused for sending too much
+        self.log_budget = LineBudget()
+        self.mtu = decl.get("mtu") or 1500
 
     # -- replies -----------------------------------------------------------------------
-    def options_for(self, reply_type: int, requested: tuple) -> list:
+    def options_for(self, reply_type: int, wanted) -> list:
+        """The options of a reply; ``wanted`` is the set of optional options asked for, None when
+        the client sent no option 55 (then every option we have is sent)."""
         decl = self.decl
         opts: list = [(codec.OPT_MESSAGE_TYPE, reply_type), (codec.OPT_SERVER_ID, self.server_id)]
         if reply_type == codec.NAK:
@@ -178,7 +241,6 @@ class Pod:
             opts += [(codec.OPT_LEASE_TIME, lease_time), (codec.OPT_RENEWAL_TIME, lease_time // 2),
                      (codec.OPT_REBINDING_TIME, lease_time * 7 // 8)]
         mask = str(ipaddress.IPv4Network(f"0.0.0.0/{decl['prefixlen']}").netmask)
-        wanted = set(requested) if requested else None
         opts.append((codec.OPT_SUBNET_MASK, mask))
         if decl.get("gateway"):
             opts.append((codec.OPT_ROUTER, [decl["gateway"]]))
@@ -205,22 +267,36 @@ class Pod:
             opts.append((codec.OPT_SEARCH, codec.encode_search_domains(search, validate=False)))
         return opts
 
-    def reply_payload(self, reply_type: int, request: dict) -> bytes:
-        """The reply's DHCP payload; built once per (type, option 55) and then only patched."""
-        requested = tuple(request["parameter_list"])
-        cache_key = (reply_type, requested)
+    def reply_payload(self, reply_type: int, request: dict):
+        """The reply's DHCP payload, or None when even the shortest reply exceeds what the VM takes.
+
+        Templates are cached per reply type and the options the request asked for among
+        those that depend on asking (so at most 5 x 33 of them whatever option 55 lists a
+        client cycles through); a reply is a template with xid, flags and ciaddr patched in.
+        """
+        requested = request["parameter_list"]
+        wanted = frozenset(requested).intersection(OPTIONAL) if requested else None
+        limit = UDP_IP_HEADERS + MIN_MAX_MESSAGE_SIZE
+        limit = max(limit, min(self.mtu, request.get("max_message_size") or self.mtu))
+        template = self._template(reply_type, wanted)
+        if len(template) + UDP_IP_HEADERS > limit and wanted != frozenset():
+            template = self._template(reply_type, frozenset())  # the optional options do not fit
+        if len(template) + UDP_IP_HEADERS > limit:
+            return None
+        ciaddr = request["ciaddr"] if reply_type in (codec.ACK, INFORM_ACK) else "0.0.0.0"
+        return codec.patch_reply(template, request["xid"], request["flags"], ciaddr)
+
+    def _template(self, reply_type: int, wanted):
+        cache_key = (reply_type, wanted)
         template = self.replies.get(cache_key)
         if template is None:
             wire_type = codec.ACK if reply_type == INFORM_ACK else reply_type
             yiaddr = self.decl["ip"] if reply_type in (codec.OFFER, codec.ACK) else "0.0.0.0"
-            opts = self.options_for(reply_type, requested)
+            opts = self.options_for(reply_type, wanted)
             opts[0] = (codec.OPT_MESSAGE_TYPE, wire_type)
             template = codec.encode_message({"chaddr": self.decl["vm_mac"], "yiaddr": yiaddr}, opts)
-            if len(self.replies) > 32:  # a client cycling option 55 lists must not grow memory
-                self.replies.clear()
             self.replies[cache_key] = template
-        ciaddr = request["ciaddr"] if reply_type in (codec.ACK, INFORM_ACK) else "0.0.0.0"
-        return codec.patch_reply(template, request["xid"], request["flags"], ciaddr)
+        return template
 
 
 class Responder:
@@ -236,8 +312,10 @@ class Responder:
         self.running = True
         self.rescan_wanted = True
         self.next_rescan = 0.0
-        self.stats = {"received": 0, "dropped": 0, "replied": 0}
+        self.stats = {"received": 0, "dropped": 0, "replied": 0, "rate_limited": 0, "suppressed_lines": 0}
+        self.paused: dict[str, Pod] = {}
         self.event_stream = None  # set by main(): where lease event lines go, bypassing logging
+        self.log_handler = None  # set by main() with a log file: rotated when it reaches its size
         self.pid = os.getpid()
         self._own_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -284,13 +362,20 @@ class Responder:
         for name in names:
             key = name[:-5]
             seen.add(key)
-            self._load_declaration(key, os.path.join(self.leases_dir, name))
+            try:
+                self._load_declaration(key, os.path.join(self.leases_dir, name))
+            except Exception as exc:  # one bad declaration hurts only its own pod
+                LOG.error("pod=%s ignoring lease declaration: %r", key, exc)
+                self.bad_files[key] = None
         for key in [k for k in self.pods if k not in seen]:
             self.forget(self.pods[key], "declaration withdrawn", drop_state=True)
         for key in [k for k in self.bad_files if k not in seen]:
             del self.bad_files[key]
         for pod in list(self.pods.values()):
-            self.check_pod(pod)
+            try:
+                self.check_pod(pod)
+            except Exception as exc:
+                self._note_error(pod, f"cannot serve: {exc!r}")
 
     def _load_declaration(self, key: str, path: str) -> None:
         """(Re)load one declaration file if it changed; a bad one is logged once and not served."""
@@ -390,6 +475,8 @@ class Responder:
         except (KeyError, ValueError):
             pass
         self.by_fd.pop(pod.sock.fileno(), None)
+        self.paused.pop(pod.key, None)
+        pod.resume_at = None
         pod.sock.close()
         pod.sock = None
         pod.ns_id = None
@@ -408,6 +495,8 @@ class Responder:
 
     # -- protocol ------------------------------------------------------------------------------
     def on_readable(self, pod: Pod) -> None:
+        if pod.resume_at is not None:
+            return  # paused: an event the selector had already collected
         for _attempt in range(64):  # bounded, so one chatty pod cannot starve the others
             sock = pod.sock
             if sock is None:
@@ -423,11 +512,45 @@ class Responder:
             if addr[2] == PACKET_OUTGOING:
                 continue
             self.stats["received"] += 1
+            now = time.monotonic()
+            if not pod.bucket.take(now):
+                self.pause(pod, now)
+                return
             try:
                 self.handle_frame(pod, frame)
             except Exception as exc:  # never let one packet end the service
                 self.stats["dropped"] += 1
                 LOG.debug("pod=%s dropped a frame: %r", pod.key, exc)
+
+    def pause(self, pod: Pod, now: float) -> None:
+        """Stop reading a pod that sends too much until its bucket has a token again."""
+        self.stats["rate_limited"] += 1
+        pod.resume_at = pod.bucket.next_token(now)
+        try:
+            self.selector.unregister(pod.sock)
+        except (KeyError, ValueError):
+            pass
+        self.paused[pod.key] = pod
+        self.log_line(pod, "paused: more than %g DHCP frames a second" % FRAMES_PER_SECOND)
+
+    def resume_paused(self, now: float) -> None:
+        for key, pod in list(self.paused.items()):
+            if pod.resume_at is not None and pod.resume_at > now:
+                continue
+            del self.paused[key]
+            pod.resume_at = None
+            if pod.sock is not None and self.pods.get(key) is pod:
+                self._discard_queued(pod)
+                self.selector.register(pod.sock, selectors.EVENT_READ, pod)
+
+    def _discard_queued(self, pod: Pod) -> None:
+        """Drop what queued while paused (bounded by the socket's buffer): stale, and the client retries."""
+        try:
+            while True:
+                pod.sock.recvfrom(2048)
+                self.stats["dropped"] += 1
+        except OSError:  # BlockingIOError: the queue is empty
+            pass
 
     def _request_from(self, pod: Pod, frame: bytes):
         """``(request, destination IP)`` of a DHCP request from this pod's VM, or None (counted as dropped)."""
@@ -498,6 +621,10 @@ class Responder:
 
     def _send_reply(self, pod: Pod, request: dict, reply: int) -> bool:
         payload_out = pod.reply_payload(reply, request)
+        if payload_out is None:
+            self.stats["dropped"] += 1
+            self._note_error(pod, f"a reply does not fit the VM's MTU {pod.mtu} (or its option 57)")
+            return False
         wire = codec.ACK if reply == INFORM_ACK else reply
         dst_mac, dst_ip = codec.reply_destination(request, wire, pod.decl["vm_mac"], pod.decl["ip"])
         out = codec.build_frame(pod.src_mac, dst_mac, pod.server_id, dst_ip, payload_out)
@@ -519,18 +646,42 @@ class Responder:
         if detail:
             name += f"({detail})"
         sent = {None: "-", INFORM_ACK: "ACK(inform)"}.get(reply) or codec.MESSAGE_NAMES[reply]
-        line = f"pod={pod.key} mac={pod.decl['vm_mac']} ip={pod.decl['ip']} msg={name} reply={sent} xid=0x{request['xid']:08x}"
+        self.log_line(pod, f"msg={name} reply={sent} xid=0x{request['xid']:08x}")
+
+    def log_line(self, pod: Pod, text: str) -> None:
+        """One lease event line of a pod, within the pod's line budget (a VM must not fill the disk)."""
+        suppressed = pod.log_budget.roll(time.monotonic())
+        if suppressed:
+            self._write_event(pod, f"{suppressed} similar lines suppressed in the last {LOG_WINDOW:g} s")
+        if pod.log_budget.allow():
+            self._write_event(pod, text)
+        else:
+            self.stats["suppressed_lines"] += 1
+
+    def report_suppressed(self) -> None:
+        """Say how many lines each pod's budget held back, once its window is over."""
+        now = time.monotonic()
+        for pod in self.pods.values():
+            if pod.log_budget.suppressed and now - pod.log_budget.start >= LOG_WINDOW:
+                self._write_event(pod, f"{pod.log_budget.roll(now)} similar lines suppressed in the last "
+                                       f"{LOG_WINDOW:g} s")
+
+    def _write_event(self, pod: Pod, text: str) -> None:
+        line = f"pod={pod.key} mac={pod.decl['vm_mac']} ip={pod.decl['ip']} {text}"
         stream = self.event_stream
         if stream is None:
             LOG.info("%s", line)
             return
         # The per-packet line skips the logging machinery (half the cost of an answer) but
-        # keeps the same format as every other line of the log.
+        # keeps the same format as every other line of the log, and the same size cap.
         now = time.time()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         try:
             stream.write(f"{stamp},{int(now * 1000) % 1000:03d} podnet-dhcpd[{self.pid}] INFO {line}\n")
             stream.flush()
+            if self.log_handler is not None and stream.tell() >= self.log_handler.maxBytes > 0:
+                self.log_handler.doRollover()
+                self.event_stream = self.log_handler.stream
         except (OSError, ValueError):
             pass
 
@@ -580,8 +731,11 @@ class Responder:
             if self.rescan_wanted or now >= self.next_rescan:
                 self.rescan_wanted = False
                 self.rescan()
+                self.report_suppressed()
                 self.next_rescan = time.monotonic() + self.rescan_interval
-            deadline = self.next_rescan if flush_at is None else min(self.next_rescan, flush_at)
+            self.resume_paused(now)
+            deadline = min([self.next_rescan] + ([flush_at] if flush_at is not None else [])
+                           + [pod.resume_at for pod in self.paused.values() if pod.resume_at is not None])
             events = self.selector.select(max(0.0, deadline - time.monotonic()))
             for selkey, _mask in events:
                 data = selkey.data
@@ -663,7 +817,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="podnet-dhcpd", description="DHCP responder handing pod IPs to VMs")
     parser.add_argument("--run-dir", default=rundir.DEFAULT_RUN_DIR)
     parser.add_argument("--pidfile", default=None)
-    parser.add_argument("--log-file", default=None, help="append log lines here instead of stderr")
+    parser.add_argument("--log-file", default=None,
+                        help="append log lines here instead of stderr (under systemd: leave it unset, the journal "
+                             "takes stderr); rotated at --log-max-bytes")
+    parser.add_argument("--log-max-bytes", type=int, default=LOG_MAX_BYTES,
+                        help="rotate the log file at this size (0: never)")
+    parser.add_argument("--log-backups", type=int, default=LOG_BACKUPS, help="rotated log files kept")
     parser.add_argument("--rescan-interval", type=float, default=RESCAN_INTERVAL)
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("--ensure-daemon", action="store_true",
@@ -672,7 +831,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.ensure_daemon:
         return _ensure_daemon(parser, args)
-    handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler(sys.stderr)
+    if args.log_file:
+        handler = logging.handlers.RotatingFileHandler(args.log_file, maxBytes=max(0, args.log_max_bytes),
+                                                       backupCount=max(0, args.log_backups))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s podnet-dhcpd[%(process)d] %(levelname)s %(message)s"))
     LOG.addHandler(handler)
     LOG.setLevel(logging.DEBUG if args.debug else logging.INFO)
@@ -687,6 +850,8 @@ def main(argv=None) -> int:
             pidfile = _Pidfile(args.pidfile)
         responder = Responder(os.path.abspath(args.run_dir), args.rescan_interval)
         responder.event_stream = handler.stream
+        if args.log_file:
+            responder.log_handler = handler
         responder.install_signal_handlers()
         responder.run()
     except PodnetError as exc:

@@ -136,8 +136,10 @@ def test_fast_scanner_agrees_with_pyroute2():
     parsed = codec.parse_request(request)
     assert parsed == {"op": 1, "xid": 7, "flags": 0x8000, "ciaddr": "0.0.0.0", "giaddr": "0.0.0.0", "chaddr": MAC,
                       "message_type": codec.REQUEST, "requested_ip": "10.244.1.10", "server_id": "10.244.1.1",
-                      "parameter_list": [1, 3, 121]}
+                      "parameter_list": [1, 3, 121], "max_message_size": None}
     assert codec.decode_message(request)["options"]["requested_ip"] == "10.244.1.10"
+    request = codec.encode_message({"op": 1, "xid": 7, "chaddr": MAC}, [(53, codec.DISCOVER), (57, b"\x05\x78")])
+    assert codec.parse_request(request)["max_message_size"] == 1400
 
 
 def test_replies_are_padded_to_bootp_minimum():

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
@@ -100,3 +101,94 @@ def test_handle_frame_protocol(responder):
     foreign[42 + 28] ^= 0x01  # another chaddr
     r.handle_frame(pod, bytes(foreign))
     assert len(pod.sock.sent) == 3
+
+
+# -- a VM that floods, a VM whose replies do not fit ------------------------------------------------
+
+class _QueueSocket(_FakeSocket):
+    """A packet socket with ``frames`` queued, as the kernel would hand them over."""
+
+    def __init__(self, frames):
+        super().__init__()
+        self.queue = list(frames)
+        self.real = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # something the selector can watch
+
+    def recvfrom(self, _size):
+        if not self.queue:
+            raise BlockingIOError
+        return self.queue.pop(0), ("tap0", 0x0003, 0, 1, b"")
+
+    def fileno(self):
+        return self.real.fileno()
+
+
+@pytest.fixture
+def flooded(tmp_path, monkeypatch):
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder
+    clock = [1000.0]
+    monkeypatch.setattr(responder.time, "monotonic", lambda: clock[0])
+    r = responder.Responder(str(tmp_path / "run"))
+    lines = []
+    monkeypatch.setattr(r, "_write_event", lambda pod, text: lines.append(text))
+    pod = Pod("pod1__eth0", declaration(), None)
+    pod.sock = _QueueSocket([_client(codec.DISCOVER)] * 500)
+    r.pods[pod.key] = pod
+    yield r, pod, clock, lines
+    pod.sock.real.close()
+
+
+def test_a_flooding_vm_is_paused_not_served(flooded):
+    r, pod, clock, _lines = flooded
+    for _wake in range(20):
+        r.on_readable(pod)
+    assert len(pod.sock.sent) == responder_burst(), "only the burst is answered"
+    assert pod.key in r.paused and r.stats["rate_limited"] == 1, "paused once: its socket is no longer read"
+    assert len(pod.sock.queue) > 300, "what it sent meanwhile stays for the kernel to drop"
+    clock[0] += 1.0
+    r.resume_paused(clock[0])
+    assert pod.key not in r.paused and not pod.sock.queue, "the stale queue is dropped on resuming"
+    pod.sock.queue = [_client(codec.DISCOVER)] * 100
+    r.on_readable(pod)
+    assert len(pod.sock.sent) == responder_burst() + 20, "after a second, a second's worth of frames"
+
+
+def responder_burst():
+    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import FRAME_BURST
+    return int(FRAME_BURST)
+
+
+def test_log_lines_of_a_pod_are_capped_and_counted(flooded):
+    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import LOG_LINES_PER_WINDOW, LOG_WINDOW
+    r, pod, clock, lines = flooded
+    for _event in range(1000):
+        r.log_line(pod, "msg=DISCOVER reply=OFFER")
+    assert len(lines) == LOG_LINES_PER_WINDOW
+    clock[0] += LOG_WINDOW
+    r.report_suppressed()
+    assert lines[-1] == f"{1000 - LOG_LINES_PER_WINDOW} similar lines suppressed in the last {LOG_WINDOW:g} s"
+    assert r.stats["suppressed_lines"] == 1000 - LOG_LINES_PER_WINDOW
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 255), max_size=40), min_size=1, max_size=50))
+def test_reply_cache_stays_bounded_whatever_option_55_lists(lists):
+    pod = Pod("pod1__eth0", declaration(), None)
+    for requested in lists:
+        for reply in (codec.OFFER, codec.ACK):
+            pod.reply_payload(reply, {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
+    assert len(pod.replies) <= 2 * 33
+
+
+def test_a_reply_larger_than_the_vm_takes_drops_the_optional_options():
+    big = declaration(mtu=576, search_domains=[f"d{i}-" + "x" * 50 + ".example" for i in range(10)],
+                      dns_servers=[f"10.96.0.{i}" for i in range(1, 17)], hostname="vm1")
+    pod = Pod("pod1__eth0", big, None)
+    request = {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": [1, 3, 6, 12, 15, 119]}
+    payload = pod.reply_payload(codec.OFFER, request)
+    assert len(payload) + 28 <= 576
+    options = codec.scan_options(payload)
+    assert 119 not in options and 6 not in options and 121 in options, "routing is kept, extras dropped"
+    roomy = Pod("pod1__eth0", dict(big, mtu=1500), None)
+    assert 119 in codec.scan_options(roomy.reply_payload(codec.OFFER, request))
+    asked_small = dict(request, max_message_size=576)
+    assert 119 not in codec.scan_options(roomy.reply_payload(codec.OFFER, asked_small)), "option 57 is honoured"
