@@ -106,6 +106,7 @@ def link_view_raw(body):
         "up": bool(flags & IFF_UP),
         "master": _int(attrs.get(IFLA_MASTER)),
         "group": _int(attrs.get(IFLA_GROUP)) or 0,
+        "txqlen": _int(attrs.get(IFLA_TXQLEN)),
     }
     if kind == "bridge":
         view["stp_state"] = _int(data.get(IFLA_BR_STP_STATE))
@@ -254,6 +255,8 @@ def discover(ipr, name, link=None, ipv4=None):
         "up": link["up"],
         "kind": link["kind"],
         "master": link["master"],
+        # A CNI's veth has txqlen 0; the kernel raises it to 1000 when the filters' ingress qdisc comes.
+        "txqlen": link["txqlen"],
         "ipv4": addresses(ipr, link["index"]) if ipv4 is None else ipv4,
         "ipv6": addresses(ipr, link["index"], socket.AF_INET6),
         "routes": routes(ipr, link["index"]),
@@ -266,7 +269,7 @@ NETLINK_ROUTE = 0
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR = 2
 RTM_NEWLINK, RTM_DELLINK, RTM_SETLINK, RTM_DELADDR = 16, 17, 19, 21
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_PROTINFO, IFLA_LINKINFO, IFLA_GROUP = 1, 3, 4, 10, 12, 18, 27
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_TXQLEN, IFLA_PROTINFO, IFLA_LINKINFO, IFLA_GROUP = 1, 3, 4, 10, 13, 12, 18, 27
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5
 IFLA_BRPORT_LEARNING = 8
@@ -368,8 +371,10 @@ def _index(ipr, name):
         raise PodnetError(f"link {name} disappeared while being configured") from None
 
 
-def _newlink(ipr, index, mac=None, mtu=None, master=None, group=None, state=None):
+def _newlink(ipr, index, mac=None, mtu=None, master=None, group=None, state=None, txqlen=None):
     attrs = b""
+    if txqlen is not None:
+        attrs += _u32(IFLA_TXQLEN, txqlen)
     if mac is not None:
         attrs += nla(IFLA_ADDRESS, _mac_bytes(mac))
     if mtu is not None:

@@ -371,6 +371,10 @@ def _pod_restore_steps(changes, pod, addrs, name, original):
     if pod["mtu"] != original["mtu"]:
         restore["mtu"] = original["mtu"]
         texts.append(f"restore MTU of {name} to {original['mtu']}")
+    if original.get("txqlen") is not None and pod.get("txqlen") != original["txqlen"]:
+        # Records of 0.1 have no txqlen: nothing to compare.
+        restore["txqlen"] = original["txqlen"]
+        texts.append(f"restore txqlen of {name} to {original['txqlen']}")
     if pod["up"] != original["up"]:
         restore["state"] = "up" if original["up"] else "down"
         texts.append(f"set {name} {restore['state']}")

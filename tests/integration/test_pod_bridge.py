@@ -620,3 +620,17 @@ def test_raw_readers_match_pyroute2(lab, run_dir):
         finally:
             ipr.close()
     absent(p)
+
+
+def test_a_cni_veths_txqlen_0_is_restored(lab, run_dir):
+    """A CNI's veth has txqlen 0; the DHCP filters' ingress qdisc makes the kernel raise it to 1000."""
+    pod = lab.add_pod()
+    lab.run(pod.netns, "ip", "link", "set", "dev", "eth0", "txqueuelen", "0")
+    before = snapshot(pod.netns)
+    p = params(pod, run_dir)
+    present(p)
+    assert link(pod.netns, "eth0").get("txqlen") == 1000, "the kernel no longer raises it: this test shows nothing"
+    result = absent(p)
+    assert "restore txqlen of eth0 to 0" in "; ".join(result["changes"])
+    assert link(pod.netns, "eth0").get("txqlen", 0) == 0  # `ip -j` leaves out a txqlen of 0
+    assert snapshot(pod.netns) == before
