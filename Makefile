@@ -1,63 +1,44 @@
-# virtnet.podnet — one-command setup, test, demo and benchmarks.
-# Everything runs from a venv built from the pinned lock files in requirements/.
+# virtnet.podnet - a thin convenience over ./podnet-dev, which needs only bash and python3
+# (a fresh machine has no make: ./podnet-dev setup installs it). Every target runs the script;
+# the script picks the Python and the lock file at run time, after the Debian packages are in.
+# Overrides: make VENV=... PYTHON_BASE=/path/to/python3.x <target>
 
 SHELL := /bin/bash
 VENV ?= .venv
-PYTHON_BASE ?= $(shell tools/find_python.sh)
-PY := $(VENV)/bin/python
-# ansible-core >= 2.20 needs Python >= 3.12; on 3.11 the 2.19 lock file is used.
-LOCK := $(shell $(PYTHON_BASE) -c 'import sys; print("requirements/dev.txt" if sys.version_info >= (3, 12) else "requirements/dev-py311.txt")' 2>/dev/null)
-STAMP := $(VENV)/.installed-$(notdir $(LOCK))
+PYTHON_BASE ?=
+DEV := VENV="$(VENV)" PYTHON_BASE="$(PYTHON_BASE)" ./podnet-dev
 
-.PHONY: help setup deps venv test test-unit test-integration sanity lint molecule demo bench clean
+.PHONY: help setup test test-unit test-integration sanity lint molecule demo bench clean
 
 help:
-	@echo "make demo   - set up everything and run the main job (playbooks/demo.yml)"
-	@echo "make test   - the whole suite: pytest (unit + integration), ansible-test sanity, ansible-lint, molecule"
-	@echo "make bench  - run the benchmarks and write the reports under docs/"
-	@echo "make setup  - only install Debian packages and build the venv ($(VENV))"
-	@echo "make clean  - remove the venv and build output"
+	@./podnet-dev help
 
-setup: deps venv
+setup:
+	@$(DEV) setup
 
-deps:
-	@tools/system_deps.sh
-	@tools/system_deps_vm.sh
+test:
+	@$(DEV) test all
 
-venv: $(STAMP)
+test-unit:
+	@$(DEV) test unit
 
-$(STAMP): $(LOCK)
-	@test -n "$(PYTHON_BASE)" || { echo "no usable Python found"; exit 1; }
-	@echo "building $(VENV) with $(PYTHON_BASE) from $(LOCK)"
-	@rm -rf $(VENV)
-	@$(PYTHON_BASE) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r $(LOCK)
-	@touch $@
+test-integration:
+	@$(DEV) test integration
 
-test: setup
-	@VENV=$(VENV) tools/run_tests.sh all
+sanity:
+	@$(DEV) test sanity
 
-test-unit: setup
-	@VENV=$(VENV) tools/run_tests.sh unit
+lint:
+	@$(DEV) test lint
 
-test-integration: setup
-	@VENV=$(VENV) tools/run_tests.sh integration
+molecule:
+	@$(DEV) test molecule
 
-sanity: setup
-	@VENV=$(VENV) tools/run_tests.sh sanity
+demo:
+	@$(DEV) demo
 
-lint: setup
-	@VENV=$(VENV) tools/run_tests.sh lint
-
-molecule: setup
-	@VENV=$(VENV) tools/run_tests.sh molecule
-
-demo: setup
-	@VENV=$(VENV) tools/demo.sh
-
-bench: setup
-	@VENV=$(VENV) tools/bench.sh
+bench:
+	@$(DEV) bench
 
 clean:
-	rm -rf $(VENV) .build tests/output .pytest_cache .hypothesis
+	@$(DEV) clean

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: run every benchmark in one run (bench/run_all.py) and write docs/performance.md
+# ./podnet-dev bench (make bench): run every benchmark in one run (bench/run_all.py) and write docs/performance.md
 # with its plots under docs/img/ (and the benchmarks' own docs/performance-*.md).
 # Runs as root with the venv's Python; installs matplotlib (requirements/bench.txt) if missing.
 # Extra arguments go to bench/run_all.py, e.g. tools/bench.sh --quick --out /tmp/perf
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY="$PWD/$VENV/bin/python"
 if [ "$(id -u)" -ne 0 ]; then
-  echo "make bench needs root: the benchmarks create network namespaces, bridges and taps" >&2
+  echo "the benchmarks need root: they create network namespaces, bridges and taps" >&2
   exit 1
 fi
 if ! "$PY" -c 'import matplotlib' 2>/dev/null; then

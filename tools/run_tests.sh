@@ -37,7 +37,16 @@ sanity_run() {
      | grep -v -E '^(WARNING: Location|Looking in|Collecting|  Downloading|     ━|Processing|Successfully installed|Using cached pip|Requirement already)')
 }
 
-lint_run() { ansible-lint --offline --nocolor; }
+# The collection as ansible_collections/virtnet/podnet on ANSIBLE_COLLECTIONS_PATH: a link to
+# this checkout (tests/conftest.py makes the same one). ansible-lint needs it to resolve
+# virtnet.podnet.* in the molecule playbooks, molecule to run them.
+collection_link() {
+  local link="$PWD/.build/pytest-collections/ansible_collections/virtnet/podnet"
+  mkdir -p "$(dirname "$link")"
+  [ "$(readlink "$link")" = "$PWD" ] || ln -sfn "$PWD" "$link"
+}
+
+lint_run() { collection_link && ansible-lint --offline --nocolor; }
 
 molecule_run() {
   # molecule 26 (collection mode) runs from the collection root: it finds the scenarios as
@@ -46,13 +55,14 @@ molecule_run() {
   scenarios=$(find extensions/molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' 2>/dev/null \
               | xargs -r -n1 basename | sort)
   [ -n "$scenarios" ] || { echo "no molecule scenarios yet"; return 0; }
-  # The scenarios use the collection through ANSIBLE_COLLECTIONS_PATH (the link tests/conftest.py makes).
-  local link="$PWD/.build/pytest-collections/ansible_collections/virtnet/podnet"
-  mkdir -p "$(dirname "$link")"
-  [ "$(readlink "$link")" = "$PWD" ] || ln -sfn "$PWD" "$link"
+  # The scenarios use the collection through ANSIBLE_COLLECTIONS_PATH (the link above).
+  collection_link
+  # molecule's prerun installs the collection into ansible-compat's cache, which is
+  # ~/.ansible/collections unless ANSIBLE_HOME says otherwise: keep it under .build/, so no
+  # copy in the user's collection path ever hides a missing collections path.
   local rc=0 s
   for s in $scenarios; do
-    molecule test -s "$s" || rc=1
+    ANSIBLE_HOME="$PWD/.build/ansible-home" molecule test -s "$s" || rc=1
   done
   return "$rc"
 }

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests and the demo use, only those missing (idempotent).
+# Install the Debian packages the demo, the tests and ./podnet-dev itself use, only those
+# missing (idempotent). On a fresh Debian 12 / Ubuntu cloud image (python3 only) this is what
+# makes the venv (python3-venv), the Makefile (make) and the tests' tools work.
+# Usage: tools/system_deps.sh [--fresh-machine]
+#   --fresh-machine  also what tests/integration/test_fresh_machine.py needs on the host:
+#                    podman (with runc) and mmdebstrap, to build and run a fresh Debian 12 container
 set -euo pipefail
 packages=(
+  python3-venv      # the venv ./podnet-dev builds (ensurepip)
+  make git rsync    # the Makefile over ./podnet-dev; ansible-test sanity syncs a tree with rsync
+  procps            # kill, ps: stopping the DHCP responder
   iproute2          # ip, tc: the test lab plays the CNI with them
   iputils-ping      # "gateway reachable" checks
   busybox           # udhcpc, a real DHCP client
@@ -10,9 +18,12 @@ packages=(
   dnsmasq-base      # the DHCP server we benchmark against
   tcpdump           # proving DHCP stays inside the pod
   shellcheck        # ansible-test sanity checks the shell scripts with it
-  rsync git make
-  python3-venv
 )
+case ${1:-} in
+  --fresh-machine) packages+=(podman runc uidmap mmdebstrap) ;;
+  "") ;;
+  *) echo "usage: $0 [--fresh-machine]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
