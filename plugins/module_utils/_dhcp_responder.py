@@ -17,6 +17,7 @@ socket, setns back), and answers only the VM's MAC with the pod's address. One t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -35,7 +36,7 @@ from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_control as control
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
-from ansible_collections.virtnet.podnet.plugins.module_utils._netns import setns
+from ansible_collections.virtnet.podnet.plugins.module_utils._netns import identity, setns, socket_cookie
 
 LOG = logging.getLogger("podnet-dhcpd")
 ETH_P_ALL = 0x0003
@@ -95,6 +96,10 @@ def _hwaddr(sock: socket.socket, name: str) -> str | None:
     except OSError:
         return None
     return raw[18:24].hex(":")
+
+
+class _Replaced(Exception):
+    """The namespace at a declaration's path is another one than the declaration's."""
 
 
 def _ns_id(path: str):
@@ -412,14 +417,50 @@ class Responder:
                  decl["prefixlen"], decl["netns"], decl["tap"])
 
     def check_pod(self, pod: Pod) -> None:
-        """Close sockets whose namespace is gone; (re)open where it is back or new."""
+        """Close sockets whose namespace is gone (and collect its records); (re)open where it is back or new."""
         current = _ns_id(pod.decl["netns"])
         expected = pod.decl.get("netns_inode")
         alive = current is not None and (expected is None or current == expected)
         if pod.sock is not None and (not alive or (pod.ns_id is not None and current != pod.ns_id)):
             self.close_socket(pod, "namespace gone" if current is None else "namespace replaced")
-        if pod.sock is None and alive:
+        if current is None or (expected is not None and current != expected):
+            self.collect(pod)
+        elif pod.sock is None:
             self.open_socket(pod)
+
+    def collect(self, pod: Pod) -> None:
+        """Remove the records of a pod whose namespace is gone or is another one now (once, logged).
+
+        Under the lock of the namespace now at that path, if any, then the pod's own: the order
+        vm_pod_bridge takes them in, so a pod plumbed anew under the same name is never hurt.
+        """
+        decl = pod.decl
+        record = None
+        try:
+            record = rundir.read_json(rundir.cache_path(self.run_dir, pod.key))
+        except PodnetError:
+            pass
+        if not isinstance(record, dict) or rundir.record_identity(record) != rundir.record_identity(decl):
+            record = {"netns": decl["netns"], "netns_inode": decl.get("netns_inode"),
+                      "netns_cookie": decl.get("netns_cookie"),
+                      "binding": {"pod_interface": pod.key.rsplit("__", 1)[-1]}}
+
+        def why():
+            now = identity(decl["netns"])
+            if now is None:
+                return "namespace gone"
+            return None if rundir.same_namespace(record, now) else "namespace replaced"
+
+        if why() is None:
+            return
+        current = identity(decl["netns"])
+        outer = rundir.pod_lock(self.run_dir, current) if current is not None else contextlib.nullcontext()
+        with outer:
+            removed = rundir.collect(self.run_dir, pod.key, record, why)
+        if removed:
+            LOG.info("pod=%s mac=%s ip=%s records removed (%s): %s", pod.key, decl["vm_mac"], decl["ip"], why(),
+                     " ".join(os.path.basename(p) for p in removed))
+            self.forget(pod, "its namespace is gone", quiet=True, drop_state=True)
 
     def open_socket(self, pod: Pod) -> None:
         decl = pod.decl
@@ -439,6 +480,10 @@ class Responder:
             try:
                 # Protocol 0 until bound: nothing queues before the filter is attached.
                 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                cookie = socket_cookie(sock)
+                if decl.get("netns_cookie") is not None and cookie is not None and cookie != decl["netns_cookie"]:
+                    # The kernel gave a freed namespace's inode to a new one: not this pod.
+                    raise _Replaced()
                 _attach_filter(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
                 # ETH_P_ALL, not ETH_P_IP: only "all" taps run before tc ingress and the
@@ -447,6 +492,10 @@ class Responder:
                 pod.src_mac = _hwaddr(sock, decl["bridge"]) or _hwaddr(sock, decl["tap"]) or pod.src_mac
             finally:
                 setns(self._own_ns)
+        except _Replaced:
+            sock.close()
+            self.collect(pod)
+            return
         except OSError as exc:
             if sock is not None:
                 sock.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
+import struct
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 from ansible_collections.virtnet.podnet.plugins.module_utils._netlink import RawRtnl
@@ -24,8 +26,10 @@ except ImportError as exc:  # the sanity import test runs without pyroute2
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
+SO_NETNS_COOKIE = 71  # Linux >= 5.14: a namespace's 64-bit id, never reused while the system runs
 # A name under /run/netns: what `ip netns add` accepts, without path tricks.
-NETNS_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}$")
+NETNS_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}")  # fullmatch: what `ip netns add` accepts
+PATH_MAX = 4095
 
 
 def netns_path(netns):
@@ -33,12 +37,14 @@ def netns_path(netns):
     if not isinstance(netns, str) or not netns:
         raise PodnetError("netns: must be a namespace name under /run/netns or a path such as /proc/PID/ns/net",
                           netns=netns)
+    if "\x00" in netns or len(netns) > PATH_MAX:
+        raise PodnetError(f"netns: {netns[:80]!r} is not a usable path (NUL character or too long)", netns=netns[:80])
     if "/" in netns:
         if not netns.startswith("/"):
             raise PodnetError(f"netns: {netns!r} is a relative path; give a name under /run/netns or an absolute path",
                               netns=netns)
         return os.path.normpath(netns)
-    if not NETNS_NAME.match(netns) or netns in (".", ".."):
+    if not NETNS_NAME.fullmatch(netns) or netns in (".", ".."):
         raise PodnetError(f"netns: {netns!r} is not a valid namespace name", netns=netns)
     return os.path.join(NETNS_RUN_DIR, netns)
 
@@ -49,7 +55,55 @@ def netns_inode(path):
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:  # ENAMETOOLONG, ELOOP, EACCES: a clear error, not a traceback
+        raise PodnetError(f"netns: {path[:80]!r} cannot be looked up: {exc.strerror}", netns=path[:80]) from None
     return [st.st_dev, st.st_ino]
+
+
+def current_cookie():
+    """The cookie of this thread's network namespace, or None before Linux 5.14."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            return struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+    except OSError:
+        return None
+
+
+def socket_cookie(sock):
+    """The cookie of the network namespace ``sock`` was made in, or None before Linux 5.14."""
+    try:
+        return struct.unpack("=Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+    except OSError:
+        return None
+
+
+def identity(path):
+    """``{"inode": [dev, ino], "cookie": int | None}`` of the namespace at ``path``, or None when it is gone.
+
+    The inode alone is not an identity: the kernel hands a freed namespace's number to the
+    next one. The cookie is never reused; reading it means entering the namespace.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            try:
+                setns(fd)
+            except OSError:
+                return None  # not a network namespace: nothing of ours lives there
+            try:
+                cookie = current_cookie()
+            finally:
+                setns(home)
+        finally:
+            os.close(home)
+    finally:
+        os.close(fd)
+    return {"inode": [st.st_dev, st.st_ino], "cookie": cookie}
 
 
 def setns(fd):
@@ -101,7 +155,9 @@ class LazyIPRoute:
 
 @contextlib.contextmanager
 def entered(netns):
-    """Enter ``netns`` in this thread, yield ``(LazyIPRoute, path, inode)``, then return home.
+    """Enter ``netns`` in this thread, yield ``(LazyIPRoute, path, identity)``, then return home.
+
+    ``identity`` is ``{"inode": [st_dev, st_ino], "cookie": SO_NETNS_COOKIE or None}``.
 
     setns once and in-process sockets: ``IPRoute(netns=...)`` forks a helper (~15 ms).
     Sockets keep the namespace they were created in, so they are opened inside.
@@ -128,7 +184,7 @@ def entered(netns):
                               netns=netns) from None
         try:
             ipr = LazyIPRoute()
-            yield ipr, path, inode
+            yield ipr, path, {"inode": inode, "cookie": current_cookie()}
         finally:
             if ipr is not None:
                 ipr.close()  # sockets stay in the namespace they were made in: close them here

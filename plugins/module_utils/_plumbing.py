@@ -88,7 +88,8 @@ def lease_declaration(key, cache, params):
     facts = _launcher.launcher_facts(binding, original, params["multiqueue"])
     declaration = {
         "version": _rundir.DECLARATION_VERSION, "key": key, "netns": cache["netns"],
-        "netns_inode": cache["netns_inode"], "bridge": binding["bridge"], "tap": binding["tap"],
+        "netns_inode": cache["netns_inode"], "netns_cookie": cache.get("netns_cookie"),
+        "bridge": binding["bridge"], "tap": binding["tap"],
         "vm_mac": original["mac"], "ip": facts["ip"], "prefixlen": facts["prefixlen"], "gateway": facts["gateway"],
         "routes": facts["routes"], "mtu": original["mtu"], "dns_servers": params["dns_servers"],
         "search_domains": params["search_domains"], "hostname": params.get("hostname"),
@@ -116,6 +117,13 @@ def pod_view(live, addrs, binding):
         view["links"][name] = entry
         view["addresses"][name] = addrs.get(name, [])
     return view
+
+
+def record_fits_live(ipr, cache):
+    """Whether a record matched only by inode (no cookie) fits the live pod: its interface still has
+    the MAC we gave it or its original one. A new pod that got a freed inode has another MAC."""
+    pod = nl.links_named(ipr, (cache["binding"]["pod_interface"],)).get(cache["binding"]["pod_interface"])
+    return pod is not None and pod["mac"] in (cache["pod_mac"], cache["original"]["mac"])
 
 
 def read_view(ipr, binding, full=False):
@@ -209,11 +217,12 @@ def _check_delegable(binding, original):
 def _new_record(changes, ipr, pod, ipv4, where, binding, params):
     """Discover the pod interface and plan to record it: the first step, before any change."""
     name = binding["pod_interface"]
-    path, inode, run_dir, key = where
+    path, ident, run_dir, key = where
+    inode = ident["inode"]
     original = nl.discover(ipr, name, pod, ipv4=ipv4)
     _check_delegable(binding, original)
     cache = {
-        "netns": path, "netns_inode": inode, "binding": binding, "original": original,
+        "netns": path, "netns_inode": inode, "netns_cookie": ident["cookie"], "binding": binding, "original": original,
         "pod_mac": params.get("pod_mac") or new_pod_mac(original["mac"], f"{inode}|{name}"),
         "tap_options": {"uid": params.get("tap_uid"), "gid": params.get("tap_gid"),
                         "multiqueue": params["multiqueue"]},
@@ -223,7 +232,7 @@ def _new_record(changes, ipr, pod, ipv4, where, binding, params):
         raise PodnetError(f"pod_mac: {cache['pod_mac']} is the pod interface's own MAC, which the VM takes")
     record = dict(cache)
     changes.call("cache", f"record {name}'s original configuration in {_rundir.cache_path(run_dir, key)}",
-                 _rundir.save_cache, run_dir, key, record)
+                 _rundir.save_record, run_dir, key, record)
     return cache
 
 
@@ -314,7 +323,7 @@ def _delegate_steps(changes, tp, addrs, binding, cache, params, where):
 def plan_present(ipr, where, binding, params, cache):
     """Return ``(cache, changes, live, addrs)`` for ``present``; raises before any change on bad input.
 
-    ``where`` is ``(namespace path, namespace inode, run_dir, key)``.
+    ``where`` is ``(namespace path, namespace identity, run_dir, key)``.
     """
     live, addrs, ipv4_by_index = read_view(ipr, binding, full=True)
     pod, br, tp = _check_live(live, binding, params, cache, where[0])

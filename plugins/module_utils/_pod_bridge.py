@@ -70,22 +70,67 @@ def _prepare(params):
     return params, binding, path, key
 
 
-def _refuse_other_name(run_dir, key, inode, binding):
+def alive(record):
+    """Whether the namespace a record was made for still exists, and is that namespace."""
+    netns = record.get("netns")
+    ident = _netns.identity(netns) if isinstance(netns, str) else None
+    return ident is not None and _rundir.same_namespace(record, ident)
+
+
+def _gone(record):
+    return None if alive(record) else "its namespace is gone or is another one now"
+
+
+def _collect_stale(run_dir, key, record, ident, housekeeping):
+    """Remove a record of a namespace that is gone; never a reason to refuse."""
+    held = _rundir.identity_name(_rundir.record_identity(record)) == _rundir.identity_name(ident)
+    for path in _rundir.collect(run_dir, key, record, lambda: _gone(record), held=held):
+        housekeeping.append(f"remove {path} (recorded for a namespace that is gone)")
+
+
+def _refuse_other_name(run_dir, key, ident, binding, housekeeping, check_mode):
     """Fail when this namespace was plumbed under another name: its record is the only copy of the
-    pod's original configuration, and a run under this name would not see it (the IP would be lost)."""
-    other = _rundir.record_elsewhere(run_dir, key, inode, binding["pod_interface"])
-    if other is not None:
-        recorded = (_rundir.read_json(other) or {}).get("netns")
-        raise PodnetError(f"this pod was plumbed under another name of the same namespace ({recorded}, recorded in "
-                          f"{other}); use that netns value", recorded_netns=recorded, cache_path=other)
+    pod's original configuration, and a run under this name would not see it (the IP would be lost).
+    A record found there for a namespace that is gone is collected instead."""
+    other_key = _rundir.record_elsewhere(run_dir, key, ident, binding["pod_interface"])
+    if other_key is None:
+        return
+    other_path = _rundir.cache_path(run_dir, other_key)
+    try:
+        other = _rundir.read_json(other_path)
+    except PodnetError:
+        other = None
+    if not isinstance(other, dict) or not isinstance(other.get("netns_inode"), list):
+        return  # an index entry whose record is gone or unreadable: nothing to protect
+    if _rundir.same_namespace(other, ident) and alive(other):
+        raise PodnetError(f"this pod was plumbed under another name of the same namespace ({other.get('netns')}, "
+                          f"recorded in {other_path}); use that netns value", recorded_netns=other.get("netns"),
+                          cache_path=other_path)
+    if check_mode:
+        housekeeping.append(f"remove the stale record {other_path}")
+    else:
+        _collect_stale(run_dir, other_key, other, ident, housekeeping)
 
 
-def _load_own_cache(run_dir, key, inode, binding):
-    """This pod's record, or None; ``stale`` when a record of an earlier namespace of this name was found."""
-    cache, stale = _rundir.load_cache(run_dir, key, inode)
+def _load_own_cache(ipr, run_dir, key, ident, binding, check_mode):
+    """This pod's record, or None; a record of an earlier namespace of this name is collected.
+
+    Returns ``(cache, housekeeping)``; in check mode nothing is removed, only reported.
+    """
+    housekeeping = []
+    cache, stale = _rundir.load_cache(run_dir, key, ident, alive)
+    if cache is not None and (cache.get("netns_cookie") is None or ident["cookie"] is None) \
+            and not _plumbing.record_fits_live(ipr, cache):
+        cache, stale = None, True  # the same inode, another pod: the kernel reused the number
+    if stale:
+        record = _rundir.read_json(_rundir.cache_path(run_dir, key))
+        if check_mode:
+            housekeeping.append(f"remove the stale record {_rundir.cache_path(run_dir, key)}")
+        else:
+            _collect_stale(run_dir, key, record, ident, housekeeping)
     if cache is None:
-        _refuse_other_name(run_dir, key, inode, binding)
-    return cache, stale
+        _refuse_other_name(run_dir, key, ident, binding, housekeeping, check_mode)
+    return cache, housekeeping
 
 
 def _require_namespace(params, path):
@@ -94,23 +139,16 @@ def _require_namespace(params, path):
                           netns=params["netns"])
 
 
-def _drop_stale(run_dir, key):
-    # A pod recreated under the same name: the old record describes a namespace that is gone.
-    _rundir.remove(_rundir.cache_path(run_dir, key))
-    _rundir.remove_declaration(run_dir, key)
-
-
 def _plumb(params, binding, key, check_mode, diff):
-    """Plan and apply ``present`` in the pod; return ``(cache, done, before, after)``."""
+    """Plan and apply ``present`` in the pod; return ``(cache, done, housekeeping, before, after)``."""
     run_dir = params["run_dir"]
-    with _rundir.pod_lock(run_dir, params["netns"]), _netns.entered(params["netns"]) as (ipr, path, inode):
-        cache, stale = _load_own_cache(run_dir, key, inode, binding)
-        if stale and not check_mode:
-            _drop_stale(run_dir, key)
-        cache, changes, live, addrs = _plumbing.plan_present(ipr, (path, inode, run_dir, key), binding, params, cache)
+    with _netns.entered(params["netns"]) as (ipr, path, ident), _rundir.pod_lock(run_dir, ident):
+        cache, housekeeping = _load_own_cache(ipr, run_dir, key, ident, binding, check_mode)
+        cache, changes, live, addrs = _plumbing.plan_present(ipr, (path, ident, run_dir, key), binding, params, cache)
         before = _plumbing.pod_view(live, addrs, binding)
         if check_mode:
-            return cache, [c.text for c in changes], before, _plumbing.predict_present(before, binding, cache)
+            after = _plumbing.predict_present(before, binding, cache)
+            return cache, [c.text for c in changes], housekeeping, before, after
         done = _apply(changes)
         if changes or cache.get("step") != "complete":
             cache = dict(cache, step="complete")
@@ -118,7 +156,7 @@ def _plumb(params, binding, key, check_mode, diff):
             _rundir.save_cache(run_dir, key, cache, durable=False)
         # The real diff is read back from the kernel, not predicted (skipped when nobody asks).
         after = _plumbing.pod_view(*_plumbing.read_view(ipr, binding), binding) if changes and diff else before
-        return cache, done, before, after
+        return cache, done, housekeeping, before, after
 
 
 def present(params, check_mode=False, diff=True):
@@ -129,7 +167,7 @@ def present(params, check_mode=False, diff=True):
         # Fails before any change when it could not be started.
         _responder_control.ensure_responder(params, check_mode=True)
     _require_namespace(params, path)
-    cache, done, before, after = _plumb(params, binding, key, check_mode, diff)
+    cache, done, housekeeping, before, after = _plumb(params, binding, key, check_mode, diff)
     responder_pid = None
     if wants_responder:
         started, responder_pid = _responder_control.ensure_responder(params, check_mode)
@@ -137,7 +175,7 @@ def present(params, check_mode=False, diff=True):
             done.append(started)
     result = {
         "changed": bool(done), "changes": done, "diff": {"before": before, "after": after},
-        "responder_pid": responder_pid, "warnings": params["warnings"],
+        "responder_pid": responder_pid, "warnings": params["warnings"], "housekeeping": housekeeping,
         "netns": params["netns"], "netns_path": path, "key": key, "pod_mac": cache["pod_mac"],
         "cache_path": _rundir.cache_path(run_dir, key),
         "lease_path": _rundir.lease_path(run_dir, key) if binding["delegate_ip"] else None,
@@ -148,13 +186,19 @@ def present(params, check_mode=False, diff=True):
 
 
 def _forget_vanished(result, run_dir, key, check_mode):
-    """The pod is gone and its links with it; only our records may remain."""
-    for label, file in (("lease declaration", _rundir.lease_path(run_dir, key)),
-                        ("state cache", _rundir.cache_path(run_dir, key))):
-        if os.path.exists(file):
-            result["housekeeping"].append(f"remove {label} {file}")
-            if not check_mode:
-                _rundir.remove(file)
+    """The pod is gone and its links with it; only our records may remain: removed under the pod's lock."""
+    record = _rundir.read_json(_rundir.cache_path(run_dir, key))
+    lease = _rundir.lease_path(run_dir, key)
+    if isinstance(record, dict) and _rundir.record_identity(record)["inode"] is not None:
+        if check_mode:
+            result["housekeeping"].append(f"remove the records of the vanished pod ({_rundir.cache_path(run_dir, key)})")
+        else:
+            for path in _rundir.collect(run_dir, key, record, lambda: _gone(record)):
+                result["housekeeping"].append(f"remove {path}")
+    elif os.path.exists(lease):  # a declaration without a record: nothing to lock on
+        result["housekeeping"].append(f"remove lease declaration {lease}")
+        if not check_mode:
+            _rundir.remove(lease)
     result["diff"] = {"before": EMPTY_VIEW, "after": EMPTY_VIEW}
     return result
 
@@ -163,12 +207,9 @@ def _unplumb(params, binding, key, result, check_mode, diff):
     """Plan and apply ``absent`` in the pod; fill ``result``."""
     run_dir = params["run_dir"]
     cache_file = _rundir.cache_path(run_dir, key)
-    with _rundir.pod_lock(run_dir, params["netns"]), _netns.entered(params["netns"]) as (ipr, path, inode):
-        cache, stale = _load_own_cache(run_dir, key, inode, binding)
-        if stale:
-            result["housekeeping"].append(f"remove stale state cache {cache_file} (recorded for an earlier namespace)")
-            if not check_mode:
-                _rundir.remove(cache_file)
+    with _netns.entered(params["netns"]) as (ipr, path, ident), _rundir.pod_lock(run_dir, ident) as lock:
+        cache, housekeeping = _load_own_cache(ipr, run_dir, key, ident, binding, check_mode)
+        result["housekeeping"].extend(housekeeping)
         if cache is not None and cache["binding"] != binding:
             raise PodnetError(f"this pod was plumbed with another binding ({cache_file}); "
                               "run state=absent with that binding", binding=cache["binding"])
@@ -182,7 +223,10 @@ def _unplumb(params, binding, key, result, check_mode, diff):
             # Last: the record must outlive every change it allows to undo.
             if _rundir.remove(cache_file):
                 result["housekeeping"].append(f"remove state cache {cache_file}")
+            if cache is not None:
+                _rundir.remove(_rundir.id_path(run_dir, _rundir.record_identity(cache), binding["pod_interface"]))
             step_done("absent_cache")
+            _rundir.remove(lock)  # held: waiters open the path anew
             after = _plumbing.pod_view(*_plumbing.read_view(ipr, binding), binding) if changes and diff else before
     result.update(changed=bool(done), changes=done, warnings=warnings, diff={"before": before, "after": after})
     if cache is not None:
@@ -231,8 +275,8 @@ def info(params):
             result["drift"] = ["the pod's network namespace is gone; state=absent cleans up the records"]
         return result
     result["namespace_exists"] = True
-    with _netns.entered(params["netns"]) as (ipr, path, inode):
-        cache, stale = _rundir.load_cache(run_dir, key, inode)
+    with _netns.entered(params["netns"]) as (ipr, path, ident):
+        cache, stale = _rundir.load_cache(run_dir, key, ident, alive)
         view = _plumbing.pod_view(*_plumbing.read_view(ipr, binding), binding)
         result.update(links=view["links"], addresses=view["addresses"])
         if stale:
@@ -243,7 +287,7 @@ def info(params):
         if cache["binding"] != binding:
             result["drift"] = ["plumbed with another binding: " + repr(cache["binding"])]
             return result
-        result["drift"] = _drift(ipr, (path, inode, run_dir, key), binding, params, cache, result["lease"])
+        result["drift"] = _drift(ipr, (path, ident, run_dir, key), binding, params, cache, result["lease"])
         result["in_sync"] = not result["drift"]
         result.update(_launcher.launcher_facts(binding, cache["original"], cache["tap_options"]["multiqueue"]))
     return result

@@ -9,21 +9,26 @@ Layout (docs/internals.md), directories 0700 and files 0600, every write atomic:
     <run_dir>/pods/<key>.json         state cache: the pod interface as it was (vm_pod_bridge)
     <run_dir>/leases/<key>.json       lease declaration: what the responder may hand out (vm_pod_bridge)
     <run_dir>/lease-state/<key>.json  what the responder handed out (podnet-dhcpd)
-    <run_dir>/locks/<nskey>.lock      one flock per pod namespace
+    <run_dir>/ids/<nsid>__<iface>     the key recorded for a namespace identity (the index of pods/)
+    <run_dir>/locks/<nsid>.lock       one flock per pod namespace (by identity, whatever it is called)
     <run_dir>/podnet-dhcpd.pid        the responder's pidfile, held under flock
 
-``<key>`` is ``<nskey>__<pod interface>``. Both the modules and the responder read and
-write these records only through this file, which knows each record's schema and version.
+``<key>`` is ``<nskey>__<pod interface>``, ``<nskey>`` the netns argument made file-safe.
+``<nsid>`` is ``cookie-<SO_NETNS_COOKIE>``, or ``inode-<dev>-<ino>`` on kernels before 5.14
+and in records of 0.1. Both the modules and the responder read and write these records
+only through this file, which knows each record's schema and version.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import ipaddress
 import json
 import os
 import re
+import stat
 import tempfile
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
@@ -31,8 +36,10 @@ from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as f
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
 DEFAULT_RUN_DIR = "/run/virtnet-podnet"
-PODS, LOCKS, LEASES, LEASE_STATE = "pods", "locks", "leases", "lease-state"
-SUBDIRS = (PODS, LOCKS, LEASES, LEASE_STATE)
+PODS, LOCKS, LEASES, LEASE_STATE, IDS = "pods", "locks", "leases", "lease-state", "ids"
+SUBDIRS = (PODS, LOCKS, LEASES, LEASE_STATE, IDS)
+KEY_MAX = 200  # a key plus ".json" or ".lock" must stay a valid file name
+CACHE_FIELDS = {"netns": str, "netns_inode": list, "binding": dict, "original": dict, "pod_mac": str}
 PIDFILE = "podnet-dhcpd.pid"
 CACHE_VERSION = 1
 DECLARATION_VERSION = 1
@@ -55,9 +62,14 @@ def netns_key(netns):
         if netns.startswith(prefix) and "/" not in netns[len(prefix):]:
             netns = netns[len(prefix):]
     key = _UNSAFE.sub("-", netns.strip("/").replace("/", "-")).strip("-")
-    # A name made only of dots would be a path component with a meaning.
+    # A name made only of dots would be a path component with a meaning, and a leading dot
+    # makes a hidden file the responder skips (its temp files start with one).
     if not key or set(key) <= {"."}:
         key = "ns-" + key.replace(".", "_")
+    elif key.startswith("."):
+        key = "ns-" + key
+    if len(key) > KEY_MAX:
+        key = key[:KEY_MAX - 17] + "-" + hashlib.sha256(key.encode()).hexdigest()[:16]
     return key
 
 
@@ -77,8 +89,20 @@ def lease_state_path(run_dir, key):
     return os.path.join(run_dir, LEASE_STATE, key + ".json")
 
 
-def lock_path(run_dir, netns):
-    return os.path.join(run_dir, LOCKS, netns_key(netns) + ".lock")
+def identity_name(ident):
+    """``cookie-<n>`` (never reused), else ``inode-<dev>-<ino>`` (kernels before 5.14, records of 0.1)."""
+    if ident.get("cookie") is not None:
+        return f"cookie-{ident['cookie']}"
+    dev, ino = ident["inode"]
+    return f"inode-{dev}-{ino}"
+
+
+def lock_path(run_dir, ident):
+    return os.path.join(run_dir, LOCKS, identity_name(ident) + ".lock")
+
+
+def id_path(run_dir, ident, pod_interface):
+    return os.path.join(run_dir, IDS, f"{identity_name(ident)}__{pod_interface}")
 
 
 def pidfile_path(run_dir):
@@ -88,22 +112,36 @@ def pidfile_path(run_dir):
 # -- files -------------------------------------------------------------------------------
 
 def ensure_dir(path):
-    """Create ``path`` (and parents) root-only; tighten it if it exists wider."""
+    """Create ``path`` (and parents) root-only. An existing one must be a real directory that
+    only its owner (us) can write: it is never chmod-ed, and a link is never followed."""
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
-        # makedirs honours the umask; a pre-existing directory may be wider.
-        if os.stat(path).st_mode & 0o077:
-            os.chmod(path, 0o700)
+        st = os.lstat(path)
     except OSError as exc:
         raise PodnetError(f"run_dir: cannot create {path}: {exc.strerror}", path=path) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise PodnetError(f"run_dir: {path} is not a directory (a symbolic link?); refusing to use it", path=path)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise PodnetError(f"run_dir: {path} is writable by others or not owned by uid {os.geteuid()}; "
+                          "use a directory of its own (the default is /run/virtnet-podnet)", path=path)
     return path
 
 
 def ensure_dirs(run_dir):
-    """Create the run directory tree, root-only."""
+    """Create the run directory tree: the directory itself, then its subdirectories root-only."""
     ensure_dir(run_dir)
     for sub in SUBDIRS:
-        ensure_dir(os.path.join(run_dir, sub))
+        sub_path = os.path.join(run_dir, sub)
+        try:
+            os.mkdir(sub_path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise PodnetError(f"run_dir: cannot create {sub_path}: {exc.strerror}", path=sub_path) from None
+        st = os.lstat(sub_path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            raise PodnetError(f"run_dir: {sub_path} is not a root-only directory of ours (mode "
+                              f"{stat.S_IMODE(st.st_mode):o}, a link?); refusing to use it", path=sub_path)
 
 
 def atomic_write_json(path, data, durable=True):
@@ -164,61 +202,163 @@ def remove(path):
 
 
 @contextlib.contextmanager
-def pod_lock(run_dir, netns):
-    """Hold an exclusive ``flock`` for the pod namespace; two runs on one pod serialize."""
+def pod_lock(run_dir, ident):
+    """Hold an exclusive ``flock`` for the pod namespace ``ident``; two runs on one pod serialize,
+    whatever name each gives it. Yields the lock's path.
+
+    Lock files of pods that are gone are removed (``collect``) while held: a waiter that then
+    gets the lock of a removed file opens the path again, so all lock the same inode.
+    """
     ensure_dirs(run_dir)
-    path = lock_path(run_dir, netns)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
+    path = lock_path(run_dir, ident)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)  # Python retries EINTR itself (PEP 475)
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        held = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)
+    try:
         yield path
     finally:
-        # Closing releases the lock; the file stays so waiters lock the same inode.
         os.close(fd)
 
 
 # -- the state cache (pods/<key>.json) ---------------------------------------------------
 
-def load_cache(run_dir, key, inode):
-    """Return ``(cache, stale)``: the cache for ``key`` if it belongs to the namespace with ``inode``.
+def record_identity(record):
+    """The namespace identity a record was made for (0.1 records have no cookie)."""
+    return {"inode": record.get("netns_inode"), "cookie": record.get("netns_cookie")}
 
-    A cache recorded for another namespace of the same name (the pod was recreated) is stale:
-    it is returned as ``None`` with ``stale=True`` so the caller can drop it.
+
+def same_namespace(record, ident):
+    """Whether ``record`` was made for the namespace ``ident``: by cookie where both have one;
+    else by inode (which the kernel reuses: callers check the live pod interface too)."""
+    if record.get("netns_cookie") is not None and ident.get("cookie") is not None:
+        return record["netns_cookie"] == ident["cookie"]
+    return record.get("netns_inode") == list(ident["inode"])
+
+
+def check_cache(cache, path):
+    """A state cache as this version writes it, or PodnetError: never act on a record half understood."""
+    if not isinstance(cache, dict):
+        raise PodnetError(f"{path} is not a state record (a JSON object); remove it if the pod is gone", path=path)
+    if cache.get("version") != CACHE_VERSION:
+        raise PodnetError(f"{path} was written by another version of virtnet.podnet (record version "
+                          f"{cache.get('version')!r}, this one reads {CACHE_VERSION}); refusing to act on it, as it "
+                          "holds the pod's original configuration", path=path)
+    wrong = sorted(k for k, kind in CACHE_FIELDS.items() if not isinstance(cache.get(k), kind))
+    original = cache.get("original") or {}
+    wrong += [f"original.{k}" for k in ("mac", "mtu", "ipv4", "routes") if k not in original]
+    if wrong:
+        raise PodnetError(f"{path} is not a usable state record (bad or missing: {', '.join(wrong)}); remove it "
+                          "if the pod is gone", path=path)
+    return cache
+
+
+def load_cache(run_dir, key, ident, alive):
+    """Return ``(cache, stale)``: the cache for ``key`` if it was made for the namespace ``ident``.
+
+    A cache made for another namespace of the same name (the pod was recreated) is stale:
+    it is returned as ``None`` with ``stale=True`` so the caller can drop it, unless that
+    namespace is still alive (``alive(record)``): then two live namespaces share a key.
     """
-    cache = read_json(cache_path(run_dir, key))
+    path = cache_path(run_dir, key)
+    cache = read_json(path)
     if cache is None:
         return None, False
-    if cache.get("version") != CACHE_VERSION or (inode is not None and cache.get("netns_inode") != list(inode)):
-        recorded = cache.get("netns")
-        try:
-            st = os.stat(recorded) if isinstance(recorded, str) else None
-        except OSError:
-            st = None
-        if st is not None and [st.st_dev, st.st_ino] == cache.get("netns_inode"):
-            # Not stale: another live namespace maps to the same key. Never drop its record.
-            raise PodnetError(f"{cache_path(run_dir, key)} records the live namespace {recorded}, which shares "
-                              "this state key; address this pod by another name or path", path=recorded)
-        return None, True
-    return cache, False
+    check_cache(cache, path)
+    if same_namespace(cache, ident):
+        return cache, False
+    if alive(cache):
+        raise PodnetError(f"{path} records the live namespace {cache['netns']}, which shares this state key; "
+                          "address this pod by another name or path", path=cache["netns"])
+    return None, True
 
 
-def record_elsewhere(run_dir, key, inode, pod_interface):
-    """The cache file of this same namespace and interface recorded under another key, if any.
+def record_elsewhere(run_dir, key, ident, pod_interface):
+    """The key under which this same namespace and interface were recorded by another name, if any.
 
     One namespace can be named several ways (``pod1``, ``/proc/PID/ns/net``, a bind mount);
-    the record made under one name must not be missed when the next run uses another.
+    the record made under one name must not be missed when the next run uses another. The
+    ``ids/`` index answers without reading every record.
     """
-    folder = os.path.join(run_dir, PODS)
-    try:
-        names = sorted(n for n in os.listdir(folder) if n.endswith(".json") and n != key + ".json")
-    except OSError:
-        return None
+    _index_legacy_records(run_dir)
+    names = [ident] if ident.get("cookie") is None else [ident, {"inode": ident["inode"], "cookie": None}]
     for name in names:
-        other = read_json(os.path.join(folder, name))
-        if (isinstance(other, dict) and other.get("netns_inode") == list(inode)
-                and (other.get("binding") or {}).get("pod_interface") == pod_interface):
-            return os.path.join(folder, name)
+        try:
+            with open(id_path(run_dir, name, pod_interface), encoding="utf-8") as handle:
+                other = handle.read(KEY_MAX + 1).strip()
+        except OSError:
+            continue
+        if other != key and fields.KEY.fullmatch(other):
+            return other
     return None
+
+
+def _index_legacy_records(run_dir):
+    """Records of 0.1 have no ``ids/`` entry: index them once, by inode, the first time a 0.2 looks."""
+    marker = os.path.join(run_dir, IDS, ".indexed")
+    if os.path.exists(marker):
+        return
+    folder = os.path.join(run_dir, PODS)
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        try:
+            record = read_json(os.path.join(folder, name))
+        except PodnetError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("netns_inode"), list) and record.get("binding"):
+            register(run_dir, name[:-5], record_identity(record), record["binding"].get("pod_interface", ""))
+    atomic_write_json(marker, {"version": CACHE_VERSION}, durable=False)
+
+
+def register(run_dir, key, ident, pod_interface):
+    """Index ``key`` under its namespace identity (before the first change, with the record)."""
+    path = id_path(run_dir, ident, pod_interface)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    os.rename(tmp, path)
+
+
+def save_record(run_dir, key, record):
+    """The first record of a pod: the state cache, then its index entry (both before any change)."""
+    save_cache(run_dir, key, record)
+    register(run_dir, key, record_identity(record), record["binding"]["pod_interface"])
+
+
+def collect(run_dir, key, record, why, held=False):
+    """Remove every file of a pod whose namespace is gone (or is another one now), under its lock.
+
+    ``why`` is re-checked under the lock (``why()`` returns None when the record turned out
+    to be alive after all). Returns the removed paths.
+    """
+    ident = record_identity(record)
+    if ident["inode"] is None and ident["cookie"] is None:
+        return []
+    lock = contextlib.nullcontext(lock_path(run_dir, ident)) if held else pod_lock(run_dir, ident)
+    with lock as lock_file:
+        try:
+            current = read_json(cache_path(run_dir, key))
+        except PodnetError:
+            current = None
+        if current is not None and (not isinstance(current, dict) or record_identity(current) != ident):
+            return []  # another namespace's record by now: not ours to collect
+        if why() is None:
+            return []
+        pod_interface = (record.get("binding") or {}).get("pod_interface", "")
+        paths = [lease_path(run_dir, key), lease_state_path(run_dir, key), cache_path(run_dir, key),
+                 id_path(run_dir, ident, pod_interface)]
+        # The lock file goes last, while held (pod_lock's waiters then open the path anew);
+        # a caller that holds it for its own pod (same identity) keeps it.
+        removed = [path for path in paths + ([] if held else [lock_file]) if remove(path)]
+    return removed
 
 
 def save_cache(run_dir, key, cache, durable=True):
@@ -267,6 +407,8 @@ def validate_declaration(decl):
     inode = decl.get("netns_inode")
     if inode is not None and not (isinstance(inode, list) and len(inode) == 2 and all(fields.is_int(i) for i in inode)):
         errors.append(f"netns_inode: {inode!r} is not [st_dev, st_ino]")
+    if decl.get("netns_cookie") is not None:
+        fields.int_in(decl["netns_cookie"], 1, 2 ** 64 - 1, "netns_cookie", errors)
     fields.ifname(decl.get("bridge"), "bridge", errors)
     fields.ifname(decl.get("tap"), "tap", errors)
     out["vm_mac"] = fields.mac(decl.get("vm_mac"), "vm_mac", errors)

@@ -28,6 +28,7 @@ if IS_ROOT:
     from ansible_collections.virtnet.podnet.plugins.module_utils import _plumbing, _pod_bridge, _responder_control, _rundir
     from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
     from ansible_collections.virtnet.podnet.plugins.module_utils._rundir import cache_path, lease_path, lock_path
+    from ansible_collections.virtnet.podnet.plugins.module_utils._netns import identity as netns_identity
 
 CRASH_CODE = 86
 
@@ -303,7 +304,7 @@ def test_stale_cache_from_an_earlier_namespace_is_dropped(lab, run_dir):
     with open(cache_path(run_dir, key)) as handle:
         cache = json.load(handle)
     absent(p)
-    cache["netns_inode"] = [0, 1]  # as if recorded for a namespace that no longer exists
+    cache["netns_inode"], cache["netns_cookie"] = [0, 1], 1  # as if recorded for a namespace that no longer exists
     from ansible_collections.virtnet.podnet.plugins.module_utils._rundir import atomic_write_json
     atomic_write_json(cache_path(run_dir, key), cache)
     result = present(p)
@@ -444,7 +445,7 @@ def test_concurrent_runs_serialize(lab, run_dir, tmp_path):
     opener.join(SUBPROCESS_TIMEOUT)  # returns once the first run sits paused, lock held
     assert "fd" in opened, "first run never reached its pause point"
     second = run_subprocess(p)
-    lock = lock_path(run_dir, pod.netns)
+    lock = lock_path(run_dir, netns_identity(f"/run/netns/{pod.netns}"))
     deadline = time.monotonic() + SUBPROCESS_TIMEOUT
     while not _blocked_on(lock):
         assert second.poll() is None, "second run finished while the first held the lock"

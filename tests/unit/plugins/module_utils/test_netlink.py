@@ -31,4 +31,4 @@ def test_link_view_raw_parses_a_bridge_port_tap():
     view = nl.link_view_raw(body)
     assert view == {"name": "tap0", "index": 7, "kind": "tun", "mac": "0a:58:00:00:00:ff", "mtu": 1450, "up": True,
                     "master": 5, "group": 42, "tun_type": 2, "uid": 107, "gid": None, "multiqueue": True,
-                    "persist": False, "learning": False}
+                    "persist": False, "learning": False, "txqlen": None}

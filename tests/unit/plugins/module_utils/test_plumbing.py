@@ -16,7 +16,7 @@ from ansible_collections.virtnet.podnet.plugins.module_utils._options import val
 
 from lib.pod_samples import BINDING, ROUTES_24, original
 
-WHERE = ("/run/netns/pod1", [4, 7], "/run/virtnet-podnet", "pod1__eth0")
+WHERE = ("/run/netns/pod1", {"inode": [4, 7], "cookie": 9}, "/run/virtnet-podnet", "pod1__eth0")
 
 
 def options(**extra):
@@ -37,7 +37,8 @@ def test_lease_declaration_matches_internals_contract():
     decl = plumbing.lease_declaration("pod1__eth0", cache, options(dns_servers=["10.96.0.10"], hostname="vm1",
                                                              search_domains=["svc.cluster.local"]))
     assert set(decl) == {"version", "key", "netns", "netns_inode", "bridge", "tap", "vm_mac", "ip", "prefixlen",
-                         "gateway", "routes", "mtu", "dns_servers", "search_domains", "hostname", "lease_time"}
+                         "gateway", "routes", "mtu", "dns_servers", "search_domains", "hostname", "lease_time",
+                         "netns_cookie"}
     assert decl["version"] == 1 and decl["vm_mac"] == "0a:58:0a:f4:01:0a" and decl["routes"][-1]["dst"] == "0.0.0.0/0"
 
 

@@ -40,15 +40,34 @@ def test_ensure_dirs_root_only(tmp_path):
     run_dir = tmp_path / "run"
     os.umask(0o022)
     _rundir.ensure_dirs(str(run_dir))
-    for sub in ("", "pods", "locks", "leases"):
+    for sub in ("", "pods", "locks", "leases", "lease-state", "ids"):
         assert stat.S_IMODE(os.stat(run_dir / sub).st_mode) == 0o700
 
 
-def test_ensure_dirs_tightens_existing(tmp_path):
+def test_ensure_dirs_never_chmods_an_existing_directory(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir(mode=0o755)
+    os.chmod(run_dir, 0o755)
     _rundir.ensure_dirs(str(run_dir))
-    assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o755, "a directory of the user's is left as it was"
+
+
+def test_ensure_dirs_refuses_a_directory_others_can_write(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp
+    with pytest.raises(PodnetError, match="writable by others"):
+        _rundir.ensure_dirs(str(shared))
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777 and os.listdir(shared) == []
+
+
+def test_ensure_dirs_refuses_a_symlinked_subdirectory(tmp_path):
+    run_dir, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    run_dir.mkdir(mode=0o700)
+    elsewhere.mkdir(mode=0o700)
+    (run_dir / "pods").symlink_to(elsewhere)
+    with pytest.raises(PodnetError, match="pods is not a root-only directory"):
+        _rundir.ensure_dirs(str(run_dir))
 
 
 def test_atomic_write_json_mode_content_no_temp_left(tmp_path):
@@ -85,40 +104,121 @@ def test_remove_tolerates_missing(tmp_path):
     assert _rundir.remove(str(path)) is False
 
 
+def record(**extra):
+    out = {"netns": "/run/netns/pod1", "netns_inode": [4, 100], "netns_cookie": 7,
+           "binding": {"pod_interface": "eth0"}, "pod_mac": "02:00:00:00:00:01",
+           "original": {"mac": "aa:bb:cc:dd:ee:ff", "mtu": 1500, "ipv4": [], "routes": []}}
+    out.update(extra)
+    return out
+
+
+def never_alive(_record):
+    return False
+
+
 def test_cache_round_trip_and_stale_detection(tmp_path):
     run_dir = str(tmp_path / "run")
     _rundir.ensure_dirs(run_dir)
     key = _rundir.state_key("pod1", "eth0")
-    _rundir.save_cache(run_dir, key, {"netns_inode": [4, 100], "original": {"mac": "aa:bb:cc:dd:ee:ff"}})
-    cache, stale = _rundir.load_cache(run_dir, key, [4, 100])
+    _rundir.save_cache(run_dir, key, record())
+    cache, stale = _rundir.load_cache(run_dir, key, {"inode": [4, 100], "cookie": 7}, never_alive)
     assert not stale and cache["original"]["mac"] == "aa:bb:cc:dd:ee:ff"
     assert cache["version"] == _rundir.CACHE_VERSION and cache["key"] == key
-    cache, stale = _rundir.load_cache(run_dir, key, [4, 101])  # the namespace was recreated
-    assert cache is None and stale is True
-    assert _rundir.load_cache(run_dir, "other__eth0", [4, 100]) == (None, False)
+    # The kernel reused the inode for a new namespace: the cookie tells them apart.
+    assert _rundir.load_cache(run_dir, key, {"inode": [4, 100], "cookie": 8}, never_alive) == (None, True)
+    assert _rundir.load_cache(run_dir, key, {"inode": [4, 101], "cookie": None}, never_alive) == (None, True)
+    assert _rundir.load_cache(run_dir, "other__eth0", {"inode": [4, 100], "cookie": 7}, never_alive) == (None, False)
+
+
+def test_a_record_of_01_without_cookie_matches_by_inode(tmp_path):
+    run_dir = str(tmp_path / "run")
+    _rundir.ensure_dirs(run_dir)
+    _rundir.save_cache(run_dir, "pod1__eth0", record(netns_cookie=None))
+    cache, stale = _rundir.load_cache(run_dir, "pod1__eth0", {"inode": [4, 100], "cookie": 9}, never_alive)
+    assert cache is not None and not stale
 
 
 def test_cache_of_another_live_namespace_is_not_dropped(tmp_path):
     run_dir = str(tmp_path / "run")
     _rundir.ensure_dirs(run_dir)
-    live = tmp_path / "ns-file"
-    live.write_text("")
-    st = os.stat(live)
-    _rundir.save_cache(run_dir, "k__eth0", {"netns": str(live), "netns_inode": [st.st_dev, st.st_ino]})
+    _rundir.save_cache(run_dir, "k__eth0", record())
     with pytest.raises(PodnetError, match="shares this state key"):
-        _rundir.load_cache(run_dir, "k__eth0", [st.st_dev, st.st_ino + 1])
+        _rundir.load_cache(run_dir, "k__eth0", {"inode": [4, 101], "cookie": 8}, lambda _record: True)
     assert os.path.exists(_rundir.cache_path(run_dir, "k__eth0"))
+
+
+@pytest.mark.parametrize("content, message", [
+    ([], "not a state record"),
+    ("a string", "not a state record"),
+    ({"version": 1}, "bad or missing: binding, netns, netns_inode, original, pod_mac"),
+    (dict(record(), version=1, original={"mac": "aa:bb:cc:dd:ee:ff"}), "original.mtu, original.ipv4, original.routes"),
+    (dict(record(), version=2), "written by another version"),
+])
+def test_a_record_not_understood_is_refused_clearly(tmp_path, content, message):
+    run_dir = str(tmp_path / "run")
+    _rundir.ensure_dirs(run_dir)
+    _rundir.atomic_write_json(_rundir.cache_path(run_dir, "pod1__eth0"), content)
+    with pytest.raises(PodnetError, match=message):
+        _rundir.load_cache(run_dir, "pod1__eth0", {"inode": [4, 100], "cookie": 7}, never_alive)
+
+
+def test_records_are_indexed_by_namespace_identity(tmp_path):
+    run_dir = str(tmp_path / "run")
+    _rundir.ensure_dirs(run_dir)
+    _rundir.save_record(run_dir, "pod1__eth0", record())
+    ident = {"inode": [4, 100], "cookie": 7}
+    assert _rundir.record_elsewhere(run_dir, "proc-42-ns-net__eth0", ident, "eth0") == "pod1__eth0"
+    assert _rundir.record_elsewhere(run_dir, "pod1__eth0", ident, "eth0") is None, "its own record is not elsewhere"
+    assert _rundir.record_elsewhere(run_dir, "x__eth0", {"inode": [4, 100], "cookie": 8}, "eth0") is None
+    assert _rundir.record_elsewhere(run_dir, "x__net1", ident, "net1") is None
+
+
+def test_records_of_01_are_indexed_once(tmp_path):
+    run_dir = str(tmp_path / "run")
+    _rundir.ensure_dirs(run_dir)
+    legacy = record(netns_cookie=None)
+    del legacy["netns_cookie"]
+    _rundir.save_cache(run_dir, "pod1__eth0", legacy)  # as 0.1 wrote it: no ids/ entry
+    found = _rundir.record_elsewhere(run_dir, "proc-42-ns-net__eth0", {"inode": [4, 100], "cookie": 9}, "eth0")
+    assert found == "pod1__eth0"
+    assert os.path.exists(os.path.join(run_dir, "ids", ".indexed"))
+
+
+def test_collect_removes_every_file_of_a_gone_pod_and_nothing_else(tmp_path):
+    run_dir = str(tmp_path / "run")
+    _rundir.ensure_dirs(run_dir)
+    for key, rec in (("pod1__eth0", record()), ("pod2__eth0", record(netns="/run/netns/pod2", netns_cookie=8))):
+        _rundir.save_record(run_dir, key, rec)
+        _rundir.write_declaration(run_dir, declaration(key=key))
+        _rundir.write_lease_state(run_dir, key, {"state": "bound"})
+        with _rundir.pod_lock(run_dir, _rundir.record_identity(rec)):
+            pass
+    assert _rundir.collect(run_dir, "pod1__eth0", record(), lambda: None) == [], "alive after all: kept"
+    removed = _rundir.collect(run_dir, "pod1__eth0", record(), lambda: "gone")
+    assert len(removed) == 5
+    left = sorted(name for sub in ("pods", "leases", "lease-state", "ids", "locks")
+                  for name in os.listdir(os.path.join(run_dir, sub)) if not name.startswith("."))
+    assert left == ["cookie-8.lock", "cookie-8__eth0", "pod2__eth0.json", "pod2__eth0.json", "pod2__eth0.json"]
+
+
+def test_netns_keys_never_hide_or_overflow():
+    assert _rundir.netns_key(".pod") == "ns-.pod", "a leading dot would hide the lease from the responder"
+    long_key = _rundir.netns_key("/var/run/" + "x" * 400)
+    assert len(long_key) <= _rundir.KEY_MAX and long_key != _rundir.netns_key("/var/run/" + "x" * 399)
 
 
 @given(st_text(min_size=1, max_size=60))
 def test_netns_key_is_always_a_plain_file_name(netns):
     key = _rundir.netns_key(netns)
-    assert key and "/" not in key and key not in (".", "..")
+    assert key and "/" not in key and key not in (".", "..") and not key.startswith(".")
     assert all(c.isalnum() and c.isascii() or c in "_.-" for c in key)
 
 
-def _hold_and_report(run_dir, netns, queue, release):
-    with _rundir.pod_lock(run_dir, netns):
+POD1, POD2 = {"inode": [4, 1], "cookie": 1}, {"inode": [4, 2], "cookie": 2}
+
+
+def _hold_and_report(run_dir, ident, queue, release):
+    with _rundir.pod_lock(run_dir, ident):
         queue.put("locked")
         release.wait(30)
     queue.put("released")
@@ -128,17 +228,17 @@ def test_pod_lock_serializes_processes(tmp_path):
     run_dir = str(tmp_path / "run")
     ctx = multiprocessing.get_context("fork")
     queue, release = ctx.Queue(), ctx.Event()
-    holder = ctx.Process(target=_hold_and_report, args=(run_dir, "pod1", queue, release))
+    holder = ctx.Process(target=_hold_and_report, args=(run_dir, POD1, queue, release))
     holder.start()
     try:
         assert queue.get(timeout=30) == "locked"
         import fcntl
-        fd = os.open(_rundir.lock_path(run_dir, "pod1"), os.O_RDWR)
+        fd = os.open(_rundir.lock_path(run_dir, POD1), os.O_RDWR)
         try:
             with pytest.raises(BlockingIOError):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # another pod's namespace is not blocked
-            with _rundir.pod_lock(run_dir, "pod2"):
+            with _rundir.pod_lock(run_dir, POD2):
                 pass
             release.set()
             assert queue.get(timeout=30) == "released"
@@ -148,7 +248,7 @@ def test_pod_lock_serializes_processes(tmp_path):
     finally:
         release.set()
         holder.join(30)
-    assert stat.S_IMODE(os.stat(_rundir.lock_path(run_dir, "pod1")).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(_rundir.lock_path(run_dir, POD1)).st_mode) == 0o600
 
 
 # -- lease declarations and lease state -------------------------------------------------

@@ -1,0 +1,243 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pods come and go under the collection: identity never reused, nothing left behind (issue 10).
+
+Real namespaces, real netlink, a real responder process. Pods are deleted the way kubelet
+deletes them: the namespace goes, nobody runs state=absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from integration.conftest import COLLECTIONS_ROOT, IS_ROOT, make_binding
+from lib.netlab import link, sh, snapshot
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(not IS_ROOT, reason="needs root")]
+
+if IS_ROOT:
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _netns, _pod_bridge, _rundir
+    from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+
+TIMEOUT = 20.0
+
+
+def params(pod, run_dir, **extra):
+    return dict({"netns": pod.netns, "binding": make_binding(), "run_dir": run_dir}, **extra)
+
+
+def present(p, check=False):
+    return _pod_bridge.run(dict(p, state="present"), check_mode=check)
+
+
+def absent(p, check=False):
+    return _pod_bridge.run(dict(p, state="absent"), check_mode=check)
+
+
+def files_of(run_dir):
+    """Every file under the run dir but the responder's pidfile and the legacy-index marker."""
+    out = []
+    for top, _dirs, names in os.walk(run_dir):
+        out += [os.path.relpath(os.path.join(top, n), run_dir) for n in names]
+    return sorted(n for n in out if n not in ("podnet-dhcpd.pid", os.path.join("ids", ".indexed")))
+
+
+def recreate(lab, pod):
+    """Delete the pod's namespace without absent, and make a new pod of the same name and IP (as a
+    rollout does); the new eth0 has a new MAC. Returns the new namespace's identity."""
+    sh("ip", "netns", "del", pod.netns)
+    sh("ip", "netns", "add", pod.netns)
+    sh("ip", "-n", pod.netns, "link", "set", "lo", "up")
+    veth = pod.host_veth + "r"  # the old peer goes with the old namespace, asynchronously
+    sh("ip", "-n", lab.node, "link", "add", veth, "mtu", str(pod.mtu), "type", "veth", "peer", "name", "eth0",
+       "netns", pod.netns)
+    sh("ip", "-n", lab.node, "link", "set", veth, "master", "cni0", "up")
+    sh("ip", "-n", pod.netns, "link", "set", "eth0", "mtu", str(pod.mtu), "up")
+    sh("ip", "-n", pod.netns, "addr", "add", f"{pod.ip}/{pod.prefixlen}", "dev", "eth0")
+    sh("ip", "-n", pod.netns, "route", "add", "default", "via", pod.gateway, "dev", "eth0")
+    return _netns.identity(pod.netns_path)
+
+
+def wait_for(condition, what, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_identity_is_the_namespace_cookie(lab):
+    pod = lab.add_pod()
+    ident = _netns.identity(pod.netns_path)
+    assert ident["cookie"] is not None, "this kernel has SO_NETNS_COOKIE (Linux >= 5.14)"
+    with _netns.entered(pod.netns) as (_ipr, _path, inside):
+        assert inside == ident
+    assert _netns.identity(f"/run/netns/{pod.netns}-gone") is None
+
+
+def test_a_recreated_pod_never_takes_the_old_pods_record(lab, run_dir):
+    """The kernel hands a deleted namespace's inode to the next one: a record keyed by inode alone
+    would give the new pod the old pod's IP and MAC, or refuse it. Forced here: the old record is
+    rewritten with the new namespace's inode, only the cookie differs."""
+    pod = lab.add_pod()
+    p = params(pod, run_dir)
+    key = present(p)["key"]
+    old = json.load(open(_rundir.cache_path(run_dir, key)))
+    new_ident = recreate(lab, pod)
+    before = snapshot(pod.netns)
+    old["netns_inode"] = new_ident["inode"]  # as if the kernel reused the number
+    _rundir.atomic_write_json(_rundir.cache_path(run_dir, key), old)
+    _rundir.register(run_dir, "proc-1-ns-net__eth0", {"inode": new_ident["inode"], "cookie": None}, "eth0")
+
+    result = present(p)
+    assert result["original"]["mac"] == link(pod.netns, "eth0")["address"] or result["vm_mac"] != old["original"]["mac"]
+    assert result["vm_mac"] != old["original"]["mac"], "the new pod got the old pod's MAC"
+    record = json.load(open(_rundir.cache_path(run_dir, key)))
+    assert record["netns_cookie"] == new_ident["cookie"]
+    assert any("recorded for a namespace that is gone" in h for h in result["housekeeping"])
+    absent(p)
+    assert snapshot(pod.netns) == before, "absent put the old pod's configuration on the new pod"
+
+
+def test_a_record_of_01_with_a_reused_inode_is_told_apart_by_the_live_mac(lab, run_dir):
+    """Records written by 0.1 have no cookie: the inode plus the live pod interface's MAC decide."""
+    pod = lab.add_pod()
+    p = params(pod, run_dir)
+    key = present(p)["key"]
+    old = json.load(open(_rundir.cache_path(run_dir, key)))
+    new_ident = recreate(lab, pod)
+    before = snapshot(pod.netns)
+    del old["netns_cookie"]
+    old["netns_inode"] = new_ident["inode"]
+    _rundir.atomic_write_json(_rundir.cache_path(run_dir, key), old)
+    result = present(p)
+    assert result["vm_mac"] == link(pod.netns, "eth0")["address"] or result["vm_mac"] != old["original"]["mac"]
+    assert result["vm_mac"] != old["original"]["mac"]
+    absent(p)
+    assert snapshot(pod.netns) == before
+
+
+def test_two_names_of_one_namespace_share_a_lock_and_a_record(lab, run_dir):
+    pod = lab.add_pod()
+    holder = subprocess.Popen(["ip", "netns", "exec", pod.netns, "sleep", "60"])
+    try:
+        by_path = f"/proc/{holder.pid}/ns/net"
+        wait_for(lambda: _netns.identity(by_path) == _netns.identity(pod.netns_path), "the holder to enter the pod")
+        assert _rundir.lock_path(run_dir, _netns.identity(by_path)) == \
+            _rundir.lock_path(run_dir, _netns.identity(pod.netns_path))
+        present(params(pod, run_dir))
+        with pytest.raises(PodnetError, match="plumbed under another name of the same namespace"):
+            present(dict(params(pod, run_dir), netns=by_path))
+    finally:
+        holder.kill()
+        holder.wait(TIMEOUT)
+    absent(params(pod, run_dir))
+
+
+def test_absent_on_a_vanished_pod_removes_every_record_under_its_lock(lab, run_dir):
+    pod = lab.add_pod()
+    p = params(pod, run_dir)
+    present(p)
+    assert files_of(run_dir), "present wrote no records: this test shows nothing"
+    sh("ip", "netns", "del", pod.netns)
+    predicted = absent(p, check=True)
+    assert predicted["housekeeping"] and files_of(run_dir)
+    result = absent(p)
+    assert result["changed"] is False and result["housekeeping"]
+    assert files_of(run_dir) == [], "records of a deleted pod outlived it"
+    assert absent(p)["housekeeping"] == [], "a second absent has nothing left to do"
+
+
+def test_a_replug_leaves_only_the_live_pods_files(lab, run_dir):
+    pods = [lab.add_pod() for _ in range(3)]
+    for pod in pods:
+        present(params(pod, run_dir))
+    count = len(files_of(run_dir))
+    for pod in pods:
+        absent(params(pod, run_dir))
+    assert files_of(run_dir) == [], "absent left files behind (locks, index entries)"
+    for pod in pods:
+        present(params(pod, run_dir))
+    assert len(files_of(run_dir)) == count
+
+
+@pytest.mark.parametrize("netns, message", [
+    ("pod\x00x", "NUL character"),
+    ("/run/netns/pod\x00x", "NUL character"),
+    ("x" * 300, "not a valid namespace name"),
+    ("/run/netns/" + "x" * 300, "cannot be looked up"),
+])
+def test_bad_netns_values_are_clear_errors(run_dir, netns, message):
+    with pytest.raises(PodnetError, match=message):
+        present({"netns": netns, "binding": make_binding(), "run_dir": run_dir})
+
+
+def test_a_dot_named_pod_is_served(lab, run_dir):
+    """A netns named '.pod…' validates; its declaration must not be a hidden file the responder skips."""
+    pod = lab.add_pod()
+    dotted = "." + pod.netns
+    sh("ip", "netns", "attach", dotted, str(_pid_in(pod)))  # a second name of the same namespace
+    try:
+        result = present(dict(params(pod, run_dir), netns=dotted))
+        assert not os.path.basename(result["lease_path"]).startswith(".")
+        absent(dict(params(pod, run_dir), netns=dotted))
+    finally:
+        sh("ip", "netns", "del", dotted, check=False)
+
+
+def _pid_in(pod):
+    proc = subprocess.Popen(["ip", "netns", "exec", pod.netns, "sleep", "30"])
+    _PIDS.append(proc)
+    wait_for(lambda: _netns.identity(f"/proc/{proc.pid}/ns/net") == _netns.identity(pod.netns_path),
+             "a process in the pod")
+    return proc.pid
+
+
+_PIDS = []
+
+
+@pytest.fixture(autouse=True)
+def _reap():
+    yield
+    while _PIDS:
+        proc = _PIDS.pop()
+        proc.kill()
+        proc.wait(TIMEOUT)
+
+
+# -- the responder forgets deleted pods ------------------------------------------------------
+
+@pytest.fixture
+def responder(run_dir, tmp_path):
+    os.makedirs(run_dir, mode=0o700, exist_ok=True)
+    log = tmp_path / "dhcpd.log"
+    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS_ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder",
+                             "--run-dir", run_dir, "--log-file", str(log)], env=env)
+    yield proc, log
+    proc.terminate()
+    proc.wait(TIMEOUT)
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_the_responder_closes_and_collects_a_deleted_pod(lab, run_dir, responder):
+    proc, log = responder
+    pod = lab.add_pod()
+    present(params(pod, run_dir))
+    wait_for(lambda: log.exists() and "serving on tap0" in log.read_text(), "the responder to serve the pod")
+    fds = open_fds(proc.pid)
+    sh("ip", "netns", "del", pod.netns)
+    wait_for(lambda: files_of(run_dir) == [], "the responder to collect the deleted pod's records")
+    assert "records removed (namespace gone)" in log.read_text()
+    assert open_fds(proc.pid) == fds - 1, "the pod's packet socket is still open"
+    assert proc.poll() is None
