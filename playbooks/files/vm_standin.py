@@ -2,26 +2,46 @@
 # Copyright: virtnet.podnet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A VM stand-in for the demo and the molecule scenarios: a real DHCP client behind the pod's tap.
+"""The VM stand-in: a real DHCP client behind a pod's tap. The one implementation, used by the
+demo, the molecule scenarios and the tests (tests/lib/standin.py loads this file by its path).
 
     python vm_standin.py --pod-netns POD --vm-netns VMNS --mac VM_MAC [--tap tap0] [--mtu 1500] [--name vm1]
+    python vm_standin.py ... --static 10.244.51.20/24 --static-gateway 10.244.51.1   # Ethernet only, no DHCP
+
+Standalone on purpose: only the standard library, so it runs without the collection on
+sys.path (and with Python 3.11, whose ``os`` has no ``setns``).
 
 As qemu would, it attaches to the persistent tap that ``vm_pod_bridge`` made in the pod
 (/dev/net/tun, IFF_TAP|IFF_NO_PI, from a thread that entered the pod's namespace). The
 "VM" is a network namespace VMNS (created here, deleted at the end) with a veth ``eth0``
-carrying the VM's MAC; frames are relayed between the tap and the veth's peer both ways.
-busybox ``udhcpc`` runs in VMNS with a small script (this file again) that applies the
-lease; then the gateway is pinged. Prints one JSON line:
+carrying the VM's MAC; ``TapRelay`` copies frames between the tap and the veth's peer both
+ways. busybox ``udhcpc`` runs in VMNS with a small script (this file again:
+``udhcpc_event``) that applies the lease; then the gateway the lease named is pinged. With
+``--static`` there is no DHCP: the address and default route are set by hand, and the
+gateway is pinged through the tap all the same. Prints one JSON line:
 
-    {"vm": ..., "leased_ip": ..., "prefixlen": ..., "mac": ..., "gateway": ..., "gateway_reachable": ...}
+    {"vm", "mode": "dhcp"|"static", "leased_ip", "static_ip", "prefixlen", "gateway",
+     "gateway_reachable", "mac", "served_mac", "frames_to_vm", "frames_from_vm"}
 
-Every wait is bounded (``--timeout``). Needs root. Exit status 0 when a lease was obtained
-and the gateway answered, 1 otherwise (the JSON line is printed either way).
+- ``gateway``: only what the lease says (option 121's default route, else option 3); null
+  when the lease names none. There is no fallback: a lease without a router is visible.
+- ``mac``: the MAC of the VM's NIC as the kernel holds it after the lease.
+- ``served_mac``: the client hardware address (chaddr) of the DHCPACK the relay carried
+  from the pod to the VM, i.e. the MAC the responder served; null when no ACK came through.
+- ``frames_*``: frames relayed each way, so a caller can tell that traffic crossed the tap.
+
+Every wait is bounded (``--timeout``). Needs root. Exit status 0 when the VM has an address
+(leased, or static) and the gateway answered, 1 otherwise (the JSON line is printed either way).
+
+Library use (tests/lib/standin.py): ``setns``, ``netns_entered``, ``open_tap``, ``TapRelay``,
+``dhcp_reply_of``, ``udhcpc_script``, ``udhcpc_event``, ``complete_l4_checksum``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import ctypes
 import fcntl
 import ipaddress
@@ -42,7 +62,10 @@ SOL_PACKET, PACKET_AUXDATA, TP_STATUS_CSUMNOTREADY = 263, 8, 0x8
 PACKET_OUTGOING = 4
 ETH_P_ALL = 0x0003
 CLONE_NEWNET = 0x40000000
-EVENT_ENV = "PODNET_STANDIN_LEASE"
+DHCPACK = 5
+LEASE_ENV = "PODNET_STANDIN_LEASE"     # udhcpc_event writes the lease here as JSON
+EVENT_LOG_ENV = "PODNET_UDHCPC_LOG"    # udhcpc_event appends one line per event here
+RESOLV_ENV = "PODNET_RESOLV"           # the namespace's resolv.conf copy udhcpc_event may write
 
 
 def run(*argv: str, check: bool = True, timeout: float = 20.0) -> subprocess.CompletedProcess:
@@ -52,7 +75,12 @@ def run(*argv: str, check: bool = True, timeout: float = 20.0) -> subprocess.Com
     return proc
 
 
+# -- network namespaces -------------------------------------------------------------------------
 def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace ``fd`` refers to.
+
+    ``os.setns`` exists only from Python 3.12; on 3.11 (Debian 12's own) libc's setns(2) does it.
+    """
     if hasattr(os, "setns"):
         os.setns(fd, CLONE_NEWNET)
         return
@@ -62,6 +90,44 @@ def setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
+def netns_path(netns: str) -> str:
+    return netns if netns.startswith("/") else f"/run/netns/{netns}"
+
+
+@contextlib.contextmanager
+def netns_entered(netns: str):
+    """Run the body with this thread in ``netns`` (a name under /run/netns or a path); then return.
+
+    Sockets and file descriptors opened inside stay bound to that namespace afterwards.
+    """
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(netns_path(netns), os.O_RDONLY)
+        try:
+            setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            setns(own)
+    finally:
+        os.close(own)
+
+
+def open_tap(pod_netns: str, tap: str = "tap0") -> int:
+    """Attach to the pod's persistent tap as qemu would: a non-blocking fd that stays bound to it."""
+    with netns_entered(pod_netns):
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", tap.encode(), IFF_TAP | IFF_NO_PI))
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+
+# -- frames ---------------------------------------------------------------------------------------
 def _csum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\x00"
@@ -90,91 +156,172 @@ def complete_l4_checksum(frame: bytes) -> bytes:
     return frame[:start] + bytes(seg) + frame[end:]
 
 
-class Relay:
-    """Copies frames between ``tap`` (in the pod) and the veth ``relay_ifname`` (in the pod, peer in the VM)."""
+def _mac_text(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
 
-    def __init__(self, pod_netns: str, tap: str, relay_ifname: str) -> None:
-        self.pod_netns, self.tap, self.relay_ifname = pod_netns, tap, relay_ifname
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.stop_r, self.stop_w = os.pipe()
-        self.thread = threading.Thread(target=self._run, name="relay", daemon=True)
 
-    def start(self, timeout: float) -> None:
-        self.thread.start()
-        if not self.ready.wait(timeout):
-            raise TimeoutError("the tap relay did not start")
-        if self.error is not None:
-            raise RuntimeError(f"cannot attach to {self.tap} in {self.pod_netns}: {self.error}")
+def dhcp_reply_of(frame: bytes) -> dict | None:
+    """A DHCP server reply (Ethernet/IPv4/UDP to port 68, BOOTREPLY) summarised, else None:
+    ``{"type": option 53, "chaddr", "yiaddr", "dst_mac"}``."""
+    if len(frame) < 14 + 20 + 8 + 240 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        return None
+    udp = 14 + (frame[14] & 0x0F) * 4
+    if len(frame) < udp + 8 + 240 or struct.unpack("!H", frame[udp + 2:udp + 4])[0] != 68:
+        return None
+    bootp = frame[udp + 8:]
+    if bootp[0] != 2 or bootp[236:240] != b"\x63\x82\x53\x63":
+        return None
+    mtype, i = None, 240
+    while i + 1 < len(bootp) and bootp[i] != 255:
+        if bootp[i] == 0:
+            i += 1
+            continue
+        length = bootp[i + 1]
+        if bootp[i] == 53 and length >= 1 and i + 2 < len(bootp):
+            mtype = bootp[i + 2]
+            break
+        i += 2 + length
+    return {"type": mtype, "chaddr": _mac_text(bootp[28:34]), "yiaddr": socket.inet_ntoa(bootp[16:20]),
+            "dst_mac": _mac_text(frame[0:6])}
+
+
+# -- the relay: qemu's part -----------------------------------------------------------------------
+class TapRelay:
+    """Relay frames between ``tap`` in ``pod_netns`` and a veth whose peer ``vm_ifname`` is in ``vm_netns``.
+
+    ``start()`` makes the veth pair (the VM's end carries ``vm_mac`` and ``mtu``) and the relay
+    thread; ``stop()`` ends the thread and deletes the pair. ``frames`` counts relayed frames
+    ``[tap -> VM, VM -> tap]``; ``dhcp_replies`` keeps the last DHCP replies carried to the VM
+    (``dhcp_reply_of``), recorded before the VM can see them.
+    """
+
+    def __init__(self, pod_netns: str, vm_netns: str, vm_mac: str, mtu: int = 1500, tap: str = "tap0",
+                 vm_ifname: str | None = None) -> None:
+        self.pod_netns, self.vm_netns, self.tap = pod_netns, vm_netns, tap
+        self.vm_mac, self.mtu = vm_mac, mtu
+        tag = secrets.token_hex(3)
+        self.vm_ifname = vm_ifname or f"ve{tag}"   # unique by default: dhcpcd keys its files by name
+        self.relay_ifname = f"vr{tag}"
+        self.frames = [0, 0]
+        self.dhcp_replies: collections.deque = collections.deque(maxlen=256)
+        self._thread: threading.Thread | None = None
+        self._stop_r, self._stop_w = os.pipe()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._made_veth = False
+
+    def start(self, timeout: float = 10.0) -> TapRelay:
+        try:
+            run("ip", "-n", self.pod_netns, "link", "add", self.relay_ifname, "mtu", str(self.mtu), "type", "veth",
+                "peer", "name", self.vm_ifname, "netns", self.vm_netns)
+            self._made_veth = True
+            run("ip", "-n", self.vm_netns, "link", "set", self.vm_ifname, "address", self.vm_mac, "mtu", str(self.mtu))
+            run("ip", "-n", self.vm_netns, "link", "set", self.vm_ifname, "up")
+            run("ip", "-n", self.pod_netns, "link", "set", self.relay_ifname, "up")
+            self._thread = threading.Thread(target=self._run, name=f"taprelay-{self.tap}", daemon=True)
+            self._thread.start()
+            if not self._ready.wait(timeout):
+                raise TimeoutError(f"the tap relay on {self.tap} in {self.pod_netns} did not start")
+            if self._error is not None:
+                raise RuntimeError(f"cannot attach to {self.tap} in {self.pod_netns}: {self._error!r}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        os.write(self.stop_w, b"x")
-        self.thread.join(5)
+        if self._thread is not None:
+            os.write(self._stop_w, b"x")
+            self._thread.join(10)
+            self._thread = None
+        for fd in (self._stop_r, self._stop_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._stop_r = self._stop_w = -1
+        if self._made_veth:
+            run("ip", "-n", self.pod_netns, "link", "del", self.relay_ifname, check=False)
+            self._made_veth = False
+
+    def __enter__(self) -> TapRelay:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def _open(self):
-        # setns() moves only this thread; the main thread stays in the node's namespace.
-        fd = os.open(f"/run/netns/{self.pod_netns}", os.O_RDONLY)
-        try:
-            setns(fd)
-        finally:
-            os.close(fd)
-        tun = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-        try:
-            fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", self.tap.encode(), IFF_TAP | IFF_NO_PI))
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        except OSError:
-            os.close(tun)
-            raise
-        sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-        sock.bind((self.relay_ifname, ETH_P_ALL))
-        sock.setblocking(False)
+        # netns_entered() moves only this thread; the caller's thread stays where it was.
+        with netns_entered(self.pod_netns):
+            tun = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+            try:
+                fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", self.tap.encode(), IFF_TAP | IFF_NO_PI))
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            except OSError:
+                os.close(tun)
+                raise
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+                sock.bind((self.relay_ifname, ETH_P_ALL))
+                sock.setblocking(False)
+            except OSError:
+                os.close(tun)
+                sock.close()
+                raise
         return tun, sock
 
     def _run(self) -> None:
         try:
             tun, sock = self._open()
-        except OSError as exc:
-            self.error = exc
-            self.ready.set()
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._ready.set()
             return
-        self.ready.set()
+        self._ready.set()
         sel = selectors.DefaultSelector()
         sel.register(tun, selectors.EVENT_READ, "tun")
         sel.register(sock, selectors.EVENT_READ, "sock")
-        sel.register(self.stop_r, selectors.EVENT_READ, "stop")
+        sel.register(self._stop_r, selectors.EVENT_READ, "stop")
         try:
             while True:
                 for key, _mask in sel.select(1.0):
                     if key.data == "stop":
                         return
                     if key.data == "tun":
-                        self._tap_to_vm(tun, sock)
-                    else:
-                        self._vm_to_tap(tun, sock)
+                        if not self._tap_to_vm(tun, sock):
+                            return
+                    elif not self._vm_to_tap(tun, sock):
+                        return
         finally:
             sel.close()
             os.close(tun)
             sock.close()
 
-    @staticmethod
-    def _tap_to_vm(tun: int, sock: socket.socket) -> None:
+    def _tap_to_vm(self, tun: int, sock: socket.socket) -> bool:
         while True:
             try:
                 frame = os.read(tun, 65536)
             except BlockingIOError:
-                return
+                return True
+            except OSError:
+                return False  # the tap is gone
+            reply = dhcp_reply_of(frame)
+            if reply is not None:
+                self.dhcp_replies.append(reply)
             try:
                 sock.send(frame)
+                self.frames[0] += 1
             except OSError:
                 pass
 
-    @staticmethod
-    def _vm_to_tap(tun: int, sock: socket.socket) -> None:
+    def _vm_to_tap(self, tun: int, sock: socket.socket) -> bool:
         while True:
             try:
                 frame, anc, _flags, addr = sock.recvmsg(65536, socket.CMSG_SPACE(32))
             except BlockingIOError:
-                return
+                return True
+            except OSError:
+                return False
             if addr[2] == PACKET_OUTGOING:
                 continue
             for level, ctype, data in anc:
@@ -183,15 +330,28 @@ class Relay:
                         frame = complete_l4_checksum(frame)
             try:
                 os.write(tun, frame)
+                self.frames[1] += 1
             except OSError:
                 pass
 
 
-# -- the udhcpc script (udhcpc runs this file with the event as argument) ---------------------
+# -- the udhcpc script (udhcpc runs udhcpc_script()'s wrapper, which calls udhcpc_event) ----------
 def udhcpc_event(event: str) -> int:
-    """Apply the lease as busybox's default script would (address, MTU, option 121 or router) and record it."""
+    """Apply the lease as busybox's default script would, and record it.
+
+    Debian ships busybox without /usr/share/udhcpc/default.script. Applied: address and
+    prefix, MTU, option 121 routes (else the router), and DNS and search list into
+    ``$PODNET_RESOLV`` when that is the namespace's bind-mounted /etc/resolv.conf (never the
+    host's). Recorded: the lease as JSON in ``$PODNET_STANDIN_LEASE``; one line per event
+    appended to ``$PODNET_UDHCPC_LOG``. ``gateway`` is only what the lease named.
+    """
     env = os.environ
     iface = env.get("interface", "")
+    log = env.get(EVENT_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{event} ip={env.get('ip', '')} lease={env.get('lease', '')} "
+                         f"serverid={env.get('serverid', '')}\n")
     if event == "deconfig":
         run("ip", "addr", "flush", "dev", iface, check=False)
         run("ip", "link", "set", iface, "up", check=False)
@@ -202,37 +362,77 @@ def udhcpc_event(event: str) -> int:
             run("ip", "link", "set", iface, "mtu", env["mtu"])
         words = env.get("staticroutes", "").split()
         gateway = None
-        for dst, gw in zip(words[::2], words[1::2]):
-            if gw == "0.0.0.0":
-                run("ip", "route", "replace", dst, "dev", iface)
-            else:
-                run("ip", "route", "replace", dst, "via", gw, "dev", iface)
-                if dst == "0.0.0.0/0":
-                    gateway = gw
-        if not words:
+        if words:  # RFC 3442: with option 121 the router option is ignored
+            for dst, gw in zip(words[::2], words[1::2]):
+                if gw == "0.0.0.0":
+                    run("ip", "route", "replace", dst, "dev", iface)
+                else:
+                    run("ip", "route", "replace", dst, "via", gw, "dev", iface)
+                    if dst == "0.0.0.0/0":
+                        gateway = gw
+        else:
             for router in env.get("router", "").split()[:1]:
                 run("ip", "route", "replace", "default", "via", router, "dev", iface)
                 gateway = router
-        with open(env[EVENT_ENV], "w", encoding="utf-8") as handle:
-            json.dump({"ip": env["ip"], "prefixlen": prefix, "gateway": gateway, "mtu": env.get("mtu")}, handle)
+        _write_resolv(env)
+        if env.get(LEASE_ENV):
+            with open(env[LEASE_ENV], "w", encoding="utf-8") as handle:
+                json.dump({"ip": env["ip"], "prefixlen": prefix, "gateway": gateway, "mtu": env.get("mtu"),
+                           "router": env.get("router") or None, "staticroutes": env.get("staticroutes") or None},
+                          handle)
     return 0
 
 
-def _script(directory: str) -> str:
-    path = os.path.join(directory, "udhcpc-script")
-    here = os.path.dirname(os.path.abspath(__file__))
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {here!r})\n"
-                     "import vm_standin\nsys.exit(vm_standin.udhcpc_event(sys.argv[1] if len(sys.argv) > 1 else ''))\n")
-    os.chmod(path, 0o700)
+def _write_resolv(env) -> None:
+    lines = []
+    search = env.get("search") or env.get("domain")
+    if search:
+        lines.append(f"search {search}")
+    lines += [f"nameserver {server}" for server in env.get("dns", "").split()]
+    target = env.get(RESOLV_ENV)  # only the namespace's bind-mounted copy, never the host's
+    if lines and target and os.path.exists(target) and os.path.samefile("/etc/resolv.conf", target):
+        with open("/etc/resolv.conf", "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+
+
+def udhcpc_script(directory) -> str:
+    """Write ``<directory>/udhcpc-script``: run by this interpreter, it calls ``udhcpc_event`` of this file."""
+    path = os.path.join(str(directory), "udhcpc-script")
+    if not os.path.exists(path):
+        here = os.path.abspath(__file__)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(f"#!{sys.executable}\nimport importlib.util, sys\n"
+                         f"spec = importlib.util.spec_from_file_location('podnet_vm_standin', {here!r})\n"
+                         "standin = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(standin)\n"
+                         "sys.exit(standin.udhcpc_event(sys.argv[1] if len(sys.argv) > 1 else ''))\n")
+        os.chmod(path, 0o700)
     return path
 
 
-# -- the stand-in ------------------------------------------------------------------------------
+# -- the stand-in ---------------------------------------------------------------------------------
+def _kernel_mac(netns: str, ifname: str) -> str | None:
+    out = run("ip", "-n", netns, "-j", "link", "show", "dev", ifname, check=False).stdout
+    links = json.loads(out) if out.strip() else []
+    return links[0].get("address") if links else None
+
+
+def _lease(args, tmp: str) -> dict | None:
+    lease_file = os.path.join(tmp, "lease.json")
+    env = dict(os.environ, **{LEASE_ENV: lease_file})
+    tries = max(2, int(args.timeout // 2))
+    subprocess.run(["ip", "netns", "exec", args.vm_netns, "busybox", "udhcpc", "-f", "-q", "-n", "-i", "eth0",
+                    "-t", str(tries), "-T", "1", "-A", "1", "-s", udhcpc_script(tmp)],
+                   capture_output=True, text=True, env=env, timeout=args.timeout + 5, check=False)
+    if not os.path.exists(lease_file):
+        return None
+    with open(lease_file, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def standin(args) -> dict:
-    result = {"vm": args.name, "leased_ip": None, "prefixlen": None, "mac": args.mac, "gateway": None,
-              "gateway_reachable": False}
-    relay_ifname = f"vs{secrets.token_hex(3)}"
+    result = {"vm": args.name, "mode": "static" if args.static else "dhcp", "leased_ip": None, "static_ip": None,
+              "prefixlen": None, "gateway": None, "gateway_reachable": False, "mac": None, "served_mac": None,
+              "frames_to_vm": 0, "frames_from_vm": 0}
     relay = None
     made_netns = False
     with tempfile.TemporaryDirectory(prefix="podnet-standin-") as tmp:
@@ -240,35 +440,30 @@ def standin(args) -> dict:
             run("ip", "netns", "add", args.vm_netns)
             made_netns = True
             run("ip", "-n", args.vm_netns, "link", "set", "lo", "up")
-            run("ip", "-n", args.pod_netns, "link", "add", relay_ifname, "mtu", str(args.mtu), "type", "veth",
-                "peer", "name", "eth0", "netns", args.vm_netns)
-            run("ip", "-n", args.vm_netns, "link", "set", "eth0", "address", args.mac, "mtu", str(args.mtu))
-            run("ip", "-n", args.vm_netns, "link", "set", "eth0", "up")
-            run("ip", "-n", args.pod_netns, "link", "set", relay_ifname, "up")
-            relay = Relay(args.pod_netns, args.tap, relay_ifname)
+            relay = TapRelay(args.pod_netns, args.vm_netns, args.mac, args.mtu, args.tap, vm_ifname="eth0")
             relay.start(args.timeout)
-            lease_file = os.path.join(tmp, "lease.json")
-            env = dict(os.environ, **{EVENT_ENV: lease_file})
-            tries = max(2, int(args.timeout // 2))
-            subprocess.run(["ip", "netns", "exec", args.vm_netns, "busybox", "udhcpc", "-f", "-q", "-n", "-i", "eth0",
-                            "-t", str(tries), "-T", "1", "-A", "1", "-s", _script(tmp)],
-                           capture_output=True, text=True, env=env, timeout=args.timeout + 5, check=False)
-            if os.path.exists(lease_file):
-                with open(lease_file, encoding="utf-8") as handle:
-                    lease = json.load(handle)
-                result.update(leased_ip=lease["ip"], prefixlen=lease["prefixlen"], gateway=lease["gateway"])
-            gateway = result["gateway"] or args.gateway
-            result["gateway"] = gateway
-            if gateway and result["leased_ip"]:
+            if args.static:
+                iface = ipaddress.IPv4Interface(args.static)
+                run("ip", "-n", args.vm_netns, "addr", "add", str(iface), "dev", "eth0")
+                run("ip", "-n", args.vm_netns, "route", "add", "default", "via", args.static_gateway, "dev", "eth0")
+                result.update(static_ip=str(iface.ip), prefixlen=iface.network.prefixlen, gateway=args.static_gateway)
+            else:
+                lease = _lease(args, tmp)
+                if lease is not None:
+                    result.update(leased_ip=lease["ip"], prefixlen=lease["prefixlen"], gateway=lease["gateway"])
+                acks = [r for r in list(relay.dhcp_replies) if r["type"] == DHCPACK]
+                result["served_mac"] = acks[-1]["chaddr"] if acks else None
+            result["mac"] = _kernel_mac(args.vm_netns, "eth0")
+            if result["gateway"] and (result["leased_ip"] or result["static_ip"]):
                 ping = run("ip", "netns", "exec", args.vm_netns, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-w",
-                           str(max(3, int(args.timeout // 3))), gateway, check=False, timeout=args.timeout)
+                           str(max(3, int(args.timeout // 3))), result["gateway"], check=False, timeout=args.timeout)
                 result["gateway_reachable"] = "bytes from" in ping.stdout
-        except (OSError, RuntimeError, subprocess.TimeoutExpired, TimeoutError) as exc:
+        except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired, TimeoutError) as exc:
             result["error"] = str(exc)
         finally:
             if relay is not None:
                 relay.stop()
-            run("ip", "-n", args.pod_netns, "link", "del", relay_ifname, check=False)
+                result["frames_to_vm"], result["frames_from_vm"] = relay.frames
             if made_netns:
                 run("ip", "netns", "del", args.vm_netns, check=False)
     return result
@@ -282,12 +477,16 @@ def main(argv=None) -> int:
     parser.add_argument("--tap", default="tap0")
     parser.add_argument("--mtu", type=int, default=1500)
     parser.add_argument("--name", default="vm")
-    parser.add_argument("--gateway", default=None, help="ping this when the lease names no gateway")
+    parser.add_argument("--static", metavar="ADDRESS/PREFIX",
+                        help="no DHCP: give the VM this address (Ethernet-only VMs) and ping --static-gateway")
+    parser.add_argument("--static-gateway", metavar="ADDRESS", help="the default gateway with --static")
     parser.add_argument("--timeout", type=float, default=20.0, help="bound for the lease and for the ping")
     args = parser.parse_args(argv)
+    if bool(args.static) != bool(args.static_gateway):
+        parser.error("--static and --static-gateway go together")
     result = standin(args)
     sys.stdout.write(json.dumps(result) + "\n")
-    return 0 if result["leased_ip"] and result["gateway_reachable"] else 1
+    return 0 if (result["leased_ip"] or result["static_ip"]) and result["gateway_reachable"] else 1
 
 
 if __name__ == "__main__":

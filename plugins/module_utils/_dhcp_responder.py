@@ -166,10 +166,12 @@ class TokenBucket:
 
     __slots__ = ("rate", "burst", "tokens", "stamp")
 
-    def __init__(self, rate: float = FRAMES_PER_SECOND, burst: float = FRAME_BURST) -> None:
+    def __init__(self, rate: float, burst: float) -> None:
         self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
 
     def take(self, now: float) -> bool:
+        if self.rate <= 0:
+            return True  # unlimited (--frame-rate 0)
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1.0:
@@ -227,7 +229,7 @@ class Pod:
         # The gateway: the VM's unicast renewal at T1 goes towards it through the tap,
         # where our packet socket sees it. Without a gateway, the VM's own address side.
         self.server_id = server_identifier(decl)
-        self.bucket = TokenBucket()
+        self.bucket = TokenBucket(FRAMES_PER_SECOND, FRAME_BURST)
         self.resume_at = None  # set while the socket is paused for sending too much
         self.log_budget = LineBudget()
         self.mtu = decl.get("mtu") or 1500
@@ -305,7 +307,9 @@ class Pod:
 
 
 class Responder:
-    def __init__(self, run_dir: str, rescan_interval: float = RESCAN_INTERVAL) -> None:
+    def __init__(self, run_dir: str, rescan_interval: float = RESCAN_INTERVAL,
+                 frame_rate: float = FRAMES_PER_SECOND, frame_burst: float = FRAME_BURST) -> None:
+        self.frame_rate, self.frame_burst = frame_rate, max(1.0, frame_burst)
         self.run_dir = run_dir
         rundir.ensure_dirs(run_dir)
         self.leases_dir = os.path.join(run_dir, rundir.LEASES)
@@ -388,7 +392,8 @@ class Responder:
             st = os.stat(path)
         except OSError:
             return
-        file_id = (st.st_ino, st.st_mtime_ns, st.st_size)
+        # ctime, mode and owner too: a chmod that makes a file untrusted changes nothing else.
+        file_id = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_mode, st.st_uid)
         pod = self.pods.get(key)
         if (pod is not None and pod.file_id == file_id) or self.bad_files.get(key) == file_id:
             return
@@ -409,6 +414,7 @@ class Responder:
         if pod is not None:
             self.forget(pod, "declaration changed", quiet=True)
         pod = Pod(key, decl, file_id)
+        pod.bucket = TokenBucket(self.frame_rate, self.frame_burst)
         pod.state = rundir.read_lease_state(self.run_dir, key) or {}
         if pod.state.get("vm_mac") != decl["vm_mac"] or pod.state.get("ip") != decl["ip"]:
             pod.state = {}
@@ -580,7 +586,7 @@ class Responder:
         except (KeyError, ValueError):
             pass
         self.paused[pod.key] = pod
-        self.log_line(pod, "paused: more than %g DHCP frames a second" % FRAMES_PER_SECOND)
+        self.log_line(pod, "paused: more than %g DHCP frames a second" % self.frame_rate)
 
     def resume_paused(self, now: float) -> None:
         for key, pod in list(self.paused.items()):
@@ -873,6 +879,9 @@ def main(argv=None) -> int:
                         help="rotate the log file at this size (0: never)")
     parser.add_argument("--log-backups", type=int, default=LOG_BACKUPS, help="rotated log files kept")
     parser.add_argument("--rescan-interval", type=float, default=RESCAN_INTERVAL)
+    parser.add_argument("--frame-rate", type=float, default=FRAMES_PER_SECOND,
+                        help="DHCP frames a second one pod may send before it is paused (0: no limit)")
+    parser.add_argument("--frame-burst", type=float, default=FRAME_BURST, help="frames a pod may send at once")
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("--ensure-daemon", action="store_true",
                         help="start a detached responder unless one holds --pidfile, print 'started PID' or "
@@ -897,7 +906,7 @@ def main(argv=None) -> int:
     try:
         if args.pidfile:
             pidfile = _Pidfile(args.pidfile)
-        responder = Responder(os.path.abspath(args.run_dir), args.rescan_interval)
+        responder = Responder(os.path.abspath(args.run_dir), args.rescan_interval, args.frame_rate, args.frame_burst)
         responder.event_stream = handler.stream
         if args.log_file:
             responder.log_handler = handler

@@ -12,16 +12,16 @@ import signal
 import subprocess
 import sys
 
-from pathlib import Path
 
 import pytest
 
+from lib.bindings import make_binding  # noqa: F401  (test_pod_bridge*.py import it from here)
 from lib.netlab import NetLab
-from lib.taprelay import wait_for
+from lib.paths import COLLECTIONS_ROOT
+from lib.waiting import wait_for
 
 IS_ROOT = os.geteuid() == 0
 SUBPROCESS_TIMEOUT = 60
-COLLECTIONS_ROOT = Path(__file__).resolve().parents[2] / ".build" / "pytest-collections"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,16 +43,6 @@ def lab():
 def run_dir(tmp_path):
     path = tmp_path / "run"
     return str(path)
-
-
-def make_binding(pod_interface="eth0", tap="tap0", delegate_ip=True, **overrides):
-    binding = {
-        "interface": "default", "network": "default", "backend": "pod", "connection": "bridge",
-        "delegate_ip": delegate_ip, "connectivity": "ip" if delegate_ip else "ethernet",
-        "pod_interface": pod_interface, "bridge": "k6t-" + pod_interface, "tap": tap,
-    }
-    binding.update(overrides)
-    return binding
 
 
 _RUNNER = """
@@ -95,7 +85,7 @@ def node(tmp_path):
         "podnet_hosts": "localhost",
     }
     yield paths
-    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import running_pid
+    from ansible_collections.virtnet.podnet.plugins.module_utils._responder_control import running_pid
     pidfile = os.path.join(paths["node_run_dir"], "podnet-dhcpd.pid")
     pid = running_pid(pidfile)
     if pid and pid > 0:

@@ -19,8 +19,12 @@ import subprocess
 import pytest
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_codec import inet_checksum
+from lib import plumbing
+from lib.bindings import make_binding
+from lib.dhcpwire import client_frame, read_reply
 from lib.netlab import NetLab, sh
-from lib.taprelay import ResponderProcess, TapRelay, client_frame, open_tap, plumb_pod, read_reply, udhcpc_script
+from lib.responder import ResponderProcess
+from lib.standin import TapRelay, open_tap, udhcpc_script
 
 pytestmark = [pytest.mark.root, pytest.mark.dhcp_client, pytest.mark.slow]
 
@@ -91,8 +95,11 @@ def test_malformed_frames_never_stop_the_responder(tmp_path):
     os.makedirs(run_dir, mode=0o700)
     with NetLab() as lab:
         pod = lab.add_pod()
-        decl = plumb_pod(pod, run_dir)
-        with ResponderProcess(run_dir) as responder:
+        decl = plumbing.plumb(pod.netns, make_binding(), run_dir, dns_servers=["10.96.0.10"],
+                              search_domains=["default.svc.cluster.local"], hostname="vm1")
+        assert decl["vm_mac"] == pod.mac and decl["ip"] == pod.ip
+        # No frame-rate limit: every malformed frame must reach the parser (the limit has its own tests).
+        with ResponderProcess(run_dir, extra_args=("--frame-rate", "0")) as responder:
             responder.wait_serving(decl["key"])
             fd = open_tap(pod.netns)
             written = failed = probes = 0

@@ -1,9 +1,11 @@
 """podnet-dhcpd against real DHCP clients in real namespaces.
 
 Each test builds its own lab (NetLab: unique namespace names, deleted even on failure),
-its own run dir under tmp_path, its own responder process and a tap relay standing in for
-qemu. Clients run in the "VM" namespace with their stock scripts (busybox udhcpc has none
-on Debian: tests/lib/udhcpc_script.py), inside ``unshare --uts`` so a client's hostname
+its own run dir under tmp_path, its own responder process, pods plumbed by the real
+plumbing (``vm_pod_bridge``'s entry point, in-process: tests/lib/plumbing.py) and the VM
+stand-in's tap relay in place of qemu (playbooks/files/vm_standin.py, via tests/lib/standin.py).
+Clients run in the "VM" namespace with their stock scripts (busybox udhcpc has none on
+Debian: the stand-in's ``udhcpc_script``), inside ``unshare --uts`` so a client's hostname
 hook can never rename the host, and with /etc/netns/<vm>/resolv.conf in place so their
 resolv.conf writes land in the namespace's copy, never the host's.
 """
@@ -27,14 +29,21 @@ from pathlib import Path
 
 import pytest
 
+from lib import plumbing
+from lib.bindings import make_binding
+from lib.dhcpwire import client_frame, read_reply
 from lib.netlab import NetLab, link_exists, sh
-from lib.taprelay import (ResponderProcess, TapRelay, client_frame, declaration_for, lease_state, open_tap, plumb_pod,
-                          read_reply, set_filters, udhcpc_script, wait_for, write_declaration)
+from lib.paths import STANDIN
+from lib.responder import ResponderProcess, lease_state
+from lib.standin import TapRelay, netns_entered, open_tap, udhcpc_script
+from lib.waiting import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dhcp_client]
 
 CLIENT_TIMEOUT = 40
-CLONE_NEWNET = 0x40000000
+# The DHCP extras every pod of these tests is plumbed with (vm_pod_bridge's options).
+DHCP_EXTRAS = {"dns_servers": ["10.96.0.10"], "search_domains": ["default.svc.cluster.local", "svc.cluster.local"],
+               "hostname": "vm1", "lease_time": 3600}
 
 if os.geteuid() != 0:
     pytest.skip("needs root: network namespaces, taps, packet sockets", allow_module_level=True)
@@ -77,9 +86,15 @@ class Env:
     def start_responder(self) -> ResponderProcess:
         return self.responder.start()
 
-    def pod_with_vm(self, calico: bool = False, vm_mac: str | None = None, **decl):
+    def plumb(self, pod, **options) -> dict:
+        """The pod plumbed by the real plumbing; returns the module's result (``key``, ``lease_path``, ...)."""
+        result = plumbing.plumb(pod.netns, make_binding(), self.run_dir, **dict(DHCP_EXTRAS, **options))
+        assert result["vm_mac"] == pod.mac and result["ip"] == pod.ip and result["gateway"] == pod.gateway, result
+        return result
+
+    def pod_with_vm(self, calico: bool = False, vm_mac: str | None = None, **options):
         pod = self.lab.add_pod(calico=calico)
-        declaration = plumb_pod(pod, self.run_dir, **decl)
+        declaration = self.plumb(pod, **options)
         vm = self.lab.add_namespace(f"vm{len(self.lab.pods)}")
         relay = TapRelay(pod.netns, vm, vm_mac or pod.mac, pod.mtu).start()
         self._stack.append(relay.stop)
@@ -297,16 +312,9 @@ def test_foreign_mac_gets_nothing(env):
 @contextmanager
 def packet_capture(netns: str, ifname: str):
     """Count UDP 67/68 frames on ``ifname`` in ``netns`` (a packet socket opened there)."""
-    own = os.open("/proc/self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-    try:
-        os.setns(target, CLONE_NEWNET)
+    with netns_entered(netns):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
         sock.bind((ifname, 0x0003))
-    finally:
-        os.setns(own, CLONE_NEWNET)
-        os.close(own)
-        os.close(target)
     sock.settimeout(0.2)
     seen: list[bytes] = []
     stop = threading.Event()
@@ -351,16 +359,9 @@ def test_vm_dhcp_stays_inside_the_pod(env):
         rogue = codec.build_frame("02:00:00:00:00:99", pod.mac, "10.244.250.250", "255.255.255.255",
                                   codec.encode_message({"xid": 0x5EED, "chaddr": pod.mac, "yiaddr": "10.244.250.99"},
                                                        [(53, codec.OFFER), (54, "10.244.250.250")]))
-        own = os.open("/proc/self/ns/net", os.O_RDONLY)
-        target = os.open(f"/run/netns/{env.lab.node}", os.O_RDONLY)
-        try:
-            os.setns(target, CLONE_NEWNET)
+        with netns_entered(env.lab.node):
             tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
             tx.bind((pod.host_veth, 0))
-        finally:
-            os.setns(own, CLONE_NEWNET)
-            os.close(own)
-            os.close(target)
         marker = struct.pack("!I", 0x5EED)
 
         def rogue_seen():
@@ -375,7 +376,7 @@ def test_vm_dhcp_stays_inside_the_pod(env):
             assert not rogue_seen(), "a cluster-side DHCP reply reached the VM"
             assert node_side == [], f"{len(node_side)} DHCP frames left the pod towards the node"
             # Control: without the filters the same frame does reach the VM (the test can fail).
-            set_filters(pod.netns, False)
+            assert plumbing.set_dhcp_filters(pod.netns, False)["changed"]
             tx.send(rogue)
             wait_for(rogue_seen, 10, what="the rogue reply to reach the VM without filters")
 
@@ -408,11 +409,13 @@ def test_inform_release_decline_and_other_server(env):
 
 
 def test_pods_learned_and_forgotten_without_restart(env):
-    env.start_responder()
     pod = env.lab.add_pod()
-    decl = plumb_pod(pod, env.run_dir, declare=False)
+    # Plumbed for real, but its lease declaration taken back before the responder starts:
+    # the test hands it over to a running responder itself.
+    decl = plumbing.take_declaration(env.run_dir, env.plumb(pod)["key"])
+    env.start_responder()
     assert f"pod={decl['key']}" not in env.responder.log()
-    write_declaration(env.run_dir, decl)
+    plumbing.write_declaration(env.run_dir, decl)
     env.responder.wait_serving(decl["key"], timeout=5)
     fd = open_tap(pod.netns)  # the VM side: one DISCOVER, so there is lease state
     try:
@@ -425,8 +428,7 @@ def test_pods_learned_and_forgotten_without_restart(env):
     env.responder.wait_log(f"pod={decl['key']} mac={pod.mac} ip={pod.ip} forgotten: declaration withdrawn", 10)
     assert lease_state(env.run_dir, decl["key"]) == {}
     # An invalid declaration is reported, not served, and does not stop the service.
-    bad = declaration_for(pod, search_domains=["ok.example", "-bad-.example"])
-    bad["key"] = "broken__eth0"
+    bad = dict(decl, search_domains=["ok.example", "-bad-.example"], key="broken__eth0")
     Path(env.run_dir, "leases", "broken__eth0.json").write_text(json.dumps(bad))
     env.responder.wait_log("pod=broken__eth0 ignoring lease declaration: invalid", 10)
     assert env.responder.proc.poll() is None
@@ -435,7 +437,7 @@ def test_pods_learned_and_forgotten_without_restart(env):
 def test_deleted_namespace_is_released_not_held(env):
     env.start_responder()
     pod = env.lab.add_pod()
-    decl = plumb_pod(pod, env.run_dir)
+    decl = env.plumb(pod)
     env.responder.wait_serving(decl["key"])
     assert link_exists(env.lab.node, pod.host_veth)
     sh("ip", "netns", "del", pod.netns)
@@ -448,7 +450,7 @@ def test_deleted_namespace_is_released_not_held(env):
 def test_deleted_tap_closes_the_socket(env):
     env.start_responder()
     pod = env.lab.add_pod()
-    decl = plumb_pod(pod, env.run_dir)
+    decl = env.plumb(pod)
     env.responder.wait_serving(decl["key"])
     sh("ip", "-n", pod.netns, "link", "del", "tap0")
     env.responder.wait_log(f"pod={decl['key']} mac={pod.mac} ip={pod.ip} socket closed: socket error", 10)
@@ -461,16 +463,9 @@ class ScriptedClient:
     """A DHCP client in a few lines: a packet socket on the VM's interface."""
 
     def __init__(self, vm: str, ifname: str, mac: str) -> None:
-        own = os.open("/proc/self/ns/net", os.O_RDONLY)
-        target = os.open(f"/run/netns/{vm}", os.O_RDONLY)
-        try:
-            os.setns(target, CLONE_NEWNET)
+        with netns_entered(vm):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
             self.sock.bind((ifname, 0x0800))
-        finally:
-            os.setns(own, CLONE_NEWNET)
-            os.close(own)
-            os.close(target)
         self.mac = mac
         self.xid = secrets.randbits(32)
 
@@ -528,8 +523,9 @@ def test_calico_renewal_reaches_the_responder(env):
 def test_untrusted_declaration_is_ignored(env):
     env.start_responder()
     pod = env.lab.add_pod()
-    decl = plumb_pod(pod, env.run_dir, declare=False)
-    path = write_declaration(env.run_dir, decl)
+    decl = env.plumb(pod)
+    path = decl["lease_path"]
+    assert os.stat(path).st_mode & 0o777 == 0o600  # as the module wrote it: trusted
     env.responder.wait_serving(decl["key"], timeout=5)
     os.chmod(path, 0o666)  # anyone could now hand out addresses: no longer trusted
     env.responder.hup()
@@ -551,7 +547,7 @@ def test_second_responder_on_the_same_pidfile_refuses(env):
 
 
 def test_spawn_daemon_detached_and_idempotent(env):
-    from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_control as responder
     pidfile = str(env.tmp / "daemon.pid")
     log_file = str(env.tmp / "daemon.log")
     assert responder.running_pid(pidfile) is None
@@ -561,7 +557,7 @@ def test_spawn_daemon_detached_and_idempotent(env):
         assert os.getsid(pid) == pid  # its own session: survives the caller
         assert responder.spawn_daemon(env.run_dir, pidfile, log_file) == pid  # already running: no second one
         pod = env.lab.add_pod()
-        decl = plumb_pod(pod, env.run_dir)
+        decl = env.plumb(pod)
         wait_for(lambda: f"pod={decl['key']} mac={pod.mac} ip={pod.ip} serving on tap0" in Path(log_file).read_text(),
                  10, what="daemon serving the pod")
     finally:
@@ -575,7 +571,9 @@ def test_filters_idempotent_removable_and_tolerant(env):
     from ansible_collections.virtnet.podnet.plugins.module_utils._netns import entered
     from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
     pod = env.lab.add_pod()
-    plumb_pod(pod, env.run_dir, filters=False, declare=False)
+    env.plumb(pod)
+    # The module installed the filters; this test installs and removes them itself, so they go first.
+    assert plumbing.set_dhcp_filters(pod.netns, False) == {"changed": True, "tap": "removed", "pod_interface": "removed"}
     with pytest.raises(PodnetError, match="from inside the pod's namespace"):
         filters.install_dhcp_filters(object(), "tap0", "eth0")  # never the node's own links
     with entered(pod.netns) as (ipr, _path, _inode):
@@ -605,17 +603,12 @@ def test_filters_idempotent_removable_and_tolerant(env):
 @pytest.mark.parametrize("calico", [False, True], ids=["flannel", "calico"])
 def test_end_to_end_with_vm_pod_bridge(env, calico):
     """The contract between the two halves: vm_pod_bridge's declaration, served to a real client."""
-    bridge = pytest.importorskip("ansible_collections.virtnet.podnet.plugins.module_utils._pod_bridge")
-    if not hasattr(bridge, "present"):
-        pytest.skip("vm_pod_bridge has no present() yet")
-    binding = {"interface": "default", "network": "default", "backend": "pod", "connection": "bridge",
-               "delegate_ip": True, "connectivity": "ip", "pod_interface": "eth0", "bridge": "k6t-eth0", "tap": "tap0"}
     env.start_responder()
     pod = env.lab.add_pod(calico=calico)
-    result = bridge.present({"netns": pod.netns, "binding": binding, "run_dir": env.run_dir,
-                             "dns_servers": ["10.96.0.10"], "search_domains": ["default.svc.cluster.local"],
-                             "hostname": "vm1", "lease_time": 3600})
-    set_filters(pod.netns, True)  # until vm_pod_bridge installs them itself
+    result = plumbing.plumb(pod.netns, make_binding(), env.run_dir, dns_servers=["10.96.0.10"],
+                            search_domains=["default.svc.cluster.local"], hostname="vm1", lease_time=3600)
+    # The module installed the DHCP filters itself; nothing is added behind its back.
+    assert plumbing.dhcp_filters_present(pod.netns) == {"tap": True, "pod_interface": True}
     env.responder.wait_serving(result["key"])
     vm = env.lab.add_namespace("vm")
     relay = TapRelay(pod.netns, vm, pod.mac, pod.mtu).start()
@@ -628,5 +621,51 @@ def test_end_to_end_with_vm_pod_bridge(env, calico):
             proc.wait(10)
     finally:
         relay.stop()
-    bridge.absent({"netns": pod.netns, "binding": binding, "run_dir": env.run_dir})
+    plumbing.unplumb(pod.netns, make_binding(), env.run_dir)
     env.responder.wait_log(f"pod={result['key']} mac={pod.mac} ip={pod.ip} forgotten: declaration withdrawn", 10)
+
+
+def run_standin(pod, vm_netns: str, timeout: float = 20.0) -> tuple[int, dict]:
+    """playbooks/files/vm_standin.py as the demo and molecule run it: a script, its JSON line, its exit status."""
+    proc = subprocess.run([sys.executable, str(STANDIN), "--pod-netns", pod.netns, "--vm-netns", vm_netns,
+                           "--mac", pod.mac, "--mtu", str(pod.mtu), "--name", "vm-test", "--timeout", str(timeout)],
+                          capture_output=True, text=True, timeout=timeout * 3 + 30, check=False)
+    lines = proc.stdout.strip().splitlines()
+    assert lines, proc.stderr
+    return proc.returncode, json.loads(lines[-1])
+
+
+@pytest.mark.parametrize("calico", [False, True], ids=["flannel", "calico"])
+def test_standin_reports_what_the_lease_and_the_wire_said(env, calico):
+    pod = env.lab.add_pod(calico=calico)
+    result = env.plumb(pod)
+    env.start_responder()
+    env.responder.wait_serving(result["key"])
+    vm_netns = f"{env.lab.prefix}-standin-{env.lab.tag}"
+    env.lab.namespaces.append(vm_netns)  # the stand-in deletes it; the lab too if it could not
+    code, seen = run_standin(pod, vm_netns)
+    assert code == 0, seen
+    assert seen["leased_ip"] == pod.ip and seen["prefixlen"] == pod.prefixlen, seen
+    assert seen["gateway"] == pod.gateway and seen["gateway_reachable"] is True, seen
+    # Not echoes of --mac: the kernel's MAC of the VM's NIC, and the chaddr of the ACK the relay carried.
+    assert seen["mac"] == pod.mac and seen["served_mac"] == pod.mac, seen
+    assert seen["frames_to_vm"] > 0 and seen["frames_from_vm"] > 0, seen
+    assert lease_state(env.run_dir, result["key"]).get("state") == "bound"
+    assert not os.path.exists(f"/run/netns/{vm_netns}")
+
+
+def test_standin_without_router_reports_no_gateway(env):
+    """A lease with neither option 3 nor 121: the stand-in must say "no gateway", never guess one."""
+    pod = env.lab.add_pod()
+    key = env.plumb(pod)["key"]
+    # Plumbed for real; then its declaration loses the gateway and the routes, the one thing this test needs.
+    decl = plumbing.take_declaration(env.run_dir, key)
+    plumbing.write_declaration(env.run_dir, dict(decl, gateway=None, routes=[]))
+    env.start_responder()
+    env.responder.wait_serving(key)
+    vm_netns = f"{env.lab.prefix}-standin-{env.lab.tag}"
+    env.lab.namespaces.append(vm_netns)
+    code, seen = run_standin(pod, vm_netns, timeout=10)
+    assert seen["leased_ip"] == pod.ip and seen["served_mac"] == pod.mac, seen
+    assert seen["gateway"] is None and seen["gateway_reachable"] is False, seen
+    assert code == 1

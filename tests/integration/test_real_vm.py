@@ -19,10 +19,12 @@ import shutil
 
 import pytest
 
-from integration.conftest import IS_ROOT, make_binding
-from lib import vm_image
+from integration.conftest import IS_ROOT
+from lib import plumbing, vm_image
+from lib.bindings import make_binding
 from lib.netlab import NetLab, ip_json, link
-from lib.taprelay import ResponderProcess, lease_state, wait_for
+from lib.responder import ResponderProcess, lease_state
+from lib.waiting import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -30,8 +32,6 @@ if not IS_ROOT:
     pytest.skip("needs root: network namespaces, taps", allow_module_level=True)
 if shutil.which(vm_image.QEMU) is None:
     pytest.skip(f"{vm_image.QEMU} not found: install qemu-system-x86 (tools/system_deps_vm.sh)", allow_module_level=True)
-
-from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge  # noqa: E402  (root-only import)
 
 # A boot to lease takes seconds; the no-lease VM waits out udhcpc's 5 tries x 2 s on top.
 BOOT_TIMEOUT = 120
@@ -53,8 +53,7 @@ class Env:
 
     def plumb(self, calico: bool = False):
         pod = self.lab.add_pod(calico=calico)
-        result = _pod_bridge.run({"netns": pod.netns, "binding": make_binding(), "run_dir": self.run_dir,
-                                  "state": "present"})
+        result = plumbing.plumb(pod.netns, make_binding(), self.run_dir)
         assert result["changed"] and result["vm_mac"] == pod.mac and result["ip"] == pod.ip
         return pod, result
 
