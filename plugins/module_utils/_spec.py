@@ -4,6 +4,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Private to this collection: the VM network spec, its validation, and the plan.
 
+``build_plan`` plans one VM object; ``validate_binding`` checks one plan entry handed back
+by a user. The batch form (many VMs with their pod namespaces) is ``_vm_batch``.
+
 One place knows the schema of ``spec.devices.interfaces`` and ``spec.networks``.
 Backends and connection methods are entries in two registries (``BACKENDS``,
 ``CONNECTIONS``): supporting a new one is a local addition there.
@@ -332,13 +335,15 @@ def validate_pod_names(pod_interface, tap, errors):
         errors.append(SpecError("tap", f"{tap!r} is also the pod interface's name", "a different name"))
 
 
-def _fail(errors, subject="VM spec"):
+def raise_invalid(errors, subject="VM spec", scope=""):
+    """Raise one ``PodnetError`` listing ``errors`` (``SpecError``s): the first MAX_LISTED_ERRORS in
+    ``msg``, all of them as dicts in ``errors``. ``scope`` follows the count (" in 2 of 4 VMs")."""
     listed = [str(e) for e in errors[:MAX_LISTED_ERRORS]]
     more = len(errors) - len(listed)
     if more > 0:
         listed.append(f"... and {more} more")
     count = f"{len(errors)} error" + ("s" if len(errors) != 1 else "")
-    raise PodnetError(f"invalid {subject} ({count}): " + "; ".join(listed), errors=[e.as_dict() for e in errors])
+    raise PodnetError(f"invalid {subject} ({count}{scope}): " + "; ".join(listed), errors=[e.as_dict() for e in errors])
 
 
 def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
@@ -352,7 +357,7 @@ def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
     pod_names_valid = not errors
     interfaces, networks = _section(vm, errors)
     if not isinstance(vm, Mapping):
-        _fail(errors)
+        raise_invalid(errors)
 
     has_interfaces = interfaces is not None and interfaces != []
     has_networks = networks is not None and networks != []
@@ -414,7 +419,7 @@ def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
         plan.append(entry)
 
     if errors:
-        _fail(errors)
+        raise_invalid(errors)
     return plan
 
 
@@ -431,8 +436,8 @@ def validate_binding(binding):
     """
     errors = []
     if not isinstance(binding, Mapping):
-        _fail([SpecError("binding", f"must be one entry of vm_network_plan's plan, got {describe(binding)}")],
-              subject="binding")
+        raise_invalid([SpecError("binding", f"must be one entry of vm_network_plan's plan, got {describe(binding)}")],
+                      subject="binding")
     for key in binding:
         if key not in BINDING_KEYS:
             errors.append(SpecError(f"binding.{_key_text(key)}", "unknown key (not produced by vm_network_plan)",
@@ -441,7 +446,7 @@ def validate_binding(binding):
         if key not in binding:
             errors.append(SpecError(f"binding.{key}", "is missing (use an entry of vm_network_plan's plan)"))
     if errors:
-        _fail(errors, subject="binding")
+        raise_invalid(errors, subject="binding")
 
     for key in ("interface", "network"):
         value = binding[key]
@@ -468,27 +473,5 @@ def validate_binding(binding):
         errors.append(SpecError("binding.bridge", f"{describe(binding['bridge'])} is not derived from the pod interface",
                                 repr(BRIDGE_PREFIX + str(pod_interface))))
     if errors:
-        _fail(errors, subject="binding")
+        raise_invalid(errors, subject="binding")
     return {key: binding[key] for key in BINDING_KEYS}
-
-
-def build_plans(vms, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
-    """Plan many VMs at once; fail, before anything is planned, listing every error of every VM.
-
-    Returns ``[{"vm_name": ..., "plan": [...]}]`` in the order given. Errors carry a ``vm``
-    key (the VM's metadata.name, or ``vms[i]`` when it has none) so that the one message
-    names the VM each violation belongs to.
-    """
-    if not isinstance(vms, list):
-        _fail([SpecError("vms", f"must be a list of VM objects, got {describe(vms)}")], subject="VM list")
-    results, errors, invalid = [], [], 0
-    for index, vm in enumerate(vms):
-        label = vm_name(vm) or f"vms[{index}]"
-        try:
-            results.append({"vm_name": vm_name(vm), "plan": build_plan(vm, pod_interface=pod_interface, tap=tap)})
-        except PodnetError as exc:
-            invalid += 1
-            errors.extend(SpecError(f"{label}: {e['path']}", e["msg"], e["allowed"]) for e in exc.details["errors"])
-    if errors:
-        _fail(errors, subject=f"VM specs in {invalid} of {len(vms)} VMs")
-    return results

@@ -19,6 +19,9 @@ description:
     connected by C(bridge) with C(delegateIp) to the network C(default) with the C(pod) backend.
   - Every violation is reported at once, each naming the field's path and what is allowed there.
   - Other parts of the VM object (metadata, disks, domain) are accepted untouched.
+  - The batch form O(vms) takes the VMs of a node with their pod namespaces, as the
+    C(virtnet.podnet.vm_network) role's C(vm_network_vms), checks them all and returns RV(pods),
+    ready for the O(virtnet.podnet.vm_pod_bridge#module:pods) option of M(virtnet.podnet.vm_pod_bridge).
   - Never changes anything on the host.
 author:
   - virtnet.podnet contributors (@virtnet)
@@ -31,8 +34,10 @@ attributes:
     description: There is nothing to compare; the module reads its input only.
   platform:
     support: full
-    platforms: all
-    description: Pure validation, runs on any host.
+    platforms: posix
+    description:
+      - With O(vm), pure validation that runs on any host.
+      - With O(vms), run it on the node of the pods - it looks at their namespace files (read only).
 options:
   vm:
     description:
@@ -42,12 +47,31 @@ options:
     type: raw
   vms:
     description:
-      - Many VM objects, planned in one call (one task for a whole node instead of one per VM).
-      - If any VM is invalid, the module fails before returning any plan, listing every error
-        of every VM, each prefixed with the VM's C(metadata.name) (or C(vms[N]) without one).
+      - The VMs of a node with their pods, planned and checked in one call (one task for a whole node
+        instead of one per VM). Each entry is a mapping with C(vm) (the VM object, as O(vm)) and C(netns)
+        (its pod's network namespace, a name under C(/run/netns) or an absolute path such as
+        C(/proc/PID/ns/net)), and optionally the per-pod options C(dns_servers), C(search_domains),
+        C(hostname), C(lease_time), C(tap_uid), C(tap_gid), C(multiqueue) and C(pod_mac) of
+        M(virtnet.podnet.vm_pod_bridge), which are passed on in RV(pods).
+      - Every entry needs its own namespace - two entries naming the same one, even under two
+        spellings (C(pod1), C(/run/netns/pod1) and C(/proc/PID/ns/net) of the same pod, compared by the
+        namespace files' device and inode), are refused; with O(state=present) the namespace must exist.
+      - If any entry is invalid, the module fails before returning anything, listing every error of
+        every entry, each prefixed with the VM's C(metadata.name) and the entry's index (C(vm1 (vms[0]))),
+        or the index alone.
       - Exactly one of O(vm) and O(vms) is required.
     type: list
     elements: raw
+  state:
+    description:
+      - With O(vms), the state the pods are planned for, as M(virtnet.podnet.vm_pod_bridge)'s
+        O(virtnet.podnet.vm_pod_bridge#module:state).
+      - V(absent) accepts a namespace that no longer exists (a pod deleted before its VM was
+        disconnected); M(virtnet.podnet.vm_pod_bridge) then only clears its records.
+      - Ignored with O(vm).
+    type: str
+    choices: [present, absent]
+    default: present
   pod_interface:
     description:
       - The name of the pod's interface that the VM's interface is bridged to.
@@ -63,6 +87,8 @@ notes:
   - Today exactly one interface is supported, and it must be connected to a C(pod) network.
   - C(bridge.delegateIp) defaults to C(false) on an explicitly listed interface (Ethernet connectivity);
     the default interface uses C(delegateIp=true) (IP connectivity).
+  - The per-pod options in O(vms) are type-checked and converted as M(virtnet.podnet.vm_pod_bridge) does;
+    their values (addresses, MACs) are validated by M(virtnet.podnet.vm_pod_bridge), before it touches any pod.
 seealso:
   - module: virtnet.podnet.vm_pod_bridge
   - plugin: virtnet.podnet.pair_by_name
@@ -97,12 +123,19 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ red_plan.plan[0].tap }} on {{ red_plan.plan[0].bridge }}"
 
-- name: Plan every VM of a node in one task; fails listing every error with its VM's name
+- name: Plan and check every VM of a node in one task; fails listing every error with its VM's name
   virtnet.podnet.vm_network_plan:
     vms:
-      - {kind: VM, metadata: {name: vm1}}
-      - {kind: VM, metadata: {name: vm2}}
+      - vm: {kind: VM, metadata: {name: vm1}}
+        netns: pod1
+      - vm: {kind: VM, metadata: {name: vm2}}
+        netns: /proc/4242/ns/net
+        dns_servers: [10.96.0.10]
   register: node_plans
+
+- name: Plumb every pod of the node in one task
+  virtnet.podnet.vm_pod_bridge:
+    pods: "{{ node_plans.pods }}"
 """
 
 RETURN = r"""
@@ -154,17 +187,70 @@ vm_name:
   type: str
   sample: vm1
 plans:
-  description: With O(vms), one entry per VM in the given order, each with C(vm_name) and C(plan) as above.
+  description: With O(vms), one entry per VM in the given order.
+  returned: success, with O(vms)
+  type: list
+  elements: dict
+  contains:
+    vm_name:
+      description: The VM's C(metadata.name), null without one.
+      type: str
+      sample: vm1
+    netns:
+      description: The entry's C(netns), as given.
+      type: str
+      sample: pod1
+    plan:
+      description: The VM's plan, as RV(plan).
+      type: list
+      elements: dict
+  sample:
+    - vm_name: vm1
+      netns: pod1
+      plan:
+        - {interface: default, network: default, backend: pod, connection: bridge, delegate_ip: true,
+           connectivity: ip, pod_interface: eth0, bridge: k6t-eth0, tap: tap0}
+pods:
+  description:
+    - With O(vms), one entry per VM in the given order, ready for the
+      O(virtnet.podnet.vm_pod_bridge#module:pods) option of M(virtnet.podnet.vm_pod_bridge).
+    - Each has C(netns) (as given), C(binding) (the plan's only entry), C(hostname) (the entry's own, else
+      the VM's C(metadata.name), left out without either) and the per-pod options the entry sets,
+      converted to their types; options an entry does not set are left out, so the task's own apply.
   returned: success, with O(vms)
   type: list
   elements: dict
   sample:
-    - vm_name: vm1
-      plan:
-        - {interface: default, network: default, backend: pod, connection: bridge, delegate_ip: true,
-           connectivity: ip, pod_interface: eth0, bridge: k6t-eth0, tap: tap0}
+    - netns: pod1
+      binding: {interface: default, network: default, backend: pod, connection: bridge, delegate_ip: true,
+                connectivity: ip, pod_interface: eth0, bridge: k6t-eth0, tap: tap0}
+      hostname: vm1
+      dns_servers: [10.96.0.10]
+vms:
+  description:
+    - With O(vms), one entry per VM in the given order, to label the per-pod results of
+      M(virtnet.podnet.vm_pod_bridge) (the role zips the two lists).
+  returned: success, with O(vms)
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The VM's C(metadata.name), or C(vms[N]) without one.
+      type: str
+      sample: vm1
+    netns:
+      description: The entry's C(netns), as given.
+      type: str
+      sample: pod1
+    connectivity:
+      description: C(ip) or C(ethernet), as in RV(plan).
+      type: str
+      sample: ip
 errors:
-  description: On failure, every violation found, each with the field's path, the problem and what is allowed.
+  description:
+    - On failure, every violation found, each with the field's path, the problem and what is allowed.
+    - With O(vms), each also has C(vm) (the VM's name, or null) and C(index) (the entry's index in O(vms)),
+      and C(path) is relative to the entry (C(netns), C(spec.networks[0])).
   returned: failure
   type: list
   elements: dict
@@ -177,7 +263,8 @@ errors:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
-from ansible_collections.virtnet.podnet.plugins.module_utils._spec import build_plan, build_plans, vm_name
+from ansible_collections.virtnet.podnet.plugins.module_utils._spec import build_plan, vm_name
+from ansible_collections.virtnet.podnet.plugins.module_utils._vm_batch import STATES, plan_vms
 
 
 def main():
@@ -185,6 +272,7 @@ def main():
         argument_spec=dict(
             vm=dict(type="raw"),
             vms=dict(type="list", elements="raw"),
+            state=dict(type="str", choices=list(STATES), default="present"),
             pod_interface=dict(type="str", default="eth0"),
             tap=dict(type="str", default="tap0"),
         ),
@@ -196,7 +284,7 @@ def main():
     names = dict(pod_interface=params["pod_interface"], tap=params["tap"])
     try:
         if params["vms"] is not None:
-            module.exit_json(changed=False, plans=build_plans(params["vms"], **names))
+            module.exit_json(changed=False, **plan_vms(params["vms"], state=params["state"], **names))
         plan = build_plan(params["vm"], **names)
     except PodnetError as exc:
         module.fail_json(msg=exc.msg, changed=False, **exc.details)

@@ -2,7 +2,7 @@
 # Copyright: virtnet.podnet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Run vm_network_plan and the name-matching filters through a real ansible-playbook; render their docs."""
+"""Run vm_network_plan and the name-matching filters through a real ansible-playbook; render their docs and the roles'."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ RECAP = re.compile(
     r"failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)\s+rescued=(?P<rescued>\d+)\s+ignored=(?P<ignored>\d+)",
     re.MULTILINE,
 )
-# Tasks of the playbook: all run (also with --check), two of them fail on purpose and are ignored.
-EXPECTED_TASKS = 13
-EXPECTED_IGNORED = 2
+# Tasks of the playbook: all run (also with --check), three of them fail on purpose and are ignored.
+EXPECTED_TASKS = 17
+EXPECTED_IGNORED = 3
 
 
 def _tool(name):
@@ -93,3 +93,21 @@ def test_ansible_doc_renders(tmp_path, argv, title):
     proc = _run([_tool("ansible-doc"), "--json", *argv], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert title in proc.stdout
+
+
+@pytest.mark.parametrize("role, options", [
+    ("virtnet.podnet.vm_network", {"vm_network_vms", "vm_network_state", "vm_network_lease_time"}),
+    ("virtnet.podnet.node", {"node_pyroute2", "node_run_dir"}),
+], ids=["vm_network", "node"])
+def test_role_docs_say_version_added(tmp_path, role, options):
+    import json
+    proc = _run([_tool("ansible-doc"), "-t", "role", role], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ADDED IN: version 0.1.0" in proc.stdout
+    proc = _run([_tool("ansible-doc"), "-t", "role", "--json", role], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(proc.stdout)[role]["entry_points"]["main"]
+    assert entry["version_added"] == "0.1.0"
+    assert options <= set(entry["options"])
+    assert {name: opt.get("version_added") for name, opt in entry["options"].items()} == \
+        {name: "0.1.0" for name in entry["options"]}

@@ -10,6 +10,7 @@ Each test gets its own lab (tests/lib/netlab.py) and its own install dir, run di
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,13 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from lib.netlab import link_exists, snapshot
+from lib.netlab import link_exists, sh, snapshot
 
 pytestmark = [pytest.mark.root]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS_ROOT = REPO_ROOT / ".build" / "pytest-collections"
 PLAYBOOK_TIMEOUT = 300
+PROCESS_TIMEOUT = 10
 
 
 def vm(name, delegate_ip=None, **extra):
@@ -116,14 +118,73 @@ def test_invalid_vm_fails_before_any_pod_is_touched(lab, node, tmp_path):
     assert not Path(node["node_run_dir"], "pods").exists() or not list(Path(node["node_run_dir"], "pods").iterdir())
 
 
-def test_missing_and_shared_netns_are_refused(lab, node, tmp_path):
-    pod = lab.add_pod()
-    before = snapshot(pod.netns)
-    vms = [{"vm": vm("vm-1"), "netns": pod.netns}, {"vm": vm("vm-2"), "netns": f"/run/netns/{pod.netns}"},
-           {"vm": vm("vm-3")}]
-    proc = playbook("connect", dict(node, vm_network_vms=vms), tmp_path)
+def records(node, folder):
+    """The run directory's records of one kind (pods: state caches, leases: lease declarations)."""
+    return sorted(p.name for p in Path(node["node_run_dir"], folder).glob("*.json"))
+
+
+@contextlib.contextmanager
+def process_in(netns):
+    """A process inside ``netns``: /proc/PID/ns/net is then a second spelling of the namespace."""
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c",
+                             "import sys; print('in', flush=True); sys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        # ip execs python after entering the namespace: once python speaks, the pid is inside.
+        assert proc.stdout.readline() == "in\n"
+        yield proc.pid
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=PROCESS_TIMEOUT)
+
+
+def test_missing_shared_and_gone_netns_are_refused_before_any_pod_is_touched(lab, node, tmp_path):
+    pods = [lab.add_pod(), lab.add_pod()]
+    before = {pod.netns: snapshot(pod.netns) for pod in pods}
+    gone = f"{pods[0].netns}-never-made"
+    with process_in(pods[0].netns) as pid:
+        same = f"/proc/{pid}/ns/net"
+        assert os.stat(same).st_ino == os.stat(pods[0].netns_path).st_ino  # really one namespace, two spellings
+        vms = [{"vm": vm("vm-1"), "netns": pods[0].netns}, {"vm": vm("vm-2"), "netns": same},
+               {"vm": vm("vm-3")}, {"vm": vm("vm-4"), "netns": pods[0].netns_path},
+               {"vm": vm("vm-5"), "netns": gone}, {"vm": vm("vm-6"), "netns": pods[1].netns}]
+        proc = playbook("connect", dict(node, vm_network_vms=vms), tmp_path)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert "needs a netns (missing for: vm-3)" in out
-    assert f"two VMs cannot share a pod namespace: {pod.netns}" in out
-    assert snapshot(pod.netns) == before
+    assert "Plan every VM's network" in out and "Traceback" not in out
+    assert "invalid VMs (4 errors in 4 of 6 VMs)" in out
+    assert f"vm-2 (vms[1]): netns: '{same}' is the same namespace as '{pods[0].netns}' of vm-1 (vms[0])" in out
+    assert "vm-3 (vms[2]): netns: is required" in out
+    assert f"vm-4 (vms[3]): netns: '{pods[0].netns_path}' is also the pod namespace of vm-1 (vms[0])" in out
+    assert f"vm-5 (vms[4]): netns: the namespace '{gone}' does not exist" in out
+    assert "vm-6" not in out.split("invalid VMs", 1)[1].split("\n", 1)[0]  # the valid VM has no error
+    assert {pod.netns: snapshot(pod.netns) for pod in pods} == before
+    assert records(node, "pods") == [] and records(node, "leases") == []
+
+
+def test_disconnect_succeeds_after_a_pod_namespace_was_deleted(lab, node, tmp_path):
+    pods = [lab.add_pod(), lab.add_pod(), lab.add_pod(calico=True)]
+    kept = pods[1:]
+    before = {pod.netns: snapshot(pod.netns) for pod in kept}
+    vms = [{"vm": vm(f"vm-{index}"), "netns": pod.netns} for index, pod in enumerate(pods)]
+    variables = dict(node, vm_network_vms=vms)
+    connect = playbook("connect", variables, tmp_path)
+    assert connect.returncode == 0, connect.stdout[-6000:] + connect.stderr[-4000:]
+    assert records(node, "leases") == sorted(f"{pod.netns}__eth0.json" for pod in pods)
+
+    sh("ip", "netns", "del", pods[0].netns)  # the pod is deleted under us, its VM still listed
+
+    refused = playbook("connect", variables, tmp_path)
+    assert refused.returncode != 0
+    assert f"vm-0 (vms[0]): netns: the namespace '{pods[0].netns}' does not exist" in refused.stdout + refused.stderr
+
+    gone = playbook("disconnect", variables, tmp_path)
+    assert gone.returncode == 0, gone.stdout[-6000:] + gone.stderr[-4000:]
+    assert recap(gone)["changed"] > 0
+    assert {pod.netns: snapshot(pod.netns) for pod in kept} == before
+    assert records(node, "leases") == [] and records(node, "pods") == []
+
+    again = playbook("disconnect", variables, tmp_path)
+    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-4000:]
+    assert recap(again)["changed"] == 0, again.stdout[-6000:]
+    assert {pod.netns: snapshot(pod.netns) for pod in kept} == before

@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import json
+import os
+import types
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.virtnet.podnet.plugins.module_utils import _vm_batch
 from ansible_collections.virtnet.podnet.plugins.modules import vm_network_plan
 
 RED_VM = {
@@ -132,20 +135,78 @@ def test_unknown_option_is_a_clear_failure(capsys):
     assert "bridge" in result["msg"]
 
 
-def test_vms_returns_one_plan_per_vm(capsys):
-    code, result = run_module(capsys, vms=[{"metadata": {"name": "a"}}, {}])
+@pytest.fixture
+def pods(monkeypatch):
+    """Fake namespace files: pod1 and /proc/42/ns/net are one namespace, pod2 another."""
+    inodes = {"/run/netns/pod1": 4026532001, "/proc/42/ns/net": 4026532001, "/run/netns/pod2": 4026532002}
+
+    def fake_stat(path):
+        if path not in inodes:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return os.stat_result((0o100444, inodes[path], 4, 1, 0, 0, 0, 0, 0, 0))
+
+    monkeypatch.setattr(_vm_batch, "os", types.SimpleNamespace(stat=fake_stat))
+    return inodes
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["normal", "check_mode"])
+def test_vms_returns_plans_pods_and_vms(capsys, pods, check_mode):
+    args = {"vms": [{"vm": {"metadata": {"name": "a"}}, "netns": "pod1", "dns_servers": ["10.96.0.10"]},
+                    {"vm": {}, "netns": "pod2", "lease_time": "600"}]}
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    code, result = run_module(capsys, **args)
     assert code == 0
     assert result["changed"] is False
     assert [p["vm_name"] for p in result["plans"]] == ["a", None]
-    assert all(p["plan"][0]["interface"] == "default" for p in result["plans"])
+    assert all(p["plan"] == DEFAULT_PLAN for p in result["plans"])
+    assert result["pods"] == [
+        {"netns": "pod1", "binding": DEFAULT_PLAN[0], "hostname": "a", "dns_servers": ["10.96.0.10"]},
+        {"netns": "pod2", "binding": DEFAULT_PLAN[0], "lease_time": 600},
+    ]
+    assert result["vms"] == [{"name": "a", "netns": "pod1", "connectivity": "ip"},
+                             {"name": "vms[1]", "netns": "pod2", "connectivity": "ip"}]
     assert "plan" not in result
 
 
-def test_vms_failure_names_each_vm(capsys):
-    code, result = run_module(capsys, vms=[{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}, "kind": "Pod"}])
+def test_vms_failure_names_each_vm(capsys, pods):
+    code, result = run_module(capsys, vms=[{"vm": {"metadata": {"name": "a"}}, "netns": "pod1"},
+                                           {"vm": {"metadata": {"name": "b"}, "kind": "Pod"}, "netns": "pod2"},
+                                           {"vm": {"metadata": {"name": "c"}}, "netns": "/proc/42/ns/net"},
+                                           {"vm": {}}])
     assert code == 1
-    assert [e["path"] for e in result["errors"]] == ["b: kind"]
-    assert "plans" not in result
+    assert result["failed"] is True and result["changed"] is False
+    assert [(e["vm"], e["index"], e["path"]) for e in result["errors"]] == [
+        ("b", 1, "kind"), ("c", 2, "netns"), (None, 3, "netns")]
+    assert result["msg"].startswith("invalid VMs (3 errors in 3 of 4 VMs): b (vms[1]): kind: must be 'VM'")
+    assert "c (vms[2]): netns: '/proc/42/ns/net' is the same namespace as 'pod1' of a (vms[0])" in result["msg"]
+    assert "plans" not in result and "pods" not in result
+
+
+@pytest.mark.parametrize("state, ok", [("present", False), ("absent", True)])
+def test_vms_gone_namespace_fails_only_when_present(capsys, pods, state, ok):
+    code, result = run_module(capsys, vms=[{"vm": {"metadata": {"name": "a"}}, "netns": "deleted-pod"}], state=state)
+    assert (code == 0) is ok
+    if ok:
+        assert result["pods"] == [{"netns": "deleted-pod", "binding": DEFAULT_PLAN[0], "hostname": "a"}]
+    else:
+        assert [e["path"] for e in result["errors"]] == ["netns"]
+        assert "does not exist (/run/netns/deleted-pod)" in result["msg"]
+
+
+def test_vms_with_real_namespace_files(capsys):
+    # /proc/self/ns/net and /proc/PID/ns/net of this process are one namespace under two spellings.
+    code, result = run_module(capsys, vms=[{"vm": {}, "netns": "/proc/self/ns/net"},
+                                           {"vm": {}, "netns": f"/proc/{os.getpid()}/ns/net"}])
+    assert code == 1
+    assert [(e["index"], e["path"]) for e in result["errors"]] == [(1, "netns")]
+    assert "is the same namespace as '/proc/self/ns/net'" in result["errors"][0]["msg"]
+
+
+def test_state_is_checked_by_the_argument_spec(capsys):
+    code, result = run_module(capsys, vms=[], state="gone")
+    assert code == 1
+    assert "state" in result["msg"] and "present, absent" in result["msg"]
 
 
 def test_vm_and_vms_are_mutually_exclusive(capsys):
