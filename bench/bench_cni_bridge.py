@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _paths  # noqa: F401  pylint: disable=unused-import  (sys.path: tests/lib)
+import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: tests/lib
 from _common import CNI_PLUGIN, cni_plugin_version, load_text, machine_line, now_utc, shown_command, shown_path
 from lib.netlab import NetLab, ip_json
 

@@ -47,7 +47,7 @@ import time
 import types
 from pathlib import Path
 
-import _paths  # noqa: F401  (sys.path: the collection, tests/lib)
+import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
 from _common import BINDING, cni_plugin_version, load_text, machine_line, now_utc, percentile, shown_command
 import bench_cni_bridge as cni
 from lib.netlab import NetLab, ip_json, snapshot

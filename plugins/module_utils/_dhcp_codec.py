@@ -6,13 +6,15 @@
 
 pyroute2's ``dhcp4msg`` knows the RFC 2132 options but silently drops 119 (search list,
 RFC 3397), 121 (classless static routes, RFC 3442) and 249 (the same, for older Windows),
-so ``PodnetDhcpMessage`` extends its option table; their payloads are built here. Frames
+so ``_message_class()`` extends its option table; their payloads are built here. Frames
 (Ethernet, IPv4, UDP) are built by hand with checksums computed in software, because
 offloaded checksums make some clients (dhclient) drop offers.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import ipaddress
 import struct
 from socket import inet_aton, inet_ntoa
@@ -20,14 +22,9 @@ from socket import inet_aton, inet_ntoa
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
-try:
-    from pyroute2.dhcp.dhcp4msg import dhcp4msg
-    from pyroute2.dhcp.enums.dhcp import Option
-    HAS_PYROUTE2 = True
-except ImportError:  # the sanity import test runs without pyroute2
-    HAS_PYROUTE2 = False
-    dhcp4msg = object
-    Option = None
+# Imported on first use (_message_class): importing pyroute2 costs ~0.3 s, and the modules
+# that only validate declarations never build a message.
+HAS_PYROUTE2 = importlib.util.find_spec("pyroute2") is not None
 
 # Message types (RFC 2132 option 53).
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)
@@ -75,11 +72,16 @@ _NAMES = {
 _RAW_OPTIONS = (OPT_SEARCH, OPT_CLASSLESS_ROUTES, OPT_MS_CLASSLESS_ROUTES)
 
 
-class PodnetDhcpMessage(dhcp4msg):
-    """``dhcp4msg`` with 119/121/249 in its option table (as raw bytes, encoded here)."""
+@functools.lru_cache(maxsize=None)
+def _message_class():
+    """pyroute2's ``dhcp4msg`` with 119/121/249 in its option table (as raw bytes, encoded here)."""
+    from pyroute2.dhcp.dhcp4msg import dhcp4msg
+    from pyroute2.dhcp.enums.dhcp import Option
 
-    if HAS_PYROUTE2:
+    class PodnetDhcpMessage(dhcp4msg):
         options = dhcp4msg.options + tuple((Option(code), "array8") for code in _RAW_OPTIONS)
+
+    return PodnetDhcpMessage
 
 
 # -- option 119: RFC 1035 names, RFC 3397 compression ------------------------------------
@@ -232,7 +234,7 @@ def encode_message(fields: dict, options: list[tuple[int, object]]) -> bytes:
             standard["message_type"] = value
         else:
             standard[_NAMES[code]] = value
-    msg = PodnetDhcpMessage(content)
+    msg = _message_class()(content)
     msg["options"] = standard
     buf = msg.encode().buf
     if raw:
@@ -254,7 +256,7 @@ def decode_message(payload: bytes) -> dict:
     if payload[1] != 1 or payload[2] != 6:
         raise ValueError("not an Ethernet DHCP message")
     try:
-        msg = PodnetDhcpMessage(buf=payload).decode()
+        msg = _message_class()(buf=payload).decode()
     except Exception as exc:  # pyroute2 raises struct.error, ValueError, KeyError...
         raise ValueError(f"undecodable DHCP message: {exc}") from None
     result = {key: msg.get(key) for key in ("op", "xid", "flags", "ciaddr", "yiaddr", "siaddr", "giaddr", "chaddr")}

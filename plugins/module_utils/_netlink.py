@@ -27,13 +27,21 @@ import sys
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
-try:
-    from pyroute2.netlink.exceptions import NetlinkError
-except ImportError:  # guarded by _netns.HAS_PYROUTE2 in the callers
-    class NetlinkError(Exception):
-        def __init__(self, code, msg=None):
-            super().__init__(code, msg)
-            self.code = code
+
+
+class NetlinkError(Exception):
+    """The kernel's error answer to one of our raw requests; ``code`` is the errno."""
+
+    def __init__(self, code, msg=None):
+        super().__init__(code, msg)
+        self.code = code
+
+
+def _restore_errors():
+    """What the two restores (pyroute2's ``ipr.addr``/``ipr.route``) may raise: pyroute2 has its own
+    error type, imported here, by then already loaded by the restore itself."""
+    from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
+    return (NetlinkError, Pyroute2Error)
 
 IFF_UP = 0x1
 RT_TABLE_LOCAL = 255
@@ -210,7 +218,7 @@ def routes(ipr, index):
     out = []
     try:
         replies = raw_socket(ipr).query(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0),
-                                  dump=True)
+                                        dump=True)
     except NetlinkError as exc:
         raise nl_error("listing routes", exc) from None
 
@@ -570,7 +578,7 @@ def add_address(ipr, name, addr):
         kwarg["flags"] = flags
     try:
         ipr.addr("add", **kwarg)
-    except NetlinkError as exc:
+    except _restore_errors() as exc:
         if exc.code != errno.EEXIST:
             raise nl_error(f"adding {addr['address']}/{addr['prefixlen']} to {name}", exc) from None
 
@@ -597,7 +605,7 @@ def add_route(ipr, name, route):
         kwarg["flags"] = RTNH_F_ONLINK
     try:
         ipr.route("add", **kwarg)
-    except NetlinkError as exc:
+    except _restore_errors() as exc:
         if exc.code != errno.EEXIST:
             raise nl_error(f"restoring route {route_text(route)}", exc) from None
 
@@ -613,4 +621,3 @@ def route_text(route):
 def route_key(route):
     return (route.get("dst"), route.get("dst_len"), route.get("gateway"), route.get("table"), route.get("priority"),
             route.get("tos", 0))
-

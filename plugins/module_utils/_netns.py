@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import socket
@@ -15,14 +16,10 @@ import struct
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 from ansible_collections.virtnet.podnet.plugins.module_utils._netlink import RawRtnl
 
-try:
-    from pyroute2 import IPRoute
-    HAS_PYROUTE2 = True
-    PYROUTE2_IMPORT_ERROR = None
-except ImportError as exc:  # the sanity import test runs without pyroute2
-    IPRoute = None
-    HAS_PYROUTE2 = False
-    PYROUTE2_IMPORT_ERROR = exc
+# pyroute2 is imported where first used (LazyIPRoute): the import costs ~0.3 s, and plumbing
+# needs it only for the rare restores; the sanity import test runs without it.
+HAS_PYROUTE2 = importlib.util.find_spec("pyroute2") is not None
+PYROUTE2_IMPORT_ERROR = None if HAS_PYROUTE2 else "No module named 'pyroute2'"
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -141,6 +138,7 @@ class LazyIPRoute:
         if name.startswith("_"):
             raise AttributeError(name)
         if self._ipr is None:
+            from pyroute2 import IPRoute
             self._ipr = IPRoute()
         return getattr(self._ipr, name)
 

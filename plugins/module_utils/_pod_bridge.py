@@ -142,21 +142,22 @@ def _require_namespace(params, path):
 def _plumb(params, binding, key, check_mode, diff):
     """Plan and apply ``present`` in the pod; return ``(cache, done, housekeeping, before, after)``."""
     run_dir = params["run_dir"]
-    with _netns.entered(params["netns"]) as (ipr, path, ident), _rundir.pod_lock(run_dir, ident):
-        cache, housekeeping = _load_own_cache(ipr, run_dir, key, ident, binding, check_mode)
-        cache, changes, live, addrs = _plumbing.plan_present(ipr, (path, ident, run_dir, key), binding, params, cache)
-        before = _plumbing.pod_view(live, addrs, binding)
-        if check_mode:
-            after = _plumbing.predict_present(before, binding, cache)
-            return cache, [c.text for c in changes], housekeeping, before, after
-        done = _apply(changes)
-        if changes or cache.get("step") != "complete":
-            cache = dict(cache, step="complete")
-            # Only the step changes: losing it in a crash is harmless, so no fsync.
-            _rundir.save_cache(run_dir, key, cache, durable=False)
-        # The real diff is read back from the kernel, not predicted (skipped when nobody asks).
-        after = _plumbing.pod_view(*_plumbing.read_view(ipr, binding), binding) if changes and diff else before
-        return cache, done, housekeeping, before, after
+    with _netns.entered(params["netns"]) as (ipr, path, ident):
+        with _rundir.pod_lock(run_dir, ident):
+            cache, housekeeping = _load_own_cache(ipr, run_dir, key, ident, binding, check_mode)
+            where = (path, ident, run_dir, key)
+            cache, changes, live, addrs = _plumbing.plan_present(ipr, where, binding, params, cache)
+            before = _plumbing.pod_view(live, addrs, binding)
+            if check_mode:
+                after = _plumbing.predict_present(before, binding, cache)
+                return cache, [c.text for c in changes], housekeeping, before, after
+            done = _apply(changes)
+            if changes or cache.get("step") != "complete":
+                cache = dict(cache, step="complete")
+                _rundir.save_cache(run_dir, key, cache)
+            # The real diff is read back from the kernel, not predicted (skipped when nobody asks).
+            after = _plumbing.pod_view(*_plumbing.read_view(ipr, binding), binding) if changes and diff else before
+            return cache, done, housekeeping, before, after
 
 
 def present(params, check_mode=False, diff=True):
@@ -207,27 +208,28 @@ def _unplumb(params, binding, key, result, check_mode, diff):
     """Plan and apply ``absent`` in the pod; fill ``result``."""
     run_dir = params["run_dir"]
     cache_file = _rundir.cache_path(run_dir, key)
-    with _netns.entered(params["netns"]) as (ipr, path, ident), _rundir.pod_lock(run_dir, ident) as lock:
-        cache, housekeeping = _load_own_cache(ipr, run_dir, key, ident, binding, check_mode)
-        result["housekeeping"].extend(housekeeping)
-        if cache is not None and cache["binding"] != binding:
-            raise PodnetError(f"this pod was plumbed with another binding ({cache_file}); "
-                              "run state=absent with that binding", binding=cache["binding"])
-        changes, warnings, live, addrs = _plumbing.plan_absent(ipr, run_dir, key, binding, cache)
-        before = _plumbing.pod_view(live, addrs, binding)
-        if check_mode:
-            after = _plumbing.predict_absent(before, binding, cache)
-            done = [c.text for c in changes]
-        else:
-            done = _apply(changes)
-            # Last: the record must outlive every change it allows to undo.
-            if _rundir.remove(cache_file):
-                result["housekeeping"].append(f"remove state cache {cache_file}")
-            if cache is not None:
-                _rundir.remove(_rundir.id_path(run_dir, _rundir.record_identity(cache), binding["pod_interface"]))
-            step_done("absent_cache")
-            _rundir.remove(lock)  # held: waiters open the path anew
-            after = _plumbing.pod_view(*_plumbing.read_view(ipr, binding), binding) if changes and diff else before
+    with _netns.entered(params["netns"]) as (ipr, _path, ident):
+        with _rundir.pod_lock(run_dir, ident) as lock:
+            cache, housekeeping = _load_own_cache(ipr, run_dir, key, ident, binding, check_mode)
+            result["housekeeping"].extend(housekeeping)
+            if cache is not None and cache["binding"] != binding:
+                raise PodnetError(f"this pod was plumbed with another binding ({cache_file}); "
+                                  "run state=absent with that binding", binding=cache["binding"])
+            changes, warnings, live, addrs = _plumbing.plan_absent(ipr, run_dir, key, binding, cache)
+            before = _plumbing.pod_view(live, addrs, binding)
+            if check_mode:
+                after = _plumbing.predict_absent(before, binding, cache)
+                done = [c.text for c in changes]
+            else:
+                done = _apply(changes)
+                # Last: the record must outlive every change it allows to undo.
+                if _rundir.remove(cache_file):
+                    result["housekeeping"].append(f"remove state cache {cache_file}")
+                if cache is not None:
+                    _rundir.remove(_rundir.id_path(run_dir, _rundir.record_identity(cache), binding["pod_interface"]))
+                step_done("absent_cache")
+                _rundir.remove(lock)  # held: waiters open the path anew
+                after = _plumbing.pod_view(*_plumbing.read_view(ipr, binding), binding) if changes and diff else before
     result.update(changed=bool(done), changes=done, warnings=warnings, diff={"before": before, "after": after})
     if cache is not None:
         result["original"] = cache["original"]

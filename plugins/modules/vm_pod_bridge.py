@@ -164,10 +164,18 @@ options:
     type: path
     default: /var/log/podnet-dhcpd.log
 notes:
-  - Two runs on the same pod namespace serialize on a lock under O(run_dir).
+  - Two runs on the same pod namespace serialize on a lock under O(run_dir), whatever name each
+    run gives the namespace.
+  - A pod is identified by its network namespace's cookie (Linux 5.14 and later), which the kernel
+    never reuses; on older kernels by the namespace's inode and the pod interface's MAC. Records of
+    a pod whose namespace is gone are removed (RV(housekeeping)), by this module and by the node's
+    DHCP responder; they never cause a refusal.
   - Use the same O(netns) value for O(state=absent) as for O(state=present). A run that names an
     already plumbed namespace another way (C(pod1) and then C(/proc/PID/ns/net)) is refused before
     any change, naming the value recorded.
+  - The pod's C(resolv.conf) and C(hostname) are read inside the pod's root, never through a link
+    out of it, and only when they are regular files of at most 64 KiB; otherwise a warning says
+    why and the option is left out.
   - IPv6 addresses of the pod interface are recorded and left alone.
   - The lease declaration (C(leases/<key>.json) under O(run_dir)) is written only with
     C(binding.delegate_ip); the DHCP responder serves nothing in Ethernet mode.
@@ -340,8 +348,11 @@ lease_path:
   returned: state=present
   type: str
 housekeeping:
-  description: Records removed on O(state=absent) that do not count as a change (the namespace was gone).
-  returned: state=absent
+  description:
+    - Records removed that do not count as a change, because the namespace they were made for is
+      gone or is another one now (a pod deleted without O(state=absent), then maybe recreated
+      under the same name).
+  returned: always
   type: list
   elements: str
 """

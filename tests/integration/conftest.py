@@ -15,7 +15,6 @@ import sys
 
 import pytest
 
-from lib.bindings import make_binding  # noqa: F401  (test_pod_bridge*.py import it from here)
 from lib.netlab import NetLab
 from lib.paths import COLLECTIONS_ROOT
 from lib.waiting import wait_for

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from integration.conftest import (COLLECTIONS_ROOT, IS_ROOT, SUBPROCESS_TIMEOUT, finish, make_binding,
-                                  run_subprocess)
+from integration.conftest import COLLECTIONS_ROOT, IS_ROOT, SUBPROCESS_TIMEOUT, finish, run_subprocess
+from lib.bindings import make_binding
 from lib.netlab import ip_json, link, link_exists, sh, snapshot
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not IS_ROOT, reason="needs root: creates network namespaces")]

@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from integration.conftest import COLLECTIONS_ROOT, IS_ROOT, make_binding
+from integration.conftest import COLLECTIONS_ROOT, IS_ROOT
 from integration.test_pod_bridge import stop_responder
+from lib.bindings import make_binding
 from lib.netlab import sh, snapshot
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not IS_ROOT, reason="needs root: creates network namespaces")]
@@ -179,7 +180,7 @@ def test_another_name_of_a_plumbed_namespace_is_refused_not_half_undone(lab, run
 def test_responder_stops_when_its_run_dir_is_removed(tmp_path):
     run_dir = tmp_path / "run"
     pid = _responder_control.spawn_daemon(str(run_dir), str(tmp_path / "dhcpd.pid"), str(tmp_path / "dhcpd.log"),
-                                       pythonpath=str(COLLECTIONS_ROOT))
+                                          pythonpath=str(COLLECTIONS_ROOT))
     shutil.rmtree(run_dir)
     os.kill(pid, signal.SIGHUP)  # rescan now rather than at the next periodic rescan
     wait_for(lambda: _responder_control.running_pid(str(tmp_path / "dhcpd.pid")) is None)

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from integration.conftest import COLLECTIONS_ROOT, IS_ROOT, make_binding
+from integration.conftest import COLLECTIONS_ROOT, IS_ROOT
+from lib.bindings import make_binding
 from lib.netlab import link, sh, snapshot
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not IS_ROOT, reason="needs root")]
@@ -156,7 +157,7 @@ def test_absent_on_a_vanished_pod_removes_every_record_under_its_lock(lab, run_d
 
 
 def test_a_replug_leaves_only_the_live_pods_files(lab, run_dir):
-    pods = [lab.add_pod() for _ in range(3)]
+    pods = [lab.add_pod(), lab.add_pod(), lab.add_pod()]
     for pod in pods:
         present(params(pod, run_dir))
     count = len(files_of(run_dir))

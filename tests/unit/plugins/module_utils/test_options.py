@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
-from ansible_collections.virtnet.podnet.plugins.module_utils._options import (POD_OPTIONS, bridge_argument_spec, info_argument_spec,
-    validate_options)
+from ansible_collections.virtnet.podnet.plugins.module_utils._options import (
+    POD_OPTIONS, bridge_argument_spec, info_argument_spec, validate_options)
 
 from lib.pod_samples import BINDING
 

@@ -34,8 +34,8 @@ def test_pod_mac_is_locally_administered_deterministic_and_new():
 
 def test_lease_declaration_matches_internals_contract():
     cache = {"netns": "/run/netns/pod1", "netns_inode": [4, 4026532700], "binding": BINDING, "original": original()}
-    decl = plumbing.lease_declaration("pod1__eth0", cache, options(dns_servers=["10.96.0.10"], hostname="vm1",
-                                                             search_domains=["svc.cluster.local"]))
+    extras = options(dns_servers=["10.96.0.10"], hostname="vm1", search_domains=["svc.cluster.local"])
+    decl = plumbing.lease_declaration("pod1__eth0", cache, extras)
     assert set(decl) == {"version", "key", "netns", "netns_inode", "bridge", "tap", "vm_mac", "ip", "prefixlen",
                          "gateway", "routes", "mtu", "dns_servers", "search_domains", "hostname", "lease_time",
                          "netns_cookie"}

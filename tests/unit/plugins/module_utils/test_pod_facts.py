@@ -19,7 +19,7 @@ def test_gateway_and_option_121_routes_flannel():
     orig = original()
     assert _pod_facts.gateway_of(orig) == "10.244.1.1"
     assert _pod_facts.dhcp_routes(orig) == [{"dst": "10.244.1.0/24", "gateway": None},
-                                    {"dst": "0.0.0.0/0", "gateway": "10.244.1.1"}]
+                                            {"dst": "0.0.0.0/0", "gateway": "10.244.1.1"}]
 
 
 def test_gateway_and_option_121_routes_calico():
@@ -27,7 +27,7 @@ def test_gateway_and_option_121_routes_calico():
                                                  "flags": 128, "peer": None, "broadcast": None, "label": "eth0"}])
     assert _pod_facts.gateway_of(orig) == "169.254.1.1"
     assert _pod_facts.dhcp_routes(orig) == [{"dst": "169.254.1.1/32", "gateway": None},
-                                    {"dst": "0.0.0.0/0", "gateway": "169.254.1.1"}]
+                                            {"dst": "0.0.0.0/0", "gateway": "169.254.1.1"}]
 
 
 def test_resolv_conf_as_the_resolver_reads_it():

@@ -255,7 +255,7 @@ def test_pod_lock_serializes_processes(tmp_path):
 def test_declaration_errors_name_every_field():
     with pytest.raises(PodnetError) as info:
         _rundir.validate_declaration(dict(declaration(), vm_mac="nope", ip="10.0.0.300", prefixlen=40, lease_time=1,
-                                        search_domains=["-x"], mtu=20, tap="tap with space"))
+                                          search_domains=["-x"], mtu=20, tap="tap with space"))
     text = info.value.msg
     for field in ("vm_mac", "ip:", "prefixlen", "lease_time", "search_domains[0]", "mtu", "tap"):
         assert field in text, field
