@@ -109,12 +109,18 @@ def domain_name(value, field, errors):
     return plain.lower()
 
 
-def string_list(value, field, errors, item):
+MAX_DNS_SERVERS = 16  # option 6 holds at most 63 in one instance; resolvers use 3
+
+
+def string_list(value, field, errors, item, limit=None):
     """A list checked item by item with ``item(value, path, errors)``; None is the empty list."""
     if value is None:
         return []
     if not isinstance(value, (list, tuple)):
         errors.append(f"{field}: must be a list, got {type(value).__name__}")
+        return []
+    if limit is not None and len(value) > limit:
+        errors.append(f"{field}: {len(value)} entries, at most {limit}")
         return []
     out = [item(v, f"{field}[{i}]", errors) for i, v in enumerate(value)]
     return [v for v in out if v is not None]

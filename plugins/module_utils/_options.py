@@ -104,7 +104,7 @@ def validate_options(params):
     if p["pod_mac"] is not None:
         p["pod_mac"] = fields.mac(p["pod_mac"], "pod_mac", errors, unicast=True)
     _fill_dhcp_extras(p)
-    p["dns_servers"] = fields.string_list(p["dns_servers"], "dns_servers", errors, fields.ipv4)
+    p["dns_servers"] = fields.string_list(p["dns_servers"], "dns_servers", errors, fields.ipv4, fields.MAX_DNS_SERVERS)
     p["search_domains"] = fields.string_list(p["search_domains"], "search_domains", errors, fields.domain_name)
     p["hostname"] = fields.hostname(p["hostname"], "hostname", errors)
     fields.int_in(p["lease_time"], _rundir.MIN_LEASE_TIME, _rundir.MAX_LEASE_TIME, "lease_time", errors, " seconds")

@@ -405,7 +405,8 @@ def validate_declaration(decl):
     out["routes"] = _routes(decl.get("routes") if decl.get("routes") is not None else [], errors)
     if decl.get("mtu") is not None:
         fields.int_in(decl["mtu"], 68, 65535, "mtu", errors)
-    out["dns_servers"] = fields.string_list(decl.get("dns_servers"), "dns_servers", errors, fields.ipv4)
+    out["dns_servers"] = fields.string_list(decl.get("dns_servers"), "dns_servers", errors, fields.ipv4,
+                                            fields.MAX_DNS_SERVERS)
     try:
         out["search_domains"] = codec.validate_search_domains(decl.get("search_domains"))
     except PodnetError as exc:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # used with fullmatch: "$" would accept a trailing newline
 DNS_LABEL_MAX = 63
 IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
 # Characters the kernel refuses in interface names, plus the ones that make names unsafe as file names.
-IFNAME_FORBIDDEN = re.compile(r"[/:\s%]")
 BRIDGE_PREFIX = "k6t-"
 DEFAULT_POD_INTERFACE = "eth0"
 DEFAULT_TAP = "tap0"
@@ -319,9 +319,10 @@ def validate_ifname(name, path, errors):
     if size > IFNAME_MAX:
         errors.append(SpecError(path, f"{_shorten(name)!r} is {size} bytes long", f"at most {IFNAME_MAX} (Linux limit)"))
         return False
-    if name in (".", "..") or IFNAME_FORBIDDEN.search(name):
+    if fields.ifname(name, path, []) is None:
+        # Names go into qemu's -netdev lists and libvirt XML: no ',', quotes, '<' or control characters.
         errors.append(SpecError(path, f"{_shorten(name)!r} is not a valid Linux interface name",
-                                "no '/', ':', '%' or white space, not '.' or '..'"))
+                                "letters, digits, '_', '.', '-'; not '.' or '..'"))
         return False
     return True
 

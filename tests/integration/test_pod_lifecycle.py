@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ import time
 import pytest
 
 from integration.conftest import COLLECTIONS_ROOT, IS_ROOT
+from lib import dhcpwire, standin
 from lib.bindings import make_binding
 from lib.netlab import link, sh, snapshot
 
@@ -242,3 +245,36 @@ def test_the_responder_closes_and_collects_a_deleted_pod(lab, run_dir, responder
     assert "records removed (namespace gone)" in log.read_text()
     assert open_fds(proc.pid) == fds - 1, "the pod's packet socket is still open"
     assert proc.poll() is None
+
+
+NASTY = [None, True, 5, -1, 1.5, 2 ** 70, "", "x" * 300, "a\x00b", "\n", "../../etc", [], [None], [[1]], {}, {"dst": 5},
+         [{"dst": "10.0.0.0/8", "gateway": "x"}], "0.0.0.0", "ff:ff:ff:ff:ff:ff", "/run/netns/nope"]
+
+
+def test_bad_declarations_hurt_only_their_own_pod(lab, run_dir, responder):
+    """Random garbage in 200 declarations beside a good one: the good pod is still served, the responder
+    lives and logs no traceback (issue 10: "routes": 5 or a NUL in netns ended the process)."""
+    proc, log = responder
+    pod = lab.add_pod()
+    decl = present(params(pod, run_dir))
+    wait_for(lambda: log.exists() and "serving on tap0" in log.read_text(), "the responder to serve the pod")
+    good = json.load(open(decl["lease_path"]))
+    rng = random.Random(1410)
+    for index in range(200):
+        bad = dict(good, key=f"bad{index}__eth0")
+        for field in rng.sample(sorted(good), rng.randint(1, 4)):
+            if field != "key":
+                bad[field] = rng.choice(NASTY)
+        path = os.path.join(run_dir, "leases", f"bad{index}__eth0.json")
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(bad, handle)
+    os.kill(proc.pid, signal.SIGHUP)
+    wait_for(lambda: log.read_text().count("ignoring lease declaration") >= 100, "the responder to read them")
+    fd = standin.open_tap(pod.netns)
+    try:
+        os.write(fd, dhcpwire.client_frame(pod.mac, 1, 0xBADDEC1))
+        reply = dhcpwire.read_reply(fd, 0xBADDEC1, timeout=10)
+    finally:
+        os.close(fd)
+    assert reply is not None and reply[1]["yiaddr"] == pod.ip, "the good pod is no longer served"
+    assert proc.poll() is None and "Traceback" not in log.read_text()

@@ -36,6 +36,7 @@ def test_options_defaults():
     ({"lease_time": 0}, "lease_time"),
     ({"lease_time": True}, "lease_time"),
     ({"run_dir": "relative/dir"}, "run_dir"),
+    ({"dns_servers": [f"10.96.0.{i}" for i in range(1, 65)]}, "dns_servers: 64 entries, at most 16"),
 ])
 def test_bad_options_name_the_option(bad, field):
     with pytest.raises(PodnetError) as err:

@@ -12,7 +12,8 @@ import os
 import stat
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.strategies import text as st_text
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir
@@ -273,3 +274,25 @@ def test_state_written_atomically_root_only(tmp_path):
     decl_path = _rundir.write_declaration(run_dir, declaration())
     assert _rundir.read_declaration(decl_path)["ip"] == "10.244.1.10"
     assert _rundir.remove_declaration(run_dir, "pod1__eth0") and not _rundir.remove_declaration(run_dir, "pod1__eth0")
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)
+FIELDS = ("version", "key", "netns", "netns_inode", "netns_cookie", "bridge", "tap", "vm_mac", "ip", "prefixlen",
+          "gateway", "routes", "mtu", "dns_servers", "search_domains", "hostname", "lease_time")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=len(FIELDS)), st.booleans())
+def test_a_declaration_is_valid_or_a_clear_error_never_a_crash(fields, over_a_valid_one):
+    """The responder reads declarations anyone with root could write: any JSON gives a normalised
+    declaration or one PodnetError naming the fields (issue 10: "routes": 5 crashed the responder)."""
+    decl = dict(declaration(), **fields) if over_a_valid_one else fields
+    try:
+        out = _rundir.validate_declaration(decl)
+    except PodnetError as exc:
+        assert exc.msg.startswith("invalid lease declaration") or exc.msg == "lease declaration must be a JSON object"
+        return
+    assert isinstance(out["routes"], list) and all(isinstance(r, dict) for r in out["routes"])
+    assert all("\x00" not in str(v) for v in (out["netns"], out["tap"], out["bridge"]))
