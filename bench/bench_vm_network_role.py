@@ -165,7 +165,7 @@ def measure(vms: int, rounds: int, work: Path, paths: dict) -> dict:
            "again_s": median("again", lambda r: r["wall"]), "absent_s": median("absent", lambda r: r["wall"]),
            "samples": {state: [round(r["wall"], 3) for r in values] for state, values in runs.items()}, "phases": {}}
     for state, values in runs.items():
-        names = [name for name in values[0]["phases"]]
+        names = list(values[0]["phases"])
         row["phases"][state] = {name: median(state, lambda r, n=name: r["phases"].get(n, 0.0)) for name in names}
     return row
 

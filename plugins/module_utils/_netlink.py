@@ -28,7 +28,6 @@ import sys
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
 
-
 class NetlinkError(Exception):
     """The kernel's error answer to one of our raw requests; ``code`` is the errno."""
 
@@ -42,6 +41,7 @@ def _restore_errors():
     error type, imported here, by then already loaded by the restore itself."""
     from pyroute2.netlink.exceptions import NetlinkError as Pyroute2Error
     return (NetlinkError, Pyroute2Error)
+
 
 IFF_UP = 0x1
 RT_TABLE_LOCAL = 255
