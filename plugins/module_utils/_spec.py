@@ -347,6 +347,50 @@ def raise_invalid(errors, subject="VM spec", scope=""):
     raise PodnetError(f"invalid {subject} ({count}{scope}): " + "; ".join(listed), errors=[e.as_dict() for e in errors])
 
 
+def _pair(valid_interfaces, valid_networks, pair_them, errors):
+    """Interfaces paired with the networks of the same name; every one left alone is an error."""
+    named_interfaces = [{"name": e[1], "entry": e} for e in valid_interfaces if e[1] is not None]
+    named_networks = [{"name": e[1], "entry": e} for e in valid_networks if e[1] is not None]
+    pairs, lonely_interfaces, lonely_networks = [], [], []
+    if pair_them:  # both given, or both defaulted: pair them by name
+        pairs, lonely_interfaces, lonely_networks = match_by_name(named_interfaces, named_networks)
+    network_names = _listing(n["name"] for n in named_networks)
+    interface_names = _listing(i["name"] for i in named_interfaces)
+    for item in lonely_interfaces:
+        index, name = item["entry"][0], item["name"]
+        errors.append(SpecError(f"{INTERFACES_PATH}[{index}]", f"interface {name!r} has no network named {name!r} "
+                                f"in {NETWORKS_PATH}", f"a network of the same name; networks: {network_names}"))
+    for item in lonely_networks:
+        index, name = item["entry"][0], item["name"]
+        errors.append(SpecError(f"{NETWORKS_PATH}[{index}]", f"network {name!r} has no interface named {name!r} "
+                                f"in {INTERFACES_PATH}", f"an interface of the same name; interfaces: {interface_names}"))
+    return pairs
+
+
+def _plan_entries(pairs, pod_interface, tap, pod_names_valid, errors):
+    """One plan entry per valid pair; a pair its connection or backend refuses adds errors instead."""
+    plan = []
+    for interface, network in pairs:
+        index, name, method, options = interface["entry"]
+        _nindex, _nname, backend_name, _backend_options = network["entry"]
+        if method is None or backend_name is None:
+            continue
+        connection, backend = CONNECTIONS[method], BACKENDS[backend_name]
+        path = f"{INTERFACES_PATH}[{index}].{method}"
+        before = len(errors)
+        connection.check_backend(options, backend, path, errors)
+        if backend_name != "pod":
+            errors.append(SpecError(f"{INTERFACES_PATH}[{index}]", f"is connected to a {backend_name!r} network",
+                                    "a pod network (the only supported backend today)"))
+        if len(errors) > before or not pod_names_valid:
+            continue
+        entry = {"interface": name, "network": network["name"], "backend": backend_name, "connection": method}
+        entry.update(connection.plan_fields(options, backend))
+        entry.update({"pod_interface": pod_interface, "bridge": BRIDGE_PREFIX + pod_interface, "tap": tap})
+        plan.append(entry)
+    return plan
+
+
 def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
     """Validate a VM object and return its plan: one entry per interface.
 
@@ -383,42 +427,8 @@ def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
         errors.append(SpecError(NETWORKS_PATH, f"has {len(networks)} networks; only {MAX_SUPPORTED_INTERFACES} "
                                 "is supported today", "a single pod network"))
 
-    named_interfaces = [{"name": e[1], "entry": e} for e in valid_interfaces if e[1] is not None]
-    named_networks = [{"name": e[1], "entry": e} for e in valid_networks if e[1] is not None]
-    pairs, lonely_interfaces, lonely_networks = [], [], []
-    if has_interfaces == has_networks:  # both given, or both defaulted: pair them by name
-        pairs, lonely_interfaces, lonely_networks = match_by_name(named_interfaces, named_networks)
-    network_names = _listing(n["name"] for n in named_networks)
-    interface_names = _listing(i["name"] for i in named_interfaces)
-    for item in lonely_interfaces:
-        index, name = item["entry"][0], item["name"]
-        errors.append(SpecError(f"{INTERFACES_PATH}[{index}]", f"interface {name!r} has no network named {name!r} "
-                                f"in {NETWORKS_PATH}", f"a network of the same name; networks: {network_names}"))
-    for item in lonely_networks:
-        index, name = item["entry"][0], item["name"]
-        errors.append(SpecError(f"{NETWORKS_PATH}[{index}]", f"network {name!r} has no interface named {name!r} "
-                                f"in {INTERFACES_PATH}", f"an interface of the same name; interfaces: {interface_names}"))
-
-    plan = []
-    for interface, network in pairs:
-        index, name, method, options = interface["entry"]
-        _nindex, _nname, backend_name, _backend_options = network["entry"]
-        if method is None or backend_name is None:
-            continue
-        connection, backend = CONNECTIONS[method], BACKENDS[backend_name]
-        path = f"{INTERFACES_PATH}[{index}].{method}"
-        before = len(errors)
-        connection.check_backend(options, backend, path, errors)
-        if backend_name != "pod":
-            errors.append(SpecError(f"{INTERFACES_PATH}[{index}]", f"is connected to a {backend_name!r} network",
-                                    "a pod network (the only supported backend today)"))
-        if len(errors) > before or not pod_names_valid:
-            continue
-        entry = {"interface": name, "network": network["name"], "backend": backend_name, "connection": method}
-        entry.update(connection.plan_fields(options, backend))
-        entry.update({"pod_interface": pod_interface, "bridge": BRIDGE_PREFIX + pod_interface, "tap": tap})
-        plan.append(entry)
-
+    pairs = _pair(valid_interfaces, valid_networks, has_interfaces == has_networks, errors)
+    plan = _plan_entries(pairs, pod_interface, tap, pod_names_valid, errors)
     if errors:
         raise_invalid(errors)
     return plan
