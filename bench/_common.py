@@ -23,10 +23,12 @@ import time
 from pathlib import Path
 
 from _paths import COLLECTIONS_ROOT, REPO
+from lib import waiting
+from lib.bindings import make_binding
+from lib.responder import ResponderProcess
 
 # One pod interface bridged with its IP delegated to the VM: vm_network_plan's default binding.
-BINDING = {"interface": "default", "network": "default", "backend": "pod", "connection": "bridge",
-           "delegate_ip": True, "connectivity": "ip", "pod_interface": "eth0", "bridge": "k6t-eth0", "tap": "tap0"}
+BINDING = make_binding()
 RESPONDER_MODULE = "ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder"
 CNI_PLUGIN = "/usr/lib/cni/bridge"
 
@@ -139,77 +141,9 @@ def verdict(met):
 
 # -- the DHCP responder as a process ----------------------------------------------------------
 
-def wait_for(predicate, timeout, what, interval=0.05):
-    """Poll ``predicate`` until it returns something truthy; bounded, raises on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-class Responder:
-    """podnet-dhcpd (``python -m ..._dhcp_responder``) with the benchmark's own run dir and log."""
-
-    def __init__(self, run_dir, rescan_interval=1.0):
-        self.run_dir = run_dir
-        self.log_file = os.path.join(run_dir, "podnet-dhcpd.log")
-        self.pidfile = os.path.join(run_dir, "podnet-dhcpd.pid")
-        self.rescan_interval = rescan_interval
-        self.proc = None
-
-    def start(self):
-        env = dict(os.environ, PYTHONPATH=str(COLLECTIONS_ROOT))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", RESPONDER_MODULE, "--run-dir", self.run_dir, "--pidfile", self.pidfile,
-             "--log-file", self.log_file, "--rescan-interval", str(self.rescan_interval)],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            wait_for(lambda: self.proc.poll() is not None or "started" in self.log(), 30, "the responder's start")
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"responder exited: {self.proc.stderr.read().decode()} {self.log()}")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def log(self):
-        try:
-            return Path(self.log_file).read_text()
-        except OSError:
-            return ""
-
-    def serving(self, key):
-        log = self.log()
-        return f"pod={key} " in log and "serving on" in log.split(f"pod={key} ", 1)[1]
-
-    def wait_serving(self, key, timeout=30):
-        wait_for(lambda: self.serving(key), timeout, f"the responder serving {key}")
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+# The tests' helpers, one implementation for both (bench/_paths.py put tests/ on sys.path).
+wait_for = waiting.wait_for
+Responder = ResponderProcess
 
 
 def rss_kb(pid):

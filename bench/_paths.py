@@ -4,13 +4,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Make the checkout importable for the benchmarks: ``import _paths`` first in a bench/ script.
 
-The repository root is the collection root. This puts on ``sys.path``:
-
-- a directory holding ``ansible_collections/virtnet/podnet``: the real tree when the checkout
-  already sits in one, else a relative symlink to the checkout under ``.build/bench-collections``
-  (made here when missing; .build/ is not committed). ``ANSIBLE_COLLECTIONS_PATH`` points there
-  too, so the benchmarks' ``ansible-playbook`` runs find the same code;
-- ``tests/``, for the lab of namespaces (``lib.netlab``) only. Nothing of tests' conftest runs.
+The same explicit step the tests take (``tests/lib/paths.py``; nothing of tests' conftest
+runs): ``ansible_collections.virtnet.podnet`` and ``lib.*`` become importable, and
+``ANSIBLE_COLLECTIONS_PATH`` points at this checkout, so the benchmarks' ``ansible-playbook``
+runs use the same code and never an installed copy.
 """
 
 from __future__ import annotations
@@ -23,24 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 DOCS = REPO / "docs"
 
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
+from lib import paths  # noqa: E402  # pylint: disable=wrong-import-position
 
-def _collections_root() -> Path:
-    if "ansible_collections" in REPO.parts:
-        parts = REPO.parts
-        return Path(*parts[:len(parts) - 1 - parts[::-1].index("ansible_collections")])
-    root = REPO / ".build" / "bench-collections"
-    link = root / "ansible_collections" / "virtnet" / "podnet"
-    if not (link.is_symlink() and link.resolve() == REPO):
-        link.parent.mkdir(parents=True, exist_ok=True)
-        tmp = link.with_name(f".podnet.{os.getpid()}")
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(os.path.relpath(REPO, link.parent))
-        os.replace(tmp, link)  # atomic: concurrent runs never see a missing link
-    return root
-
-
-COLLECTIONS_ROOT = _collections_root()
-for _entry in (str(REPO / "tests"), str(COLLECTIONS_ROOT)):
-    if _entry not in sys.path:
-        sys.path.insert(0, _entry)
+paths.setup()
+COLLECTIONS_ROOT = paths.collections_root()
+if str(COLLECTIONS_ROOT) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS_ROOT))
 os.environ["ANSIBLE_COLLECTIONS_PATH"] = str(COLLECTIONS_ROOT)  # this checkout, not an installed copy

@@ -16,7 +16,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -24,6 +23,7 @@ from integration.conftest import COLLECTIONS_ROOT, IS_ROOT
 from lib import dhcpwire, standin
 from lib.bindings import make_binding
 from lib.netlab import link, sh, snapshot
+from lib.waiting import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not IS_ROOT, reason="needs root")]
 
@@ -70,13 +70,6 @@ def recreate(lab, pod):
     return _netns.identity(pod.netns_path)
 
 
-def wait_for(condition, what, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_identity_is_the_namespace_cookie(lab):
     pod = lab.add_pod()
     ident = _netns.identity(pod.netns_path)
@@ -86,46 +79,44 @@ def test_identity_is_the_namespace_cookie(lab):
     assert _netns.identity(f"/run/netns/{pod.netns}-gone") is None
 
 
-def test_a_recreated_pod_never_takes_the_old_pods_record(lab, run_dir):
-    """The kernel hands a deleted namespace's inode to the next one: a record keyed by inode alone
-    would give the new pod the old pod's IP and MAC, or refuse it. Forced here: the old record is
-    rewritten with the new namespace's inode, only the cookie differs."""
+def plumbed_then_recreated(lab, run_dir, keep_cookie):
+    """A pod plumbed, deleted without absent and recreated under its name; its old record rewritten
+    with the new namespace's inode, as if the kernel had reused the number (it does, but not on
+    demand). Returns ``(params, old record, new identity, the new pod before, its eth0 MAC)``."""
     pod = lab.add_pod()
     p = params(pod, run_dir)
     key = present(p)["key"]
     old = json.load(open(_rundir.cache_path(run_dir, key)))
     new_ident = recreate(lab, pod)
-    before = snapshot(pod.netns)
-    old["netns_inode"] = new_ident["inode"]  # as if the kernel reused the number
+    before, new_mac = snapshot(pod.netns), link(pod.netns, "eth0")["address"]
+    old["netns_inode"] = new_ident["inode"]
+    if not keep_cookie:
+        del old["netns_cookie"]  # as 0.1 wrote it
     _rundir.atomic_write_json(_rundir.cache_path(run_dir, key), old)
-    _rundir.register(run_dir, "proc-1-ns-net__eth0", {"inode": new_ident["inode"], "cookie": None}, "eth0")
+    return p, old, new_ident, before, new_mac
 
+
+def test_a_recreated_pod_never_takes_the_old_pods_record(lab, run_dir):
+    """A record keyed by inode alone would give the new pod the old pod's IP and MAC, or refuse it
+    ("plumbed under another name"): here only the cookie tells the two namespaces apart."""
+    p, old, new_ident, before, new_mac = plumbed_then_recreated(lab, run_dir, keep_cookie=True)
+    _rundir.register(run_dir, "proc-1-ns-net__eth0", {"inode": new_ident["inode"], "cookie": None}, "eth0")
     result = present(p)
-    assert result["original"]["mac"] == link(pod.netns, "eth0")["address"] or result["vm_mac"] != old["original"]["mac"]
-    assert result["vm_mac"] != old["original"]["mac"], "the new pod got the old pod's MAC"
-    record = json.load(open(_rundir.cache_path(run_dir, key)))
+    assert result["vm_mac"] == new_mac != old["original"]["mac"], "the new pod got the old pod's MAC"
+    record = json.load(open(result["cache_path"]))
     assert record["netns_cookie"] == new_ident["cookie"]
     assert any("recorded for a namespace that is gone" in h for h in result["housekeeping"])
     absent(p)
-    assert snapshot(pod.netns) == before, "absent put the old pod's configuration on the new pod"
+    assert snapshot(p["netns"]) == before, "absent put the old pod's configuration on the new pod"
 
 
 def test_a_record_of_01_with_a_reused_inode_is_told_apart_by_the_live_mac(lab, run_dir):
     """Records written by 0.1 have no cookie: the inode plus the live pod interface's MAC decide."""
-    pod = lab.add_pod()
-    p = params(pod, run_dir)
-    key = present(p)["key"]
-    old = json.load(open(_rundir.cache_path(run_dir, key)))
-    new_ident = recreate(lab, pod)
-    before = snapshot(pod.netns)
-    del old["netns_cookie"]
-    old["netns_inode"] = new_ident["inode"]
-    _rundir.atomic_write_json(_rundir.cache_path(run_dir, key), old)
+    p, old, _new_ident, before, new_mac = plumbed_then_recreated(lab, run_dir, keep_cookie=False)
     result = present(p)
-    assert result["vm_mac"] == link(pod.netns, "eth0")["address"] or result["vm_mac"] != old["original"]["mac"]
-    assert result["vm_mac"] != old["original"]["mac"]
+    assert result["vm_mac"] == new_mac != old["original"]["mac"]
     absent(p)
-    assert snapshot(pod.netns) == before
+    assert snapshot(p["netns"]) == before
 
 
 def test_two_names_of_one_namespace_share_a_lock_and_a_record(lab, run_dir):
@@ -133,7 +124,7 @@ def test_two_names_of_one_namespace_share_a_lock_and_a_record(lab, run_dir):
     holder = subprocess.Popen(["ip", "netns", "exec", pod.netns, "sleep", "60"])
     try:
         by_path = f"/proc/{holder.pid}/ns/net"
-        wait_for(lambda: _netns.identity(by_path) == _netns.identity(pod.netns_path), "the holder to enter the pod")
+        wait_for(lambda: _netns.identity(by_path) == _netns.identity(pod.netns_path), TIMEOUT, "the holder to enter the pod")
         assert _rundir.lock_path(run_dir, _netns.identity(by_path)) == \
             _rundir.lock_path(run_dir, _netns.identity(pod.netns_path))
         present(params(pod, run_dir))
@@ -200,7 +191,7 @@ def _pid_in(pod):
     proc = subprocess.Popen(["ip", "netns", "exec", pod.netns, "sleep", "30"])
     _PIDS.append(proc)
     wait_for(lambda: _netns.identity(f"/proc/{proc.pid}/ns/net") == _netns.identity(pod.netns_path),
-             "a process in the pod")
+             TIMEOUT, "a process in the pod")
     return proc.pid
 
 
@@ -238,10 +229,10 @@ def test_the_responder_closes_and_collects_a_deleted_pod(lab, run_dir, responder
     proc, log = responder
     pod = lab.add_pod()
     present(params(pod, run_dir))
-    wait_for(lambda: log.exists() and "serving on tap0" in log.read_text(), "the responder to serve the pod")
+    wait_for(lambda: log.exists() and "serving on tap0" in log.read_text(), TIMEOUT, "the responder to serve the pod")
     fds = open_fds(proc.pid)
     sh("ip", "netns", "del", pod.netns)
-    wait_for(lambda: files_of(run_dir) == [], "the responder to collect the deleted pod's records")
+    wait_for(lambda: files_of(run_dir) == [], TIMEOUT, "the responder to collect the deleted pod's records")
     assert "records removed (namespace gone)" in log.read_text()
     assert open_fds(proc.pid) == fds - 1, "the pod's packet socket is still open"
     assert proc.poll() is None
@@ -257,7 +248,7 @@ def test_bad_declarations_hurt_only_their_own_pod(lab, run_dir, responder):
     proc, log = responder
     pod = lab.add_pod()
     decl = present(params(pod, run_dir))
-    wait_for(lambda: log.exists() and "serving on tap0" in log.read_text(), "the responder to serve the pod")
+    wait_for(lambda: log.exists() and "serving on tap0" in log.read_text(), TIMEOUT, "the responder to serve the pod")
     good = json.load(open(decl["lease_path"]))
     rng = random.Random(1410)
     for index in range(200):
@@ -269,7 +260,7 @@ def test_bad_declarations_hurt_only_their_own_pod(lab, run_dir, responder):
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(bad, handle)
     os.kill(proc.pid, signal.SIGHUP)
-    wait_for(lambda: log.read_text().count("ignoring lease declaration") >= 100, "the responder to read them")
+    wait_for(lambda: log.read_text().count("ignoring lease declaration") >= 100, TIMEOUT, "the responder to read them")
     fd = standin.open_tap(pod.netns)
     try:
         os.write(fd, dhcpwire.client_frame(pod.mac, 1, 0xBADDEC1))

@@ -34,9 +34,19 @@ def ensure_collection_link() -> Path:
         return link
     tmp = link.with_name(f".podnet.{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(REPO_ROOT)
+    tmp.symlink_to(os.path.relpath(REPO_ROOT, link.parent))  # relative: the checkout may move
     os.replace(tmp, link)  # atomic: concurrent runs never see a missing link
     return link
+
+
+def collections_root() -> Path:
+    """The directory holding ``ansible_collections/virtnet/podnet`` for this checkout: the real tree
+    when the checkout already sits in one (ansible-test), else COLLECTIONS_ROOT with its link."""
+    if "ansible_collections" in REPO_ROOT.parts:
+        parts = REPO_ROOT.parts
+        return Path(*parts[:len(parts) - 1 - parts[::-1].index("ansible_collections")])
+    ensure_collection_link()
+    return COLLECTIONS_ROOT
 
 
 def setup() -> None:
@@ -48,10 +58,10 @@ def setup() -> None:
         sys.path.insert(0, str(TESTS_DIR))
     if "ansible_collections" in REPO_ROOT.parts:
         return
-    ensure_collection_link()
-    if str(COLLECTIONS_ROOT) not in sys.path:
-        sys.path.insert(0, str(COLLECTIONS_ROOT))
-    os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", str(COLLECTIONS_ROOT))
+    root = collections_root()
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", str(root))
 
 
 def module_utils(name: str):

@@ -54,10 +54,16 @@ class ResponderProcess:
     def wait_log(self, text: str, timeout: float = 20.0, count: int = 1) -> str:
         return wait_for(lambda: self.log().count(text) >= count and self.log(), timeout, what=f"log line {text!r}")
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def serving(self, key: str) -> bool:
+        log = self.log()
+        return f"pod={key} " in log and "serving on" in log.split(f"pod={key} ", 1)[1]
+
     def wait_serving(self, key: str, timeout: float = 20.0) -> None:
-        self.wait_log(f"pod={key} ", timeout)
-        wait_for(lambda: f"pod={key} " in self.log() and "serving on" in self.log().split(f"pod={key} ", 1)[1],
-                 timeout, what=f"responder serving {key}")
+        wait_for(lambda: self.serving(key), timeout, what=f"responder serving {key}")
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

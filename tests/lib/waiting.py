@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
     """Poll ``predicate`` until it returns something truthy and return that; raise TimeoutError past ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
