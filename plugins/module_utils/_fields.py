@@ -72,6 +72,18 @@ def key(value, field, errors):
     return value
 
 
+def has_control(text):
+    """Control characters (NUL, newline, escape, ...) have no place in a name or path we log or pass on."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
+def abs_path(value, field, errors):
+    if not isinstance(value, str) or not value.startswith("/") or has_control(value):
+        errors.append(f"{field}: {value!r} is not an absolute path without control characters")
+        return None
+    return value
+
+
 def _labels_ok(name, label):
     return all(label.fullmatch(part) for part in name.split("."))
 

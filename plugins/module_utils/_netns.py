@@ -13,6 +13,7 @@ import re
 import socket
 import struct
 
+from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 from ansible_collections.virtnet.podnet.plugins.module_utils._netlink import RawRtnl
 
@@ -34,8 +35,9 @@ def netns_path(netns):
     if not isinstance(netns, str) or not netns:
         raise PodnetError("netns: must be a namespace name under /run/netns or a path such as /proc/PID/ns/net",
                           netns=netns)
-    if "\x00" in netns or len(netns) > PATH_MAX:
-        raise PodnetError(f"netns: {netns[:80]!r} is not a usable path (NUL character or too long)", netns=netns[:80])
+    if fields.has_control(netns) or len(netns) > PATH_MAX:
+        raise PodnetError(f"netns: {netns[:80]!r} is not a usable path (a control character, or too long)",
+                          netns=netns[:80])
     if "/" in netns:
         if not netns.startswith("/"):
             raise PodnetError(f"netns: {netns!r} is a relative path; give a name under /run/netns or an absolute path",

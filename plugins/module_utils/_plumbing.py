@@ -121,9 +121,11 @@ def pod_view(live, addrs, binding):
 
 def record_fits_live(ipr, cache):
     """Whether a record matched only by inode (no cookie) fits the live pod: its interface still has
-    the MAC we gave it or its original one. A new pod that got a freed inode has another MAC."""
+    the MAC we gave it or its original one, and the ifindex recorded (records of 0.1 have none).
+    A new pod that got a freed inode has another MAC."""
     pod = nl.links_named(ipr, (cache["binding"]["pod_interface"],)).get(cache["binding"]["pod_interface"])
-    return pod is not None and pod["mac"] in (cache["pod_mac"], cache["original"]["mac"])
+    return (pod is not None and pod["mac"] in (cache["pod_mac"], cache["original"]["mac"])
+            and cache.get("pod_ifindex") in (None, pod["index"]))
 
 
 def read_view(ipr, binding, full=False):
@@ -222,7 +224,8 @@ def _new_record(changes, ipr, pod, ipv4, where, binding, params):
     original = nl.discover(ipr, name, pod, ipv4=ipv4)
     _check_delegable(binding, original)
     cache = {
-        "netns": path, "netns_inode": inode, "netns_cookie": ident["cookie"], "binding": binding, "original": original,
+        "netns": path, "netns_inode": inode, "netns_cookie": ident["cookie"], "pod_ifindex": pod["index"],
+        "binding": binding, "original": original,
         "pod_mac": params.get("pod_mac") or new_pod_mac(original["mac"], f"{inode}|{name}"),
         "tap_options": {"uid": params.get("tap_uid"), "gid": params.get("tap_gid"),
                         "multiqueue": params["multiqueue"]},

@@ -388,9 +388,7 @@ def validate_declaration(decl):
     if decl.get("version") != DECLARATION_VERSION:
         errors.append(f"version: {decl.get('version')!r} is not {DECLARATION_VERSION}")
     fields.key(decl.get("key"), "key", errors)
-    netns = decl.get("netns")
-    if not isinstance(netns, str) or not netns.startswith("/") or "\x00" in netns:
-        errors.append(f"netns: {netns!r} is not an absolute path")
+    fields.abs_path(decl.get("netns"), "netns", errors)
     inode = decl.get("netns_inode")
     if inode is not None and not (isinstance(inode, list) and len(inode) == 2 and all(fields.is_int(i) for i in inode)):
         errors.append(f"netns_inode: {inode!r} is not [st_dev, st_ino]")

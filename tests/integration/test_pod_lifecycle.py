@@ -164,8 +164,9 @@ def test_a_replug_leaves_only_the_live_pods_files(lab, run_dir):
 
 
 @pytest.mark.parametrize("netns, message", [
-    ("pod\x00x", "NUL character"),
-    ("/run/netns/pod\x00x", "NUL character"),
+    ("pod\x00x", "a control character"),
+    ("/run/netns/pod\x00x", "a control character"),
+    ("/run/netns/pod\nx", "a control character"),
     ("x" * 300, "not a valid namespace name"),
     ("/run/netns/" + "x" * 300, "cannot be looked up"),
 ])
