@@ -75,6 +75,7 @@ def link_view(msg):
         "up": bool(msg["flags"] & IFF_UP),
         "master": msg.get_attr("IFLA_MASTER"),
         "group": msg.get_attr("IFLA_GROUP") or 0,
+        "txqlen": msg.get_attr("IFLA_TXQLEN"),
     }
     has = data is not None and hasattr(data, "get_attr")
     if kind == "bridge":
@@ -196,17 +197,9 @@ def discover(ipr, name, link=None, ipv4=None):
     link = link or get_link(ipr, name)
     if link is None:
         return None
-    return {
-        "name": name,
-        "mac": link["mac"],
-        "mtu": link["mtu"],
-        "up": link["up"],
-        "kind": link["kind"],
-        "master": link["master"],
-        "ipv4": addresses(ipr, link["index"]) if ipv4 is None else ipv4,
-        "ipv6": addresses(ipr, link["index"], socket.AF_INET6),
-        "routes": routes(ipr, link["index"]),
-    }
+    ipv4 = addresses(ipr, link["index"]) if ipv4 is None else ipv4
+    return _raw_layer.pod_record(name, link, ipv4, addresses(ipr, link["index"], socket.AF_INET6),
+                                 routes(ipr, link["index"]))
 
 
 # -- ensure steps as pyroute2 writes ----------------------------------------------------
@@ -219,8 +212,10 @@ def _index(name):
         raise PodnetError(f"link {name} disappeared while being configured") from None
 
 
-def _setlink(ipr, index, mac=None, mtu=None, master=None, group=None, state=None):
+def _setlink(ipr, index, mac=None, mtu=None, master=None, group=None, state=None, txqlen=None):
     kwarg = {"index": index}
+    if txqlen is not None:
+        kwarg["txqlen"] = txqlen
     if mac is not None:
         kwarg["address"] = mac
     if mtu is not None:

@@ -256,6 +256,12 @@ def discover(ipr, name, link=None, ipv4=None):
     link = link or get_link(ipr, name)
     if link is None:
         return None
+    ipv4 = addresses(ipr, link["index"]) if ipv4 is None else ipv4
+    return pod_record(name, link, ipv4, addresses(ipr, link["index"], socket.AF_INET6), routes(ipr, link["index"]))
+
+
+def pod_record(name, link, ipv4, ipv6, routes_of_link):
+    """The pod interface as recorded in the state cache (``original``)."""
     return {
         "name": name,
         "mac": link["mac"],
@@ -265,9 +271,9 @@ def discover(ipr, name, link=None, ipv4=None):
         "master": link["master"],
         # A CNI's veth has txqlen 0; the kernel raises it to 1000 when the filters' ingress qdisc comes.
         "txqlen": link["txqlen"],
-        "ipv4": addresses(ipr, link["index"]) if ipv4 is None else ipv4,
-        "ipv6": addresses(ipr, link["index"], socket.AF_INET6),
-        "routes": routes(ipr, link["index"]),
+        "ipv4": ipv4,
+        "ipv6": ipv6,
+        "routes": routes_of_link,
     }
 
 
