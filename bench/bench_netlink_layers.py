@@ -32,7 +32,9 @@ or SIGTERM. Every figure printed comes from this run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import io
 import json
 import math
 import os
@@ -48,7 +50,7 @@ import types
 from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
-from _common import BINDING, cni_plugin_version, load_text, machine_line, now_utc, percentile, shown_command
+from _common import BINDING, cni_plugin_version, load_text, machine_line, now_utc, percentile, shown_command, shown_path
 import bench_cni_bridge as cni
 from lib.netlab import NetLab, ip_json, snapshot
 
@@ -418,6 +420,27 @@ def print_profile(prof):
                   f"{row['calls']:6d} calls  {row['function']}")
 
 
+def choice(results):
+    """The layer the plumbing should use, from this run's figures: pyroute2 wherever it meets the target."""
+    worst = {layer: max(r["ratios"][layer]["plumb_to_add"] for r in results) for layer in LAYERS}
+    extra = [round(r["stats"]["pyroute2_plumb"]["median_ms"] - r["stats"]["raw_plumb"]["median_ms"], 2) for r in results]
+    sizes = ", ".join(str(r["n"]) for r in results)
+    if worst["pyroute2"] <= TARGET:
+        return (f"Choice: pyroute2 meets the target (plumb <= {TARGET}x the CNI ADD) at N = {sizes} "
+                f"(worst {worst['pyroute2']}x): the plumbing can use it.")
+    return (f"Choice: raw rtnetlink stays for the plumbing. With pyroute2 it took up to {worst['pyroute2']}x the CNI "
+            f"ADD at N = {sizes} (target {TARGET}x; raw: up to {worst['raw']}x), {min(extra)}-{max(extra)} ms more "
+            "per pod. pyroute2 keeps the two restores of state=absent, which have no such target.")
+
+
+def report_page(out, tables):
+    return (f"# Netlink layers: raw rtnetlink and pyroute2, beside the CNI bridge plugin\n\n"
+            f"Written by `{out['command']}` on {out['date']}.\n\n{out['machine']}  \n"
+            f"CNI bridge plugin: {out['cni_version']}; run_dir on {out['run_dir_fs']}; the DHCP filters stay raw under "
+            "both layers (pyroute2 encodes TCA_BPF_OPS wrongly).\n"
+            f"{tables}\n{out['choice']}\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100])
@@ -428,6 +451,7 @@ def main():
                         help="also time each netlink call of both layers REPS times on a plumbed pod")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="also cProfile both layers on N pods")
     parser.add_argument("--json", help="write every figure (and the raw samples) to this file")
+    parser.add_argument("--report", help="write the tables and the choice they lead to as a markdown page")
     parser.add_argument("--run-dir-base", help="where the run_dir goes (default: /run if it is tmpfs, as on a node, "
                         "else /dev/shm)")
     args = parser.parse_args()
@@ -467,13 +491,21 @@ def main():
     use_layer("raw")
     out["load_end"] = load_text(os.getloadavg())
     out["sizes"] = results
-    print(f"\nLoad average at the start {out['load_start']}, at the end {out['load_end']}. Per pod, each call alone:\n")
-    print_table(results)
-    if "requests_us" in out:
-        print_requests(out["requests_us"])
-        print_projection(out)
-    if "profile" in out:
-        print_profile(out["profile"])
+    tables = io.StringIO()
+    with contextlib.redirect_stdout(tables):
+        print(f"\nLoad average at the start {out['load_start']}, at the end {out['load_end']}. Per pod, each call alone:\n")
+        print_table(results)
+        if "requests_us" in out:
+            print_requests(out["requests_us"])
+            print_projection(out)
+        if "profile" in out:
+            print_profile(out["profile"])
+    print(tables.getvalue(), end="")
+    out["choice"] = choice(results)
+    print("\n" + out["choice"])
+    if args.report:
+        Path(args.report).write_text(report_page(out, tables.getvalue()))
+        print(f"wrote {shown_path(args.report)}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
         print(f"\nwrote {args.json}")
