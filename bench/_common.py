@@ -141,6 +141,17 @@ def verdict(met):
 
 # -- the DHCP responder as a process ----------------------------------------------------------
 
+def fs_type(path):
+    """The filesystem type mounted at or above ``path`` (from /proc/self/mounts)."""
+    best, kind = "", "unknown"
+    with open("/proc/self/mounts") as handle:
+        for line in handle:
+            mount, fstype = line.split()[1:3]
+            if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
+                best, kind = mount, fstype
+    return kind
+
+
 # The tests' helpers, one implementation for both (bench/_paths.py put tests/ on sys.path).
 wait_for = waiting.wait_for
 Responder = ResponderProcess

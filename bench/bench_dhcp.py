@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -49,6 +48,7 @@ import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
 from _common import (BINDING, Responder, dnsmasq_version, load_text, machine_line, now_utc, percentile, pss_kb, rss_kb,
                      shown_command, shown_path, wait_for)
 from lib.netlab import NetLab, sh
+from lib.standin import open_tap
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
 from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge
@@ -60,8 +60,6 @@ TARGET_RSS_MB = 60.0     # 500 pods, one responder
 TARGET_RSS_PODS = 500
 PODS_PER_LAB = 200       # NetLab gives its pods addresses in one /24
 DNSMASQ_ADDR = "192.0.2.1"
-TUNSETIFF = 0x400454CA
-IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
 
 
 def summary(samples_ns):
@@ -70,25 +68,6 @@ def summary(samples_ns):
         return {"n": 0, "median_ms": None, "p99_ms": None, "min_ms": None, "max_ms": None}
     return {"n": len(ms), "median_ms": round(statistics.median(ms), 4), "p99_ms": round(percentile(ms, 99), 4),
             "min_ms": round(min(ms), 4), "max_ms": round(max(ms), 4)}
-
-
-def open_tap(netns, tap="tap0"):
-    """Attach to the pod's persistent tap as qemu would: the fd stays bound to it after setns back."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-    try:
-        os.setns(target, os.CLONE_NEWNET)
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-        try:
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", tap.encode(), IFF_TAP | IFF_NO_PI))
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
-    finally:
-        os.setns(own, os.CLONE_NEWNET)
-        os.close(own)
-        os.close(target)
 
 
 def client_frame(mac, mtype, xid, options=()):

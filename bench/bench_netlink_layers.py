@@ -50,7 +50,8 @@ import types
 from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
-from _common import BINDING, cni_plugin_version, load_text, machine_line, now_utc, percentile, shown_command, shown_path
+from _common import (BINDING, cni_plugin_version, fs_type, load_text, machine_line, now_utc, percentile, shown_command,
+                     shown_path)
 import bench_cni_bridge as cni
 from lib.netlab import NetLab, ip_json, snapshot
 
@@ -353,17 +354,6 @@ def profile_layers(n, workdir, run_dir, mtu=1450, top=12):
             for netns in pods:
                 cni.call("DEL", f"bench-{netns}", netns, conf)
     return out
-
-
-def fs_type(path):
-    """The filesystem type mounted at or above ``path`` (the state cache is fsynced: tmpfs on a node)."""
-    best, kind = "", "unknown"
-    with open("/proc/self/mounts") as handle:
-        for line in handle:
-            mount, fstype = line.split()[1:3]
-            if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
-                best, kind = mount, fstype
-    return kind
 
 
 # -- output ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
-from _common import BINDING, load_text, machine_line, median_ms, now_utc, shown_command, shown_path, verdict
+from _common import BINDING, fs_type, load_text, machine_line, median_ms, now_utc, shown_command, shown_path, verdict
 from lib.netlab import NetLab, snapshot
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge
@@ -156,17 +156,6 @@ def bench_playbook(n, run_dir, workdir):
             out[key] = ms(elapsed / n)
     out["total_ms"] = round(out["plumb_ms"] + out["unplumb_ms"], 2)
     return out
-
-
-def fs_type(path):
-    """The filesystem type mounted at or above ``path`` (from /proc/self/mounts)."""
-    best, kind = "", "unknown"
-    with open("/proc/self/mounts") as handle:
-        for line in handle:
-            mount, fstype = line.split()[1:3]
-            if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
-                best, kind = mount, fstype
-    return kind
 
 
 def plumb_verdict(inproc):
