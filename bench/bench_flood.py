@@ -1,0 +1,339 @@
+#!/usr/bin/env python
+# -*- coding: utf-8 -*-
+# Copyright: virtnet.podnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One VM floods the responder at full speed while the other pods renew.
+
+Run as root from the repository root:
+
+    python bench/bench_flood.py [--pods 50] [--samples 400] [--duration 10] [--json out.json] [--write-doc]
+    python bench/bench_flood.py --quick          # smoke size
+
+``--pods`` quiet pods plus one flooding pod (pod 0), in a NetLab node, all plumbed by the module's
+code (``_pod_bridge.run``); then one real podnet-dhcpd with its default settings (tests/lib
+ResponderProcess). From the VM side of each quiet pod's tap, REQUESTs in REBINDING state
+(broadcast, ciaddr = the pod's IP) -> ACK round trips, spread evenly over the pods and over
+``--duration`` seconds: first idle, then while a separate process (its own interpreter, not this
+one's GIL) writes DHCP frames into pod 0's tap as fast as it can: DISCOVERs mostly, and REQUESTs,
+each with a random xid and a random option-55 list, and reads what comes back as a VM would.
+Measured during the flood: the frames written, the responder's CPU time (/proc/PID/stat
+utime+stime) and the growth of its log file (rotated files included). Then, after
+``--recover-wait`` seconds, one DISCOVER from pod 0: is it still served?
+
+Every namespace has the prefix ``pfl-`` and a random suffix, and is deleted on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import secrets
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
+from _common import BINDING, load_text, machine_line, now_utc, percentile, shown_command, shown_path
+from bench_churn import DOC, cpu_s, update_doc
+from lib import plumbing
+from lib.dhcpwire import client_frame, read_reply
+from lib.netlab import NetLab
+from lib.responder import ResponderProcess
+from lib.standin import open_tap
+
+from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder_code
+from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
+
+PREFIX = "pfl"
+DISCOVER, OFFER, REQUEST, ACK = 1, 2, 3, 5
+TARGET_RATIO = 2.0        # the quiet pods' median under the flood, against idle
+TARGET_LOG_BYTES = 1 << 20
+PARAMS = (55, [1, 3, 6, 12, 15, 26, 28, 119, 121])  # what a Linux guest's dhclient asks for
+VARIANTS = 4096           # distinct frames the flooder cycles through
+
+
+# -- the flooding VM (a process of its own) ----------------------------------------------------
+
+def flood_frames(mac, ip, server_id, count, seed):
+    """DHCP frames from ``mac``: 70 % DISCOVER, 15 % REQUEST selecting, 15 % REQUEST rebinding;
+    random xids, random option-55 lists (1 to 40 codes of 1..254), so no two ask the same."""
+    rnd = random.Random(seed)
+    frames = []
+    for _round in range(count):
+        xid = rnd.getrandbits(32)
+        params = (55, rnd.sample(range(1, 255), rnd.randint(1, 40)))
+        kind = rnd.random()
+        if kind < 0.70:
+            frames.append(client_frame(mac, DISCOVER, xid, [params]))
+        elif kind < 0.85:
+            frames.append(client_frame(mac, REQUEST, xid, [(50, ip), (54, server_id), params]))
+        else:
+            frames.append(client_frame(mac, REQUEST, xid, [params], ciaddr=ip))
+    return frames
+
+
+def flooder(netns, mac, ip, server_id, conn, limit):
+    """Write frames into the pod's tap as fast as possible from "go" until "stop" (or ``limit`` s)."""
+    frames = flood_frames(mac, ip, server_id, VARIANTS, secrets.randbits(64))
+    fd = open_tap(netns)
+    stats = {"frames": 0, "bytes": 0, "write_errors": 0, "frames_read": 0, "dhcp_replies": 0}
+    conn.send("ready")
+    conn.recv()  # "go"
+    t0 = time.monotonic()
+    deadline = t0 + limit
+    write, read = os.write, os.read
+    mask = VARIANTS - 1
+    i = 0
+    try:
+        while True:
+            for _round in range(1024):
+                try:
+                    stats["bytes"] += write(fd, frames[i & mask])
+                    i += 1
+                except OSError:
+                    stats["write_errors"] += 1
+            for _round in range(64):  # a VM reads its NIC too; bounded so writing stays the job
+                try:
+                    frame = read(fd, 65536)
+                    stats["frames_read"] += 1
+                    stats["dhcp_replies"] += frame[12:14] == b"\x08\x00" and frame[23] == 17 and frame[36:38] == b"\x00\x44"
+                except BlockingIOError:
+                    break
+            if conn.poll() or time.monotonic() > deadline:
+                break
+    finally:
+        stats["frames"] = i
+        stats["seconds"] = time.monotonic() - t0
+        os.close(fd)
+        conn.send(stats)
+
+
+# -- the quiet pods -------------------------------------------------------------------------------
+
+def measure(taps, samples, duration):
+    """``samples`` REQUEST(rebinding) -> ACK round trips, round robin over ``taps``, evenly over ``duration`` s."""
+    latencies, lost = [], 0
+    t0 = time.monotonic()
+    for n in range(samples):
+        fd, mac, ip = taps[n % len(taps)]
+        wait = t0 + n * duration / samples - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # pacing, not synchronisation: the samples are spread over the phase
+        xid = secrets.randbits(32)
+        frame = client_frame(mac, REQUEST, xid, [PARAMS], ciaddr=ip)
+        start = time.perf_counter()
+        os.write(fd, frame)
+        got = read_reply(fd, xid, timeout=2.0)
+        took = time.perf_counter() - start
+        if got is None or got[1]["message_type"] != ACK:
+            lost += 1
+        else:
+            latencies.append(took)
+    return {"samples": samples, "answered": len(latencies), "lost": lost, "seconds": round(time.monotonic() - t0, 2),
+            "median_ms": _ms(statistics.median(latencies)) if latencies else None,
+            "p90_ms": _ms(percentile(latencies, 90)) if latencies else None,
+            "max_ms": _ms(max(latencies)) if latencies else None}
+
+
+def _ms(seconds):
+    return round(seconds * 1000, 3)
+
+
+def log_bytes(log_file):
+    """The log file and its rotated copies, together."""
+    path = Path(log_file)
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+
+
+def log_lines(log_file, key):
+    """Lines of the flooding pod in the log (rotated copies included)."""
+    path, count = Path(log_file), 0
+    for p in path.parent.glob(path.name + "*"):
+        with open(p, errors="replace") as handle:
+            count += sum(1 for line in handle if f"pod={key} " in line)
+    return count
+
+
+def discover_offer(netns, mac, timeout):
+    """One DISCOVER into the pod's tap; seconds to the OFFER, or None."""
+    fd = open_tap(netns)
+    try:
+        xid = secrets.randbits(32)
+        start = time.perf_counter()
+        os.write(fd, client_frame(mac, DISCOVER, xid, [PARAMS]))
+        got = read_reply(fd, xid, timeout=timeout)
+        return round(time.perf_counter() - start, 4) if got and got[1]["message_type"] == OFFER else None
+    finally:
+        os.close(fd)
+
+
+def run(args, results):
+    ctx = multiprocessing.get_context("fork")
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-flood-"))
+        lab = stack.enter_context(NetLab(prefix=PREFIX))
+        run_dir = os.path.join(tmp, "run")
+        rundir.ensure_dirs(run_dir)
+        t0 = time.monotonic()
+        pods = [lab.add_pod() for _round in range(args.pods + 1)]
+        plumbed = [plumbing.plumb(pod.netns, BINDING, run_dir, diff=False) for pod in pods]
+        results["setup_s"] = round(time.monotonic() - t0, 1)
+        responder = stack.enter_context(ResponderProcess(run_dir))  # default rate limit and log budget
+        for result in plumbed:
+            responder.wait_serving(result["key"])
+        pid = responder.proc.pid
+        flood_pod, flood = pods[0], plumbed[0]
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=flooder, args=(flood_pod.netns, flood["vm_mac"], flood["ip"], flood_pod.gateway, child,
+                                                 args.duration + 60), daemon=True)
+        proc.start()
+        stack.callback(_end, proc)
+        if not parent.poll(30):
+            raise RuntimeError("the flooder did not get ready")
+        parent.recv()
+        taps = []
+        for pod, result in zip(pods[1:], plumbed[1:]):
+            taps.append((open_tap(pod.netns), result["vm_mac"], result["ip"]))
+            stack.callback(os.close, taps[-1][0])
+        measure(taps, len(taps), min(2.0, args.duration))  # warm-up: every pod's reply template, once
+        cpu_idle = cpu_s(pid)
+        results["idle"] = measure(taps, args.samples, args.duration)
+        results["idle"]["responder_cpu_s"] = round(cpu_s(pid) - cpu_idle, 2)
+        cpu0, log0, lines0 = cpu_s(pid), log_bytes(responder.log_file), log_lines(responder.log_file, flood["key"])
+        t_go = time.monotonic()
+        parent.send("go")
+        results["flooded"] = measure(taps, args.samples, args.duration)
+        parent.send("stop")
+        if not parent.poll(30):
+            raise RuntimeError("the flooder did not stop")
+        stats = parent.recv()
+        flood_s = time.monotonic() - t_go
+        cpu1, log1 = cpu_s(pid), log_bytes(responder.log_file)
+        results["flood"] = dict(stats, seconds=round(stats["seconds"], 2), frames_per_s=round(stats["frames"] / stats["seconds"]),
+                                responder_cpu_s=round(cpu1 - cpu0, 2), wall_s=round(flood_s, 2),
+                                responder_cpu_share=round((cpu1 - cpu0) / flood_s, 3), log_growth_bytes=log1 - log0,
+                                flood_pod_log_lines=log_lines(responder.log_file, flood["key"]) - lines0)
+        proc.join(10)
+        # The flooding pod after the flood: its bucket refills at the responder's rate.
+        time.sleep(args.recover_wait)  # the bounded wait is the test itself: how soon the VM is served again
+        results["after"] = {"wait_s": args.recover_wait, "offer_s": discover_offer(flood_pod.netns, flood["vm_mac"], 2.0)}
+        results["responder_alive"] = responder.proc.poll() is None
+
+
+def _end(proc):
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(10)
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+def section(r):
+    idle, flooded, flood, after = r["idle"], r["flooded"], r["flood"], r["after"]
+    ratio_ok = r["ratio"] is not None and r["ratio"] <= TARGET_RATIO
+    log_ok = flood["log_growth_bytes"] <= TARGET_LOG_BYTES
+    lines = [
+        "## Flood: one VM floods, the other pods renew",
+        "",
+        "Command (as root, from the repository root):",
+        "",
+        f"    {r['command']}",
+        "",
+        f"Machine: {r['machine']}.",
+        f"Measured {r['date']}; load average (1, 5, 15 min) at the start {r['load_start']}, at the end {r['load_end']}.",
+        "",
+        f"{r['pods']} quiet pods and one flooding pod, plumbed by `_pod_bridge.run`; one podnet-dhcpd with its defaults",
+        f"({r['defaults']['frame_rate']:g} frames/s per pod, burst {r['defaults']['frame_burst']:g}, "
+        f"{r['defaults']['log_lines']} log lines per pod per {r['defaults']['log_window']:g} s).",
+        f"From the VM side of the quiet pods' taps: {r['samples']} REQUEST (REBINDING, ciaddr set) -> ACK round trips per",
+        f"phase, round robin over the {r['pods']} pods, spread over {r['duration']:g} s. Idle first; then while a separate process",
+        "writes DHCP frames into the flooding pod's tap as fast as it can (70 % DISCOVER, 30 % REQUEST; random xid and",
+        "random option-55 list of 1 to 40 codes per frame, 4,096 distinct frames cycled) and reads its replies.",
+        "",
+        "| quiet pods' REQUEST -> ACK | median | p90 | max | answered |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| idle | {idle['median_ms']} ms | {idle['p90_ms']} ms | {idle['max_ms']} ms | {idle['answered']}/{idle['samples']} |",
+        f"| during the flood | {flooded['median_ms']} ms | {flooded['p90_ms']} ms | {flooded['max_ms']} ms "
+        f"| {flooded['answered']}/{flooded['samples']} |",
+        "",
+        "| the flood | |",
+        "| --- | ---: |",
+        f"| frames written into the flooding pod's tap | {flood['frames']:,} in {flood['seconds']} s "
+        f"({flood['frames_per_s']:,}/s) |",
+        f"| frames the flooding VM read from its tap: all / DHCP replies (the rate limit) | {flood['frames_read']:,} / "
+        f"{flood['dhcp_replies']:,} |",
+        f"| responder CPU time (utime + stime) | {flood['responder_cpu_s']} s in {flood['wall_s']} s "
+        f"({flood['responder_cpu_share'] * 100:.1f} % of one core); idle phase: {idle['responder_cpu_s']} s |",
+        f"| responder log growth (rotated files included) | {flood['log_growth_bytes']:,} bytes |",
+        f"| ... of it, lines of the flooding pod | {flood['flood_pod_log_lines']} |",
+        "",
+        "| target | measured | verdict |",
+        "| --- | --- | --- |",
+        f"| quiet pods' median during the flood <= {TARGET_RATIO:g}x idle | {r['ratio']}x | {'met' if ratio_ok else '**missed**'} |",
+        f"| log growth during the flood <= 1 MB | {flood['log_growth_bytes'] / 1e6:.3f} MB | {'met' if log_ok else '**missed**'} |",
+        f"| every quiet pod's request answered during the flood | {flooded['answered']}/{flooded['samples']} "
+        f"| {'met' if flooded['lost'] == 0 else '**missed**'} |",
+        f"| the flooding pod served again {after['wait_s']:g} s after the flood (one DISCOVER) "
+        f"| {'OFFER after ' + str(round(after['offer_s'] * 1000, 2)) + ' ms' if after['offer_s'] is not None else 'no OFFER within 2 s'} "
+        f"| {'met' if after['offer_s'] is not None else '**missed**'} |",
+        "",
+        f"The responder {'was still running' if r['responder_alive'] else '**had exited**'} at the end. The machine has "
+        f"{os.cpu_count()} cores: the flooder's",
+        "own CPU (a VM's vCPU on a real node) competes here with the responder and the measuring client.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=50, help="quiet pods (plus one flooding pod)")
+    parser.add_argument("--samples", type=int, default=400, help="round trips per phase")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase (and of the flood)")
+    parser.add_argument("--recover-wait", type=float, default=1.0, help="seconds after the flood before the flooding pod's DISCOVER")
+    parser.add_argument("--quick", action="store_true", help="smoke size: --pods 5 --samples 50 --duration 3")
+    parser.add_argument("--json", help="write the raw figures here")
+    parser.add_argument("--report", help="write this benchmark's section of the lifecycle page here")
+    parser.add_argument("--write-doc", action="store_true", help=f"same as --report {shown_path(DOC)}")
+    args = parser.parse_args()
+    if args.quick:
+        args.pods, args.samples, args.duration = 5, 50, 3.0
+    if os.geteuid() != 0:
+        print("needs root", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the namespaces are removed on the way out
+    report = args.report or (str(DOC) if args.write_doc else None)
+    results = {"command": shown_command(), "machine": machine_line(), "date": now_utc(), "load_start": load_text(os.getloadavg()),
+               "pods": args.pods, "samples": args.samples, "duration": args.duration,
+               "defaults": {"frame_rate": responder_code.FRAMES_PER_SECOND, "frame_burst": responder_code.FRAME_BURST,
+                            "log_lines": responder_code.LOG_LINES_PER_WINDOW, "log_window": responder_code.LOG_WINDOW}}
+    run(args, results)
+    results["load_end"] = load_text(os.getloadavg())
+    idle, flooded = results["idle"]["median_ms"], results["flooded"]["median_ms"]
+    results["ratio"] = round(flooded / idle, 2) if idle and flooded else None
+    results["verdicts"] = {"ratio": results["ratio"] is not None and results["ratio"] <= TARGET_RATIO,
+                           "log": results["flood"]["log_growth_bytes"] <= TARGET_LOG_BYTES,
+                           "quiet_all_answered": results["flooded"]["lost"] == 0,
+                           "flooder_served_after": results["after"]["offer_s"] is not None}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(json.dumps({k: results[k] for k in ("idle", "flooded", "ratio", "flood", "after", "verdicts")}, indent=1))
+    if report:
+        update_doc(report, "flood", section(results))
+        print(f"wrote {shown_path(report)}")
+    return 0 if all(results["verdicts"].values()) and results["responder_alive"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
