@@ -27,7 +27,7 @@ import socket
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 from ansible_collections.virtnet.podnet.plugins.module_utils import _netlink as _raw_layer
 
-NetlinkError = _raw_layer.NetlinkError
+from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402  (what IPRoute raises; _netlink has its own for raw)
 nl_error = _raw_layer.nl_error
 
 # Constants and non-rtnetlink helpers, shared with the raw layer.
