@@ -134,8 +134,8 @@ def read_pod_file(root, relpath, limit=MAX_POD_FILE):
     or more than ``limit`` bytes. The pod's files belong to the tenant: they are hostile input."""
     try:
         root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        return None, f"{root}: {exc.strerror}"
+    except OSError as exc:  # no /etc/netns/<name> is the common case: nothing to read, nothing to say
+        return None, None if exc.errno == errno.ENOENT else f"{root}: {exc.strerror}"
     try:
         path_fd = _open_beneath(root_fd, relpath)
     except OSError as exc:

@@ -56,6 +56,10 @@ def pod_root(tmp_path):
     return root
 
 
+def test_a_pod_without_files_gives_no_warning(tmp_path):
+    assert _pod_facts.read_pod_file(str(tmp_path / "no-such-root"), "etc/hostname") == (None, None)
+
+
 def test_regular_files_are_read(pod_root):
     (pod_root / "etc" / "hostname").write_text("vm1\n")
     assert _pod_facts.read_pod_file(str(pod_root), "etc/hostname") == ("vm1\n", None)
