@@ -89,7 +89,7 @@ def test_present_idempotent_check_diff_and_exact_undo(lab, run_dir, calico):
     assert predicted["changed"] and predicted["changes"]
 
     real = present(p)
-    assert real["changed"]
+    assert real["changed"] and real["warnings"] == [] and real["housekeeping"] == []
     assert real["changes"] == predicted["changes"]
     assert real["diff"] == predicted["diff"]
     assert_plumbed(pod, real)
