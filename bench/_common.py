@@ -152,6 +152,14 @@ def fs_type(path):
     return kind
 
 
+def run_header(r):
+    """The lines that open a report section: the command, the machine and the load of the run that wrote it."""
+    return ["Command (as root, from the repository root):", "", f"    {r['command']}", "",
+            f"Machine: {r['machine']}.",
+            f"Measured {r['date']}; load average (1, 5, 15 min) at the start {r['load_start']}, at the end {r['load_end']}.",
+            ""]
+
+
 # The tests' helpers, one implementation for both (bench/_paths.py put tests/ on sys.path).
 wait_for = waiting.wait_for
 Responder = ResponderProcess

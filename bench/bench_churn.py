@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
-from _common import BINDING, load_text, machine_line, now_utc, pss_kb, rss_kb, shown_command, shown_path, versions
+from _common import BINDING, load_text, machine_line, now_utc, pss_kb, rss_kb, run_header, shown_command, shown_path, versions
 from lib import plumbing
 from lib.dhcpwire import client_frame, read_reply
 from lib.netlab import NetLab, sh
@@ -329,13 +329,7 @@ def section(r):
     lines = [
         "## Churn: pods deleted under the responder",
         "",
-        "Command (as root, from the repository root):",
-        "",
-        f"    {r['command']}",
-        "",
-        f"Machine: {r['machine']}.",
-        f"Measured {r['date']}; load average (1, 5, 15 min) at the start {r['load_start']}, at the end {r['load_end']}.",
-        "",
+        *run_header(r),
         f"One podnet-dhcpd on a fresh run dir. {r['cycles']:,} cycles, each: a pod namespace with a veth `eth0` on a node",
         "bridge (address in its /24, default route via the bridge's gateway), plumbed by `_pod_bridge.run` (state present,",
         "delegate_ip binding), served (DISCOVERs into the pod's tap until the OFFER is back), then `ip netns del` without",

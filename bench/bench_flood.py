@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
-from _common import BINDING, load_text, machine_line, now_utc, percentile, shown_command, shown_path
+from _common import BINDING, load_text, machine_line, now_utc, percentile, run_header, shown_command, shown_path
 from bench_churn import DOC, cpu_s, update_doc
 from lib import plumbing
 from lib.dhcpwire import client_frame, read_reply
@@ -246,13 +246,7 @@ def section(r):
     lines = [
         "## Flood: one VM floods, the other pods renew",
         "",
-        "Command (as root, from the repository root):",
-        "",
-        f"    {r['command']}",
-        "",
-        f"Machine: {r['machine']}.",
-        f"Measured {r['date']}; load average (1, 5, 15 min) at the start {r['load_start']}, at the end {r['load_end']}.",
-        "",
+        *run_header(r),
         f"{r['pods']} quiet pods and one flooding pod, plumbed by `_pod_bridge.run`; one podnet-dhcpd with its defaults",
         f"({r['defaults']['frame_rate']:g} frames/s per pod, burst {r['defaults']['frame_burst']:g}, "
         f"{r['defaults']['log_lines']} log lines per pod per {r['defaults']['log_window']:g} s).",
