@@ -320,7 +320,7 @@ def _delegate_steps(changes, tp, addrs, binding, cache, params, where):
     if _rundir.read_json(_rundir.lease_path(run_dir, key)) != declaration:
         changes.call("lease", f"declare the lease of {declaration['ip']}/{declaration['prefixlen']} "
                      f"for {declaration['vm_mac']} in {_rundir.lease_path(run_dir, key)}",
-                     _rundir.write_declaration, run_dir, declaration)
+                     _rundir.save_declaration, run_dir, declaration)
 
 
 def plan_present(ipr, where, binding, params, cache):

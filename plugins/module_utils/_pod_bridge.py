@@ -119,11 +119,12 @@ def _load_own_cache(ipr, run_dir, key, ident, binding, check_mode):
     """
     housekeeping = []
     cache, stale = _rundir.load_cache(run_dir, key, ident, alive)
+    record = None
     if cache is not None and (cache.get("netns_cookie") is None or ident["cookie"] is None) \
             and not _plumbing.record_fits_live(ipr, cache):
-        cache, stale = None, True  # the same inode, another pod: the kernel reused the number
+        record, cache, stale = cache, None, True  # the same inode, another pod: the kernel reused the number
     if stale:
-        record = _rundir.read_json(_rundir.cache_path(run_dir, key))
+        record = record or _rundir.read_json(_rundir.cache_path(run_dir, key))
         if check_mode:
             housekeeping.append(f"remove the stale record {_rundir.cache_path(run_dir, key)}")
         else:

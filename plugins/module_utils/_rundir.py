@@ -425,7 +425,11 @@ def validate_declaration(decl):
 
 def write_declaration(run_dir, decl):
     """Validate and write ``leases/<key>.json`` atomically; return its path."""
-    decl = validate_declaration(decl)
+    return save_declaration(run_dir, validate_declaration(decl))
+
+
+def save_declaration(run_dir, decl):
+    """Write a declaration ``validate_declaration`` returned; the planner validates it once, before any change."""
     ensure_dirs(run_dir)
     path = lease_path(run_dir, decl["key"])
     atomic_write_json(path, decl)
