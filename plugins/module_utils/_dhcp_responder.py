@@ -324,6 +324,7 @@ class Responder:
         self.stats = {"received": 0, "dropped": 0, "replied": 0, "rate_limited": 0, "suppressed_lines": 0}
         self.paused: dict[str, Pod] = {}
         self.event_stream = None  # set by main(): where lease event lines go, bypassing logging
+        self.event_stamped = True  # the lines carry time and PID (not on the journal, which adds its own)
         self.log_handler = None  # set by main() with a log file: rotated when it reaches its size
         self.pid = os.getpid()
         self._own_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -729,10 +730,13 @@ class Responder:
             return
         # The per-packet line skips the logging machinery (half the cost of an answer) but
         # keeps the same format as every other line of the log, and the same size cap.
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        head = ""
+        if self.event_stamped:
+            now = time.time()
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+            head = f"{stamp},{int(now * 1000) % 1000:03d} podnet-dhcpd[{self.pid}] "
         try:
-            stream.write(f"{stamp},{int(now * 1000) % 1000:03d} podnet-dhcpd[{self.pid}] INFO {line}\n")
+            stream.write(f"{head}INFO {line}\n")
             stream.flush()
             if self.log_handler is not None and stream.tell() >= self.log_handler.maxBytes > 0:
                 self.log_handler.doRollover()
@@ -868,6 +872,15 @@ def _ensure_daemon(parser, args) -> int:
     return 0
 
 
+def stderr_is_journal() -> bool:
+    """systemd sets JOURNAL_STREAM to "<dev>:<inode>" of the journal stream it made stderr."""
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return os.environ.get("JOURNAL_STREAM", "") == f"{stat.st_dev}:{stat.st_ino}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="podnet-dhcpd", description="DHCP responder handing pod IPs to VMs")
     parser.add_argument("--run-dir", default=rundir.DEFAULT_RUN_DIR)
@@ -894,7 +907,9 @@ def main(argv=None) -> int:
                                                        backupCount=max(0, args.log_backups))
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s podnet-dhcpd[%(process)d] %(levelname)s %(message)s"))
+    # The journal stamps each line with the time, unit and PID itself.
+    prefix = "" if (handler.stream is sys.stderr and stderr_is_journal()) else "%(asctime)s podnet-dhcpd[%(process)d] "
+    handler.setFormatter(logging.Formatter(prefix + "%(levelname)s %(message)s"))
     LOG.addHandler(handler)
     LOG.setLevel(logging.DEBUG if args.debug else logging.INFO)
     LOG.propagate = False
@@ -908,6 +923,7 @@ def main(argv=None) -> int:
             pidfile = _Pidfile(args.pidfile)
         responder = Responder(os.path.abspath(args.run_dir), args.rescan_interval, args.frame_rate, args.frame_burst)
         responder.event_stream = handler.stream
+        responder.event_stamped = bool(prefix)
         if args.log_file:
             responder.log_handler = handler
         responder.install_signal_handlers()

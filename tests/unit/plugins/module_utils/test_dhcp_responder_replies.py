@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 pytest.importorskip("pyroute2")
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec  # noqa: E402
+from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder_module  # noqa: E402
 from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import Pod, INFORM_ACK  # noqa: E402
 
 from lib.pod_samples import MAC, declaration  # noqa: E402
@@ -192,3 +195,16 @@ def test_a_reply_larger_than_the_vm_takes_drops_the_optional_options():
     assert 119 in codec.scan_options(roomy.reply_payload(codec.OFFER, request))
     asked_small = dict(request, max_message_size=576)
     assert 119 not in codec.scan_options(roomy.reply_payload(codec.OFFER, asked_small)), "option 57 is honoured"
+
+
+def test_stderr_is_the_journal_only_when_journal_stream_names_it(monkeypatch, tmp_path):
+    """Under systemd the journal stamps time, unit and PID: the responder's lines then omit them."""
+    with open(tmp_path / "stderr", "w", encoding="utf-8") as stream:
+        stat = os.fstat(stream.fileno())
+        monkeypatch.setattr(sys, "stderr", stream)
+        monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+        assert responder_module.stderr_is_journal() is True
+        monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino + 1}")  # stderr redirected elsewhere
+        assert responder_module.stderr_is_journal() is False
+        monkeypatch.delenv("JOURNAL_STREAM")
+        assert responder_module.stderr_is_journal() is False
