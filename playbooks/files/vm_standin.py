@@ -7,6 +7,7 @@ demo, the molecule scenarios and the tests (tests/lib/standin.py loads this file
 
     python vm_standin.py --pod-netns POD --vm-netns VMNS --mac VM_MAC [--tap tap0] [--mtu 1500] [--name vm1]
     python vm_standin.py ... --static 10.244.51.20/24 --static-gateway 10.244.51.1   # Ethernet only, no DHCP
+    python vm_standin.py ... --hold-dir DIR   # lease, wait for a write to DIR/renew, renew (T1)
 
 Standalone on purpose: only the standard library, so it runs without the collection on
 sys.path (and with Python 3.11, whose ``os`` has no ``setns``).
@@ -21,7 +22,7 @@ ways. busybox ``udhcpc`` runs in VMNS with a small script (this file again:
 gateway is pinged through the tap all the same. Prints one JSON line:
 
     {"vm", "mode": "dhcp"|"static", "leased_ip", "static_ip", "prefixlen", "gateway",
-     "gateway_reachable", "mac", "served_mac", "frames_to_vm", "frames_from_vm"}
+     "gateway_reachable", "mac", "served_mac", "frames_to_vm", "frames_from_vm"[, "renewed"]}
 
 - ``gateway``: only what the lease says (option 121's default route, else option 3); null
   when the lease names none. There is no fallback: a lease without a router is visible.
@@ -48,13 +49,16 @@ import ipaddress
 import json
 import os
 import secrets
+import select
 import selectors
+import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 TUNSETIFF = 0x400454CA
 IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
@@ -345,13 +349,20 @@ def udhcpc_event(event: str) -> int:
     host's). Recorded: the lease as JSON in ``$PODNET_STANDIN_LEASE``; one line per event
     appended to ``$PODNET_UDHCPC_LOG``. ``gateway`` is only what the lease named.
     """
-    env = os.environ
+    try:
+        _apply_event(event, os.environ)
+    finally:
+        # Last, so that a reader of the line finds the event applied and its lease written.
+        log = os.environ.get(EVENT_LOG_ENV)
+        if log:
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(f"{event} ip={os.environ.get('ip', '')} lease={os.environ.get('lease', '')} "
+                             f"serverid={os.environ.get('serverid', '')}\n")
+    return 0
+
+
+def _apply_event(event: str, env) -> None:
     iface = env.get("interface", "")
-    log = env.get(EVENT_LOG_ENV)
-    if log:
-        with open(log, "a", encoding="utf-8") as handle:
-            handle.write(f"{event} ip={env.get('ip', '')} lease={env.get('lease', '')} "
-                         f"serverid={env.get('serverid', '')}\n")
     if event == "deconfig":
         run("ip", "addr", "flush", "dev", iface, check=False)
         run("ip", "link", "set", iface, "up", check=False)
@@ -380,7 +391,6 @@ def udhcpc_event(event: str) -> int:
                 json.dump({"ip": env["ip"], "prefixlen": prefix, "gateway": gateway, "mtu": env.get("mtu"),
                            "router": env.get("router") or None, "staticroutes": env.get("staticroutes") or None},
                           handle)
-    return 0
 
 
 def _write_resolv(env) -> None:
@@ -429,6 +439,89 @@ def _lease(args, tmp: str) -> dict | None:
         return json.load(handle)
 
 
+def _read_event(fd: int, pending: list, want: tuple, deadline: float) -> str | None:
+    """The next line of the udhcpc event FIFO whose event is one of ``want``, or None at the deadline."""
+    while True:
+        while pending:
+            line = pending.pop(0)
+            if line.split(" ", 1)[0] in want:
+                return line
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        try:
+            chunk = os.read(fd, 4096).decode("utf-8", "replace")
+        except BlockingIOError:  # a writer opened the FIFO but has not written yet
+            continue
+        pending.extend(line for line in chunk.splitlines() if line)
+
+
+def _lease_and_hold(args, tmp: str, while_bound) -> tuple[dict | None, str | None]:
+    """--hold-dir: lease, then keep udhcpc running until something writes to HOLD/renew (a
+    FIFO), then renew as a running client does at T1 (SIGUSR1: a REQUEST to the server
+    that leased). Returns the lease and the renew event line ("renew ip=..."), or None when
+    no renewal came. Writes HOLD/lease.json once leased, for the caller to wait on. The
+    client's events come over a FIFO (udhcpc_event writes one line per event), so every wait
+    is on an event, bounded. ``while_bound(lease)`` runs last, while the client still holds
+    the address (stopping it deconfigures the interface)."""
+    lease_file = os.path.join(tmp, "lease.json")
+    events = os.path.join(tmp, "events")
+    trigger = os.path.join(args.hold_dir, "renew")
+    os.mkfifo(events, 0o600)
+    if os.path.lexists(trigger):
+        os.unlink(trigger)
+    os.mkfifo(trigger, 0o600)
+    events_fd = os.open(events, os.O_RDONLY | os.O_NONBLOCK)
+    trigger_fd = os.open(trigger, os.O_RDONLY | os.O_NONBLOCK)
+    # Our own writer on each FIFO: without one, the FIFO reads as end-of-file (always
+    # "readable") once the first writer closed it, and select() would spin.
+    keep_open = [os.open(events, os.O_WRONLY | os.O_NONBLOCK), os.open(trigger, os.O_WRONLY | os.O_NONBLOCK)]
+    env = dict(os.environ, **{LEASE_ENV: lease_file, EVENT_LOG_ENV: events})
+    client = subprocess.Popen(["ip", "netns", "exec", args.vm_netns, "busybox", "udhcpc", "-f", "-i", "eth0",
+                               "-t", "5", "-T", "1", "-A", "1", "-s", udhcpc_script(tmp)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    pending: list = []
+    try:
+        if _read_event(events_fd, pending, ("bound",), time.monotonic() + args.timeout) is None:
+            while_bound(None)
+            return None, None
+        with open(lease_file, encoding="utf-8") as handle:
+            lease = json.load(handle)
+        with open(os.path.join(args.hold_dir, "lease.json.tmp"), "w", encoding="utf-8") as handle:
+            json.dump(lease, handle)
+        os.replace(os.path.join(args.hold_dir, "lease.json.tmp"), os.path.join(args.hold_dir, "lease.json"))
+        renewed = None
+        if select.select([trigger_fd], [], [], args.hold_timeout)[0]:
+            client.send_signal(signal.SIGUSR1)  # reaches udhcpc: `ip netns exec` execs it
+            renewed = _read_event(events_fd, pending, ("renew", "bound"), time.monotonic() + args.timeout)
+        while_bound(lease)
+        return lease, renewed
+    finally:
+        client.terminate()
+        try:
+            client.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            client.kill()
+            client.wait()
+        for fd in [events_fd, trigger_fd, *keep_open]:
+            os.close(fd)
+
+
+def _check_vm(args, relay, result: dict, lease: dict | None) -> None:
+    """Record what the VM holds - the lease (when DHCP), the MAC that was served, the NIC's
+    MAC - and ping the gateway: the lease's, or the static one."""
+    if not args.static:
+        if lease is not None:
+            result.update(leased_ip=lease["ip"], prefixlen=lease["prefixlen"], gateway=lease["gateway"])
+        acks = [r for r in list(relay.dhcp_replies) if r["type"] == DHCPACK]
+        result["served_mac"] = acks[-1]["chaddr"] if acks else None
+    result["mac"] = _kernel_mac(args.vm_netns, "eth0")
+    if result["gateway"] and (result["leased_ip"] or result["static_ip"]):
+        ping = run("ip", "netns", "exec", args.vm_netns, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-w",
+                   str(max(3, int(args.timeout // 3))), result["gateway"], check=False, timeout=args.timeout)
+        result["gateway_reachable"] = "bytes from" in ping.stdout
+
+
 def standin(args) -> dict:
     result = {"vm": args.name, "mode": "static" if args.static else "dhcp", "leased_ip": None, "static_ip": None,
               "prefixlen": None, "gateway": None, "gateway_reachable": False, "mac": None, "served_mac": None,
@@ -448,16 +541,12 @@ def standin(args) -> dict:
                 run("ip", "-n", args.vm_netns, "route", "add", "default", "via", args.static_gateway, "dev", "eth0")
                 result.update(static_ip=str(iface.ip), prefixlen=iface.network.prefixlen, gateway=args.static_gateway)
             else:
-                lease = _lease(args, tmp)
-                if lease is not None:
-                    result.update(leased_ip=lease["ip"], prefixlen=lease["prefixlen"], gateway=lease["gateway"])
-                acks = [r for r in list(relay.dhcp_replies) if r["type"] == DHCPACK]
-                result["served_mac"] = acks[-1]["chaddr"] if acks else None
-            result["mac"] = _kernel_mac(args.vm_netns, "eth0")
-            if result["gateway"] and (result["leased_ip"] or result["static_ip"]):
-                ping = run("ip", "netns", "exec", args.vm_netns, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-w",
-                           str(max(3, int(args.timeout // 3))), result["gateway"], check=False, timeout=args.timeout)
-                result["gateway_reachable"] = "bytes from" in ping.stdout
+                if args.hold_dir:
+                    result["renewed"] = _lease_and_hold(args, tmp, lambda lease: _check_vm(args, relay, result, lease))[1]
+                else:
+                    _check_vm(args, relay, result, _lease(args, tmp))
+            if result["static_ip"]:
+                _check_vm(args, relay, result, None)
         except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired, TimeoutError) as exc:
             result["error"] = str(exc)
         finally:
@@ -481,6 +570,10 @@ def main(argv=None) -> int:
                         help="no DHCP: give the VM this address (Ethernet-only VMs) and ping --static-gateway")
     parser.add_argument("--static-gateway", metavar="ADDRESS", help="the default gateway with --static")
     parser.add_argument("--timeout", type=float, default=20.0, help="bound for the lease and for the ping")
+    parser.add_argument("--hold-dir", metavar="DIR",
+                        help="after the lease, write DIR/lease.json and wait for a write to the FIFO DIR/renew, then "
+                             "renew (udhcpc's T1 REQUEST); the result's 'renewed' is the renew event, or null")
+    parser.add_argument("--hold-timeout", type=float, default=120.0, help="bound for the wait on DIR/renew")
     args = parser.parse_args(argv)
     if bool(args.static) != bool(args.static_gateway):
         parser.error("--static and --static-gateway go together")

@@ -669,3 +669,57 @@ def test_standin_without_router_reports_no_gateway(env):
     assert seen["leased_ip"] == pod.ip and seen["served_mac"] == pod.mac, seen
     assert seen["gateway"] is None and seen["gateway_reachable"] is False, seen
     assert code == 1
+
+
+def test_standin_holds_its_lease_and_renews_with_a_restarted_responder(env, tmp_path):
+    """--hold-dir, as the fleet scenario uses it around `systemctl kill`: lease, hold until told,
+    then renew (udhcpc's T1 REQUEST, unicast to the server) - answered by a new responder."""
+    pod = env.lab.add_pod()
+    key = env.plumb(pod)["key"]
+    env.start_responder()
+    env.responder.wait_serving(key)
+    vm_netns = f"{env.lab.prefix}-standin-{env.lab.tag}"
+    env.lab.namespaces.append(vm_netns)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    proc = subprocess.Popen([sys.executable, str(STANDIN), "--pod-netns", pod.netns, "--vm-netns", vm_netns,
+                             "--mac", pod.mac, "--mtu", str(pod.mtu), "--timeout", "15", "--hold-dir", str(hold),
+                             "--hold-timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    restarted = None
+    try:
+        wait_for(lambda: (hold / "lease.json").exists() or proc.poll() is not None, 30, what="the stand-in's lease")
+        assert proc.poll() is None, proc.communicate()
+        assert json.loads((hold / "lease.json").read_text())["ip"] == pod.ip
+        env.responder.stop()
+        restarted = ResponderProcess(env.run_dir, log_file=str(tmp_path / "second.log")).start()
+        restarted.wait_serving(key)
+        with open(hold / "renew", "w", encoding="utf-8") as trigger:  # the FIFO: opens once the stand-in reads it
+            trigger.write("renew\n")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if restarted is not None:
+            restarted.stop()
+    assert proc.returncode == 0, out + err
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["renewed"] and seen["renewed"].startswith(f"renew ip={pod.ip} "), seen
+    assert seen["leased_ip"] == pod.ip and seen["gateway_reachable"] is True, seen
+    assert f"mac={pod.mac} ip={pod.ip} msg=REQUEST(renewing to {pod.gateway}) reply=ACK" in restarted.log()
+
+
+def test_standin_hold_without_a_trigger_ends_unrenewed(env, tmp_path):
+    """Nobody writes to DIR/renew: the hold is bounded, the result says "not renewed"."""
+    pod = env.lab.add_pod()
+    key = env.plumb(pod)["key"]
+    env.start_responder()
+    env.responder.wait_serving(key)
+    vm_netns = f"{env.lab.prefix}-standin-{env.lab.tag}"
+    env.lab.namespaces.append(vm_netns)
+    proc = subprocess.run([sys.executable, str(STANDIN), "--pod-netns", pod.netns, "--vm-netns", vm_netns,
+                           "--mac", pod.mac, "--mtu", str(pod.mtu), "--timeout", "15", "--hold-dir", str(tmp_path),
+                           "--hold-timeout", "1"], capture_output=True, text=True, timeout=90, check=False)
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["leased_ip"] == pod.ip and seen["renewed"] is None, seen
+    assert seen["gateway_reachable"] is True, seen
