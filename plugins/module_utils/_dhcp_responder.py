@@ -110,6 +110,11 @@ def _ns_id(path: str):
     return [st.st_dev, st.st_ino]
 
 
+def _nsfs_device():
+    """The device of the namespace filesystem: every namespace file lives on it."""
+    return os.stat("/proc/self/ns/net").st_dev
+
+
 class Inotify:
     """The few inotify calls we need, through ctypes (no third-party dependency)."""
 
@@ -212,7 +217,7 @@ class Pod:
     """One declared lease: the declaration, the socket in the pod's namespace, cached replies."""
 
     __slots__ = ("key", "decl", "file_id", "sock", "src_mac", "mac_bytes", "replies", "state", "dirty",
-                 "ns_id", "last_error", "server_id", "bucket", "resume_at", "log_budget", "mtu")
+                 "ns_id", "unseen_warned", "last_error", "server_id", "bucket", "resume_at", "log_budget", "mtu")
 
     def __init__(self, key: str, decl: dict, file_id) -> None:
         self.key = key
@@ -225,6 +230,7 @@ class Pod:
         self.state: dict = {}
         self.dirty = False
         self.ns_id = None
+        self.unseen_warned = False  # warned that its netns path holds no namespace in our view
         self.last_error = None
         # The gateway: the VM's unicast renewal at T1 goes towards it through the tap,
         # where our packet socket sees it. Without a gateway, the VM's own address side.
@@ -426,6 +432,18 @@ class Responder:
     def check_pod(self, pod: Pod) -> None:
         """Close sockets whose namespace is gone (and collect its records); (re)open where it is back or new."""
         current = _ns_id(pod.decl["netns"])
+        if current is not None and current[0] != _nsfs_device():
+            # The path is there but holds no namespace in this process's view: a pod being
+            # deleted (the path goes next), or a mount namespace (the unit's sandbox) that pods
+            # do not propagate into. Never collect on that - only a missing path means gone.
+            self.close_socket(pod, "its netns path holds no namespace here")
+            if not pod.unseen_warned:
+                pod.unseen_warned = True
+                LOG.warning("pod=%s netns %s is not a network namespace in this process's view: not served "
+                            "(is /run/netns a shared mount? podnet-netns.service makes it one)",
+                            pod.key, pod.decl["netns"])
+            return
+        pod.unseen_warned = False
         expected = pod.decl.get("netns_inode")
         alive = current is not None and (expected is None or current == expected)
         if pod.sock is not None and (not alive or (pod.ns_id is not None and current != pod.ns_id)):

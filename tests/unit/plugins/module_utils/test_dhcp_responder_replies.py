@@ -208,3 +208,26 @@ def test_stderr_is_the_journal_only_when_journal_stream_names_it(monkeypatch, tm
         assert responder_module.stderr_is_journal() is False
         monkeypatch.delenv("JOURNAL_STREAM")
         assert responder_module.stderr_is_journal() is False
+
+
+def test_a_netns_path_without_a_namespace_in_view_is_never_collected(tmp_path):
+    """The responder's sandbox is a mount namespace of its own: a pod made after it started is
+    a plain file there unless /run/netns propagates (podnet-netns.service). Found on a fleet
+    node after a reboot: the responder took the live pods for deleted ones and removed their
+    records - the only copy of what `absent` restores. A path that exists but holds no
+    namespace in this view must leave the records alone (only a missing path means gone)."""
+    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import Responder
+    run = tmp_path / "run"
+    r = Responder(str(run))
+    plain = tmp_path / "netns-file"
+    plain.write_text("")  # what /run/netns/<pod> is where the nsfs mount did not propagate
+    decl = dict(declaration(), netns=str(plain), netns_inode=[1, 2])
+    pod = Pod("pod1__eth0", decl, None)
+    collected = []
+    r.collect = collected.append  # nothing may be collected
+    r.open_socket = lambda p: pytest.fail("no socket into a path that is not a namespace here")
+    r.check_pod(pod)
+    assert collected == []
+    plain.unlink()  # the pod really deleted: the path is gone
+    r.check_pod(pod)
+    assert collected == [pod]
