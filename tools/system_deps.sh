@@ -3,8 +3,10 @@
 # missing (idempotent). On a fresh Debian 12 / Ubuntu cloud image (python3 only) this is what
 # makes the venv (python3-venv), the Makefile (make) and the tests' tools work.
 # Usage: tools/system_deps.sh [--fresh-machine]
-#   --fresh-machine  also what tests/integration/test_fresh_machine.py needs on the host:
-#                    podman (with runc) and mmdebstrap, to build and run a fresh Debian 12 container
+#   --fresh-machine  also what containers as machines need on the host: podman (with runc) and
+#                    mmdebstrap, to build and run fresh Debian 12 containers
+#                    (tests/integration/test_fresh_machine.py), and the SSH client the molecule
+#                    scenario "fleet" reaches its container nodes with
 set -euo pipefail
 packages=(
   python3-venv      # the venv ./podnet-dev builds (ensurepip)
@@ -20,7 +22,7 @@ packages=(
   shellcheck        # ansible-test sanity checks the shell scripts with it
 )
 case ${1:-} in
-  --fresh-machine) packages+=(podman runc uidmap mmdebstrap) ;;
+  --fresh-machine) packages+=(podman runc uidmap mmdebstrap openssh-client) ;;
   "") ;;
   *) echo "usage: $0 [--fresh-machine]" >&2; exit 2 ;;
 esac
