@@ -46,9 +46,10 @@ DOCS = _paths.DOCS
 
 FULL = {"sizes": [1, 10, 50, 100, 200], "playbook": True, "playbook_sizes": [1, 10, 100], "dhcp_pods": 500,
         "dhcp_rounds": 1000, "rss_pods": [50, 100, 200], "rss_rounds": 50, "boots": 3, "role_vms": [1, 50, 100, 250],
-        "role_rounds": 3, "floor_rounds": 10, "timeout": 1500}
+        "role_rounds": 3, "floor_rounds": 10, "fleet_vms": 20, "fleet_rounds": 3, "timeout": 1500}
 QUICK = {"sizes": [1, 3], "playbook": True, "playbook_sizes": [1], "dhcp_pods": 6, "dhcp_rounds": 30, "rss_pods": [3],
-         "rss_rounds": 10, "boots": 1, "role_vms": [1, 3], "role_rounds": 1, "floor_rounds": 3, "timeout": 300}
+         "rss_rounds": 10, "boots": 1, "role_vms": [1, 3], "role_rounds": 1, "floor_rounds": 3, "fleet_vms": 2,
+         "fleet_rounds": 1, "timeout": 300}
 
 TARGET_PLUMB_MS = 5.0          # in-process plumbing per pod
 TARGET_PLUMB_CNI_RATIO = 0.3   # per-pod plumbing at most 0.3x the CNI bridge plugin's ADD, same run
@@ -60,8 +61,9 @@ TARGET_DHCP_RATIO = 1.0        # no worse than dnsmasq (at first: within 1.5x)
 TARGET_DHCP_RATIO_MAX = 1.5
 TARGET_RSS_PODS, TARGET_RSS_MB = 500, 60.0
 TARGET_BOOT_S = 10.0           # "a few seconds" under TCG
-PAGES = ["performance-cni-bridge.md", "performance-pod-bridge.md", "performance-role.md", "performance-dhcp.md",
-         "performance-vm-boot.md", "performance-netlink-layers.md"]
+TARGET_FLEET_RATIO = 1.5       # connect/disconnect on every node in one run <= 1.5x one node's
+PAGES = ["performance-cni-bridge.md", "performance-pod-bridge.md", "performance-role.md", "performance-fleet.md",
+         "performance-dhcp.md", "performance-vm-boot.md", "performance-netlink-layers.md"]
 
 
 # -- running the benchmarks ---------------------------------------------------------------
@@ -221,6 +223,22 @@ def run_role(cfg, reports, work):
     if data is not None and not rows:
         step.error = "no machine-readable results (wanted JSON rows with vms and wall_s)"
     return step, ({"rows": rows, "raw": data} if rows else None)
+
+
+def run_fleet(cfg, reports, work):
+    """bench/bench_fleet.py: N VMs per node on 1 node vs every node over SSH, the node role, SSH settings."""
+    script = BENCH / "bench_fleet.py"
+    if not script.exists():
+        return skipped("fleet over SSH", "bench/bench_fleet.py is not in the repository"), None
+    missing = [tool for tool in ("podman", "ssh") if shutil.which(tool) is None]
+    if missing:
+        return skipped("fleet over SSH", f"skipped: {', '.join(missing)} not found"), None
+    out = work / "fleet.json"
+    # Whole ansible-playbook runs over SSH (tens of seconds each, about 34 of them at full size).
+    step = Step("fleet over SSH", python_argv(script.name, "--vms", cfg["fleet_vms"], "--rounds", cfg["fleet_rounds"],
+                                              "--json", out, "--report", reports / "performance-fleet.md"),
+                cfg["timeout"] * 4)
+    return step, step.json(out)
 
 
 def run_netlink_layers(cfg, reports, work):
@@ -406,7 +424,8 @@ def role_margin(rows, key):
 
 def targets(results):
     """(target, measured, met, why) rows: every verdict computed from this run's figures."""
-    return [*_plumb_targets(results), *_role_targets(results), *_dhcp_targets(results), _boot_target(results)]
+    return [*_plumb_targets(results), *_role_targets(results), _fleet_target(results), *_dhcp_targets(results),
+            _boot_target(results)]
 
 
 def _load_note(results):
@@ -472,6 +491,23 @@ def _role_targets(results):
             why = _load_note(results)
         out.append((label, f"{value:.1f} ms per VM", met, why))
     return out
+
+
+def _fleet_target(results):
+    fleet = results.get("fleet")
+    if not fleet:
+        return (f"3 nodes <= {TARGET_FLEET_RATIO:g}x one node (connect and disconnect, N VMs per node)", "not measured",
+                None, "see the fleet section")
+    nodes, vms, ratios = fleet["nodes"], fleet["vms"], fleet["results"]["ratio"]
+    label = f"{nodes} nodes <= {TARGET_FLEET_RATIO:g}x one node (connect and disconnect, {vms} VMs per node)"
+    met = all(ratios[state] <= TARGET_FLEET_RATIO for state in ("connect", "disconnect"))
+    why = ""
+    if not met:
+        cpu = (fleet.get("more_nodes") or {}).get("cpu")
+        busy = (f"this run's processes kept the {fleet['cores']} cores {cpu['busy_all']:.0%} busy with {nodes} nodes; "
+                if cpu else "")
+        why = f"the {nodes} nodes are containers sharing the controller's {fleet['cores']} cores; {busy}{_load_note(results)}"
+    return (label, f"connect {ratios['connect']:.2f}x, disconnect {ratios['disconnect']:.2f}x", met, why)
 
 
 def _dhcp_targets(results):
@@ -555,8 +591,8 @@ def report(results, steps, plots, plot_note, args, started):
     lines += [""]
     if plot_note:
         lines += [plot_note, ""]
-    lines += [*section_plumbing(results, plots), *section_role(results, plots), *section_dhcp(results, plots),
-              *section_boot(results), *section_runs(steps, args)]
+    lines += [*section_plumbing(results, plots), *section_role(results, plots), *section_fleet(results),
+              *section_dhcp(results, plots), *section_boot(results), *section_runs(steps, args)]
     return "\n".join(lines) + "\n"
 
 
@@ -665,6 +701,43 @@ def section_role(results, plots):
     return lines
 
 
+def section_fleet(results):
+    fleet = results.get("fleet")
+    lines = ["## A fleet over SSH: 1 node vs several in one run", ""]
+    if not fleet:
+        return lines + failed_note(results["_steps"].get("fleet"))
+    r, nodes, vms = fleet["results"], fleet["nodes"], fleet["vms"]
+    one, every = r["cycle"]["one"], r["cycle"]["all"]
+    rounds = fleet["rounds"]
+    lines += [f"bench/bench_fleet.py: {nodes} podman containers booting a fresh Debian 12 (systemd, sshd, Debian's python3;",
+              "`tools/fleet_nodes.sh`), reached over real SSH as `ops` with sudo, on this same machine; in each the CNI",
+              f"bridge plugin made {vms} pods. Whole `ansible-playbook` runs of `playbooks/connect.yml` and",
+              f"`playbooks/disconnect.yml` ({vms} VMs per node), `--limit fleet-1` vs every node in one run, median of "
+              f"{rounds} round{'s' if rounds != 1 else ''}; SSH pipelining on and ControlPersist on unless stated. "
+              "Its own page has the detail.", "",
+              f"| run | 1 node | {nodes} nodes, one run | ratio (target <= {TARGET_FLEET_RATIO:g}x) |",
+              "| --- | ---: | ---: | ---: |"]
+    for state in ("connect", "disconnect"):
+        lines.append(f"| {state} | {one[state]['wall_s']:.2f} s | {every[state]['wall_s']:.2f} s "
+                     f"| {r['ratio'][state]:.2f}x ({mark(r['ratio'][state] <= TARGET_FLEET_RATIO)}) |")
+    lines.append(f"| connect + disconnect | {one['cycle_s']:.2f} s | {every['cycle_s']:.2f} s | {r['ratio']['cycle']:.2f}x |")
+    fresh, prepared = r["node_role"]["fresh"], r["node_role"]["prepared"]
+    lines += ["", f"The `node` role alone on all {nodes} nodes: **{fresh['wall_s']:.2f} s on fresh nodes** (its first run, "
+              f"one sample) and **{prepared['wall_s']:.2f} s on prepared ones** (median of {len(prepared['samples'])}).", "",
+              "| pipelining | ControlPersist | connect | disconnect | cycle | vs pipelining and ControlPersist on |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
+    base = next(row for row in r["ssh"] if row["pipelining"] and row["control_persist"])
+    for row in r["ssh"]:
+        lines.append(f"| {'on' if row['pipelining'] else 'off'} | {'on' if row['control_persist'] else 'off'} "
+                     f"| {row['connect_s']:.2f} s | {row['disconnect_s']:.2f} s | {row['cycle_s']:.2f} s "
+                     f"| {ratio(row['cycle_s'], base['cycle_s'])} |")
+    lines += ["", f"All {nodes} nodes, {vms} VMs each; ControlPersist off is `ANSIBLE_SSH_ARGS=\"-o ControlMaster=no\"`.", ""]
+    est = fleet.get("more_nodes") or {}
+    if est.get("text"):
+        lines += [f"**More nodes than CPU cores** ({fleet['cores']} here). {est['text']}", ""]
+    return lines
+
+
 def section_dhcp(results, plots):
     dhcp = results.get("dhcp")
     lines = ["## DHCP: podnet-dhcpd vs dnsmasq", ""]
@@ -760,7 +833,8 @@ def section_runs(steps, args):
     ok = {key for key, step in steps.items()
           if all(item.error is None for item in (step if isinstance(step, list) else [step]))}
     page_step = {"performance-cni-bridge.md": "cni", "performance-pod-bridge.md": "pod_bridge", "performance-role.md": "role",
-                 "performance-dhcp.md": "dhcp", "performance-vm-boot.md": "vm_boot", "performance-netlink-layers.md": "netlink"}
+                 "performance-fleet.md": "fleet", "performance-dhcp.md": "dhcp", "performance-vm-boot.md": "vm_boot",
+                 "performance-netlink-layers.md": "netlink"}
     pages = [name for name in PAGES if page_step[name] in ok and (reports / name).exists()]
     if pages:
         where = "" if reports.resolve() == Path(args.out).resolve() else f" (in {shown_path(reports.resolve())})"
@@ -805,6 +879,7 @@ def main():
         steps["pod_bridge"], results["pod_bridge"] = run_pod_bridge(cfg, reports, work)
         steps["netlink"], results["netlink"] = run_netlink_layers(cfg, reports, work)
         steps["role"], results["role"] = run_role(cfg, reports, work)
+        steps["fleet"], results["fleet"] = run_fleet(cfg, reports, work)
         steps["dhcp"], results["dhcp"], steps["dhcp_rss"], results["dhcp_extra"] = run_dhcp(cfg, reports, work)
         steps["vm_boot"], results["vm_boot"] = run_vm_boot(cfg, reports, work)
     results["load_end"] = os.getloadavg()
