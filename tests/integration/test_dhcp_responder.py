@@ -671,20 +671,26 @@ def test_standin_without_router_reports_no_gateway(env):
     assert code == 1
 
 
-def test_standin_holds_its_lease_and_renews_with_a_restarted_responder(env, tmp_path):
-    """--hold-dir, as the fleet scenario uses it around `systemctl kill`: lease, hold until told,
-    then renew (udhcpc's T1 REQUEST, unicast to the server) - answered by a new responder."""
+def served_pod_and_holding_standin(env, hold, hold_timeout):
+    """A plumbed pod its responder serves, and the argv of a stand-in that holds its lease in ``hold``."""
     pod = env.lab.add_pod()
     key = env.plumb(pod)["key"]
     env.start_responder()
     env.responder.wait_serving(key)
     vm_netns = f"{env.lab.prefix}-standin-{env.lab.tag}"
-    env.lab.namespaces.append(vm_netns)
+    env.lab.namespaces.append(vm_netns)  # the stand-in deletes it; the lab too if it could not
+    argv = [sys.executable, str(STANDIN), "--pod-netns", pod.netns, "--vm-netns", vm_netns, "--mac", pod.mac,
+            "--mtu", str(pod.mtu), "--timeout", "15", "--hold-dir", str(hold), "--hold-timeout", str(hold_timeout)]
+    return pod, key, argv
+
+
+def test_standin_holds_its_lease_and_renews_with_a_restarted_responder(env, tmp_path):
+    """--hold-dir, as the fleet scenario uses it around `systemctl kill`: lease, hold until told,
+    then renew (udhcpc's T1 REQUEST, unicast to the server) - answered by a new responder."""
     hold = tmp_path / "hold"
     hold.mkdir()
-    proc = subprocess.Popen([sys.executable, str(STANDIN), "--pod-netns", pod.netns, "--vm-netns", vm_netns,
-                             "--mac", pod.mac, "--mtu", str(pod.mtu), "--timeout", "15", "--hold-dir", str(hold),
-                             "--hold-timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pod, key, argv = served_pod_and_holding_standin(env, hold, hold_timeout=60)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     restarted = None
     try:
         wait_for(lambda: (hold / "lease.json").exists() or proc.poll() is not None, 30, what="the stand-in's lease")
@@ -711,15 +717,8 @@ def test_standin_holds_its_lease_and_renews_with_a_restarted_responder(env, tmp_
 
 def test_standin_hold_without_a_trigger_ends_unrenewed(env, tmp_path):
     """Nobody writes to DIR/renew: the hold is bounded, the result says "not renewed"."""
-    pod = env.lab.add_pod()
-    key = env.plumb(pod)["key"]
-    env.start_responder()
-    env.responder.wait_serving(key)
-    vm_netns = f"{env.lab.prefix}-standin-{env.lab.tag}"
-    env.lab.namespaces.append(vm_netns)
-    proc = subprocess.run([sys.executable, str(STANDIN), "--pod-netns", pod.netns, "--vm-netns", vm_netns,
-                           "--mac", pod.mac, "--mtu", str(pod.mtu), "--timeout", "15", "--hold-dir", str(tmp_path),
-                           "--hold-timeout", "1"], capture_output=True, text=True, timeout=90, check=False)
+    pod, _key, argv = served_pod_and_holding_standin(env, tmp_path, hold_timeout=1)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["leased_ip"] == pod.ip and seen["renewed"] is None, seen
     assert seen["gateway_reachable"] is True, seen
