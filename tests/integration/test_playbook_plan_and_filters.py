@@ -95,9 +95,14 @@ def test_ansible_doc_renders(tmp_path, argv, title):
     assert title in proc.stdout
 
 
+# Role options that came after 0.1.0, with the release that brought them.
+LATER_OPTIONS = {"node_pyroute2_wheel": "0.2.0", "node_pyroute2_wheel_cache": "0.2.0", "node_pyroute2_index_url": "0.2.0",
+                 "node_responder_max_pods": "0.2.0"}
+
+
 @pytest.mark.parametrize("role, options", [
     ("virtnet.podnet.vm_network", {"vm_network_vms", "vm_network_state", "vm_network_lease_time"}),
-    ("virtnet.podnet.node", {"node_pyroute2", "node_run_dir"}),
+    ("virtnet.podnet.node", {"node_pyroute2", "node_run_dir", *LATER_OPTIONS}),
 ], ids=["vm_network", "node"])
 def test_role_docs_say_version_added(tmp_path, role, options):
     import json
@@ -110,4 +115,4 @@ def test_role_docs_say_version_added(tmp_path, role, options):
     assert entry["version_added"] == "0.1.0"
     assert options <= set(entry["options"])
     assert {name: opt.get("version_added") for name, opt in entry["options"].items()} == \
-        {name: "0.1.0" for name in entry["options"]}
+        {name: LATER_OPTIONS.get(name, "0.1.0") for name in entry["options"]}
