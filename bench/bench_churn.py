@@ -86,6 +86,34 @@ def update_doc(path, name, text):
     path.write_text(f"{DOC_TITLE}\n\n{DOC_INTRO}\n\n{body}".rstrip("\n") + "\n")
 
 
+def add_output_arguments(parser):
+    """--json, --report, --write-doc: where a lifecycle benchmark writes its figures and its section."""
+    parser.add_argument("--json", help="write the raw figures here")
+    parser.add_argument("--report", help="write this benchmark's section of the lifecycle page here")
+    parser.add_argument("--write-doc", action="store_true", help=f"same as --report {shown_path(DOC)}")
+
+
+def start_as_root():
+    """False (said on stderr) unless root; else SIGTERM exits cleanly, so the namespaces are removed on the way out."""
+    if os.geteuid() != 0:
+        print("needs root", file=sys.stderr)
+        return False
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return True
+
+
+def write_outputs(args, results, name, section_of, shown):
+    """The raw figures to --json, the keys ``shown`` to stdout, section ``name`` (``section_of(results)``)
+    to --report or, with --write-doc, to the lifecycle page."""
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(json.dumps({k: results[k] for k in shown}, indent=1))
+    report = args.report or (str(DOC) if args.write_doc else None)
+    if report:
+        update_doc(report, name, section_of(results))
+        print(f"wrote {shown_path(report)}")
+
+
 # -- what the responder holds -----------------------------------------------------------------
 
 def fd_targets(pid):
@@ -400,18 +428,13 @@ def main():
     parser.add_argument("--settle", type=float, default=SETTLE_S, help="seconds to wait at the end for the last pod's collection")
     parser.add_argument("--quick", action="store_true", help="smoke size: --cycles 20 60 --sample-every 10 --state-every 10")
     parser.add_argument("--progress", action="store_true", help="print each sample to stderr")
-    parser.add_argument("--json", help="write the raw figures here")
-    parser.add_argument("--report", help="write this benchmark's section of the lifecycle page here")
-    parser.add_argument("--write-doc", action="store_true", help=f"same as --report {shown_path(DOC)}")
+    add_output_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.cycles, args.sample_every, args.state_every = [20, 60], 10, 10
     args.cycles = sorted(set(args.cycles))
-    if os.geteuid() != 0:
-        print("needs root", file=sys.stderr)
+    if not start_as_root():
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the namespaces are removed on the way out
-    report = args.report or (str(DOC) if args.write_doc else None)
     results = {"command": shown_command(), "machine": machine_line(), "versions": versions(), "date": now_utc(),
                "load_start": load_text(os.getloadavg()), "cycles": max(args.cycles), "checkpoints": args.cycles,
                "sample_every": args.sample_every, "state_every": args.state_every, "settle_limit": args.settle}
@@ -421,12 +444,7 @@ def main():
     base, final = results["samples"][0], results["final"]
     results["left_behind"] = [f"{sub}/ {final['files'][sub] - base['files'][sub]}" for sub in rundir.SUBDIRS
                               if final["files"][sub] > base["files"][sub] + (sub == rundir.IDS)]
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    print(json.dumps({k: results[k] for k in ("verdicts", "times_ms", "final", "left_behind", "log")}, indent=1))
-    if report:
-        update_doc(report, "churn", section(results))
-        print(f"wrote {shown_path(report)}")
+    write_outputs(args, results, "churn", section, ("verdicts", "times_ms", "final", "left_behind", "log"))
     grows = any(d["grows"] for d in results["verdicts"].values())
     return 1 if grows or results["left_behind"] or not results["responder_alive"] else 0
 

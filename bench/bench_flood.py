@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import multiprocessing
 import os
 import random
 import secrets
-import signal
 import statistics
 import sys
 import tempfile
@@ -41,8 +39,8 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
-from _common import BINDING, load_text, machine_line, now_utc, percentile, run_header, shown_command, shown_path
-from bench_churn import DOC, cpu_s, update_doc
+from _common import BINDING, load_text, machine_line, now_utc, percentile, run_header, shown_command
+from bench_churn import add_output_arguments, cpu_s, start_as_root, write_outputs
 from lib import plumbing
 from lib.dhcpwire import client_frame, read_reply
 from lib.netlab import NetLab
@@ -297,17 +295,12 @@ def main():
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase (and of the flood)")
     parser.add_argument("--recover-wait", type=float, default=1.0, help="seconds after the flood before the flooding pod's DISCOVER")
     parser.add_argument("--quick", action="store_true", help="smoke size: --pods 5 --samples 50 --duration 3")
-    parser.add_argument("--json", help="write the raw figures here")
-    parser.add_argument("--report", help="write this benchmark's section of the lifecycle page here")
-    parser.add_argument("--write-doc", action="store_true", help=f"same as --report {shown_path(DOC)}")
+    add_output_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.pods, args.samples, args.duration = 5, 50, 3.0
-    if os.geteuid() != 0:
-        print("needs root", file=sys.stderr)
+    if not start_as_root():
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the namespaces are removed on the way out
-    report = args.report or (str(DOC) if args.write_doc else None)
     results = {"command": shown_command(), "machine": machine_line(), "date": now_utc(), "load_start": load_text(os.getloadavg()),
                "pods": args.pods, "samples": args.samples, "duration": args.duration,
                "defaults": {"frame_rate": responder_code.FRAMES_PER_SECOND, "frame_burst": responder_code.FRAME_BURST,
@@ -320,12 +313,7 @@ def main():
                            "log": results["flood"]["log_growth_bytes"] <= TARGET_LOG_BYTES,
                            "quiet_all_answered": results["flooded"]["lost"] == 0,
                            "flooder_served_after": results["after"]["offer_s"] is not None}
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    print(json.dumps({k: results[k] for k in ("idle", "flooded", "ratio", "flood", "after", "verdicts")}, indent=1))
-    if report:
-        update_doc(report, "flood", section(results))
-        print(f"wrote {shown_path(report)}")
+    write_outputs(args, results, "flood", section, ("idle", "flooded", "ratio", "flood", "after", "verdicts"))
     return 0 if all(results["verdicts"].values()) and results["responder_alive"] else 1
 
 
