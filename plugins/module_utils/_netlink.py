@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
+import gzip
 import os
 import platform
 import socket
@@ -53,7 +55,12 @@ IFA_F_NODAD = 0x02
 TUN_TYPE_TAP = 2
 # Address flags worth restoring; the rest (permanent, secondary, tentative) the kernel derives.
 RESTORED_ADDR_FLAGS = IFA_F_NOPREFIXROUTE | IFA_F_NODAD
-IPV6_SYSCTLS = (("addr_gen_mode", "1"), ("autoconf", "0"), ("accept_ra", "0"))
+IPV6_SYSCTLS = (("ipv6", "addr_gen_mode", "1"), ("ipv6", "autoconf", "0"), ("ipv6", "accept_ra", "0"))
+# The pod identity: the pod's own stack never answers ARP or NDP for the VM's addresses on the bridge.
+BRIDGE_ISOLATION_SYSCTLS = (("ipv4", "arp_ignore", "1"), ("ipv4", "arp_announce", "2"), ("ipv6", "disable_ipv6", "1"))
+# ... nor on any other link of the pod (as KubeVirt sets it): each answers only for its own addresses, and
+# the pod IP is on the inert link alone. Recorded before and restored by absent.
+POD_ISOLATION_SYSCTLS = (("ipv4", "arp_ignore", "1"),)
 
 
 def nl_error(action, exc):
@@ -213,24 +220,24 @@ def addresses(ipr, index, family=socket.AF_INET):
     return addresses_by_index(ipr, family).get(index, [])
 
 
-def routes(ipr, index):
-    """IPv4 routes through the link, every table but ``local`` (the kernel rebuilds that one)."""
+def routes(ipr, index, family=socket.AF_INET):
+    """Routes of ``family`` through the link, every table but ``local`` (the kernel rebuilds that one)."""
     out = []
     try:
-        replies = raw_socket(ipr).query(RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0),
+        replies = raw_socket(ipr).query(RTM_GETROUTE, struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0),
                                         dump=True)
     except NetlinkError as exc:
         raise nl_error("listing routes", exc) from None
 
     def ntop(blob):
-        return socket.inet_ntop(socket.AF_INET, blob) if blob else None
+        return socket.inet_ntop(family, blob) if blob else None
 
     for body in replies:
-        family, dst_len = body[0], body[1]  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+        dst_len = body[1]  # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
         tos, table, proto, scope, rtype, flags = struct.unpack_from("=BBBBBI", body, 3)
         attrs = parse_attrs(body, 12, len(body))
         table = _int(attrs.get(RTA_TABLE)) or table
-        if family != socket.AF_INET or table == RT_TABLE_LOCAL or _int(attrs.get(RTA_OIF)) != index:
+        if body[0] != family or table == RT_TABLE_LOCAL or _int(attrs.get(RTA_OIF)) != index:
             continue
         out.append({
             "dst": ntop(attrs.get(RTA_DST)),
@@ -257,10 +264,11 @@ def discover(ipr, name, link=None, ipv4=None):
     if link is None:
         return None
     ipv4 = addresses(ipr, link["index"]) if ipv4 is None else ipv4
-    return pod_record(name, link, ipv4, addresses(ipr, link["index"], socket.AF_INET6), routes(ipr, link["index"]))
+    return pod_record(name, link, ipv4, addresses(ipr, link["index"], socket.AF_INET6), routes(ipr, link["index"]),
+                      routes(ipr, link["index"], socket.AF_INET6))
 
 
-def pod_record(name, link, ipv4, ipv6, routes_of_link):
+def pod_record(name, link, ipv4, ipv6, routes_of_link, routes6=()):
     """The pod interface as recorded in the state cache (``original``)."""
     return {
         "name": name,
@@ -274,6 +282,8 @@ def pod_record(name, link, ipv4, ipv6, routes_of_link):
         "ipv4": ipv4,
         "ipv6": ipv6,
         "routes": routes_of_link,
+        # Records older than the pod identity have none: setting the link down loses them.
+        "routes6": list(routes6),
     }
 
 
@@ -440,13 +450,20 @@ def create_bridge(ipr, name, mtu, group=0):
     disable_ipv6_autoconf(name)
 
 
-def disable_ipv6_autoconf(name):
-    """No link-local address or SLAAC on the bridge (the VM owns the L3 side)."""
-    base = f"/proc/sys/net/ipv6/conf/{name}"
-    if not os.path.isdir(base):
-        return  # IPv6 is off in this kernel or namespace
-    for key, value in IPV6_SYSCTLS:
-        path = os.path.join(base, key)
+def _link_sysctls(name, table):
+    """``(path, wanted)`` of each of the link's sysctls in ``table`` ((family, key, value) triples) that
+    exists here; a family that is off in this kernel or namespace has no directory and is skipped."""
+    out = []
+    for family, key, value in table:
+        base = f"/proc/sys/net/{family}/conf/{name}"
+        if os.path.isdir(base):
+            out.append((os.path.join(base, key), value))
+    return out
+
+
+def set_link_sysctls(name, table):
+    """Write the link's sysctls in ``table`` that differ (the thread's namespace: the pod's)."""
+    for path, value in _link_sysctls(name, table):
         try:
             with open(path) as handle:
                 if handle.read().strip() == value:
@@ -457,18 +474,93 @@ def disable_ipv6_autoconf(name):
             raise PodnetError(f"setting {path} to {value} failed: {exc.strerror}") from None
 
 
-def ipv6_autoconf_off(name):
-    base = f"/proc/sys/net/ipv6/conf/{name}"
-    if not os.path.isdir(base):
-        return True
+def read_link_sysctls(name, table):
+    """``{"family/key": value}`` of the link's sysctls in ``table`` that exist here."""
+    out = {}
+    for family, key, _value in table:
+        try:
+            with open(f"/proc/sys/net/{family}/conf/{name}/{key}") as handle:
+                out[f"{family}/{key}"] = handle.read().strip()
+        except OSError:
+            continue
+    return out
+
+
+def link_sysctls_set(name, table):
     try:
-        for key, value in IPV6_SYSCTLS:
-            with open(os.path.join(base, key)) as handle:
+        for path, value in _link_sysctls(name, table):
+            with open(path) as handle:
                 if handle.read().strip() != value:
                     return False
     except OSError:
         return False
     return True
+
+
+def disable_ipv6_autoconf(name):
+    """No link-local address or SLAAC on the bridge (the VM owns the L3 side)."""
+    set_link_sysctls(name, IPV6_SYSCTLS)
+
+
+def ipv6_autoconf_off(name):
+    return link_sysctls_set(name, IPV6_SYSCTLS)
+
+
+def _kernel_config():
+    """The running kernel's build options as text, where the kernel or the distribution shows them; else ''."""
+    release = os.uname().release
+    for path in ("/proc/config.gz", f"/boot/config-{release}"):
+        try:
+            if path.endswith(".gz"):
+                with gzip.open(path, "rt") as handle:
+                    return handle.read(1 << 20)
+            with open(path) as handle:
+                return handle.read(1 << 20)
+        except (OSError, EOFError):
+            continue
+    return ""
+
+
+@functools.lru_cache(maxsize=None)
+def keeper_kind():
+    """The link kind that keeps the pod interface's name for kubelet: ``dummy``, as KubeVirt's; ``ifb`` on a
+    kernel built without the dummy driver (as inert: NOARP, it drops what it is sent). Read from the kernel's
+    build options, never by trying, so check mode predicts it."""
+    config = _kernel_config()
+    if "CONFIG_DUMMY=" not in config and "CONFIG_IFB=" in config:
+        return "ifb"
+    return "dummy"
+
+
+def create_dummy(ipr, name, mac, mtu, kind="dummy"):
+    """Create the inert link (``kind``: dummy or ifb) that keeps the pod interface's name, MAC and MTU, up;
+    EEXIST is fine if it is of that kind."""
+    info = nla(IFLA_INFO_KIND, kind.encode() + b"\0")
+    body = (_ifinfo(up=True) + nla(IFLA_IFNAME, name.encode() + b"\0") + nla(IFLA_ADDRESS, _mac_bytes(mac))
+            + _u32(IFLA_MTU, mtu) + nla(IFLA_LINKINFO | NLA_F_NESTED, info))
+    try:
+        raw_socket(ipr).request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL)
+    except NetlinkError as exc:
+        if exc.code == errno.EOPNOTSUPP:
+            raise PodnetError(f"creating {kind} {name} failed: this kernel has no {kind} link driver (modprobe "
+                              f"{kind}, or set pod_identity false)") from None
+        if exc.code != errno.EEXIST:
+            raise nl_error(f"creating {kind} {name}", exc) from None
+        link = get_link(ipr, name)
+        if link is None or link["kind"] != kind:
+            raise PodnetError(f"{name} exists but is not a {kind} (kind {link and link['kind']})") from None
+        set_port(ipr, name, mac=mac, state="up")
+        set_link(ipr, name, "setting the MTU", mtu=mtu)
+
+
+def rename_link(ipr, name, new_name):
+    """Down, then renamed: kernels before 6.2 refuse to rename a link that is up (EBUSY)."""
+    index = _index(ipr, name)
+    try:
+        _newlink(ipr, index, state="down")
+        raw_socket(ipr).request(RTM_NEWLINK, _ifinfo(index) + nla(IFLA_IFNAME, new_name.encode() + b"\0"))
+    except NetlinkError as exc:
+        raise nl_error(f"renaming {name} to {new_name}", exc) from None
 
 
 def set_bridge_options(ipr, name):
@@ -571,7 +663,7 @@ def delete_group(ipr, group):
 
 def add_address(ipr, name, addr):
     kwarg = {"index": _index(ipr, name), "address": addr["address"], "prefixlen": addr["prefixlen"],
-             "scope": addr.get("scope", 0)}
+             "scope": addr.get("scope", 0), "family": socket.AF_INET6 if ":" in addr["address"] else socket.AF_INET}
     if addr.get("peer"):
         kwarg["local"] = addr["address"]
         kwarg["address"] = addr["peer"]
@@ -601,8 +693,8 @@ def del_address(ipr, name, addr):
             raise nl_error(f"removing {addr['address']}/{addr['prefixlen']} from {name}", exc) from None
 
 
-def add_route(ipr, name, route):
-    kwarg = {"oif": _index(ipr, name), "dst_len": route["dst_len"], "scope": route["scope"],
+def add_route(ipr, name, route, family=socket.AF_INET):
+    kwarg = {"oif": _index(ipr, name), "dst_len": route["dst_len"], "scope": route["scope"], "family": family,
              "proto": route["proto"], "type": route["type"], "table": route["table"], "tos": route.get("tos", 0)}
     for key in ("dst", "gateway", "priority", "prefsrc"):
         if route.get(key) is not None:

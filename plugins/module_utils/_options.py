@@ -36,6 +36,7 @@ POD_OPTIONS = {
     "search_domains": {"type": "list", "elements": "str"},
     "hostname": {"type": "str"},
     "lease_time": {"type": "int", "default": _rundir.DEFAULT_LEASE_TIME},
+    "pod_identity": {"type": "bool", "default": True},
 }
 CALL_OPTIONS = {
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
@@ -101,6 +102,7 @@ def validate_options(params):
     _numeric_id(p["tap_uid"], "tap_uid", errors)
     _numeric_id(p["tap_gid"], "tap_gid", errors)
     p["multiqueue"] = bool(p["multiqueue"])
+    p["pod_identity"] = bool(p["pod_identity"])
     if p["pod_mac"] is not None:
         p["pod_mac"] = fields.mac(p["pod_mac"], "pod_mac", errors, unicast=True)
     _fill_dhcp_extras(p)

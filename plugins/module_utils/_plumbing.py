@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import zlib
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _launcher
@@ -25,10 +26,13 @@ from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
 GROUP_BASE = 0x6B740000  # "kt": device group of the bridge and tap, for one batched delete
-PRESENT_STEPS = ("cache", "bridge", "pod_port", "pod_learning", "tap", "tap_config", "bridge_up", "filters",
-                 "delegate", "lease")
-ABSENT_STEPS = ("absent_lease", "absent_links", "absent_tap", "absent_bridge", "absent_filters", "absent_pod",
-                "absent_addresses", "absent_routes", "absent_cache")
+PRESENT_STEPS = ("cache", "bridge", "bridge_isolation", "pod_rename", "pod_dummy", "pod_port", "pod_learning", "tap",
+                 "tap_config", "bridge_up", "filters", "delegate", "lease")
+ABSENT_STEPS = ("absent_lease", "absent_links", "absent_tap", "absent_bridge", "absent_filters", "absent_dummy",
+                "absent_rename", "absent_sysctls", "absent_pod", "absent_addresses", "absent_routes", "absent_cache")
+PORT_SUFFIX = "-nic"  # KubeVirt's name for the renamed pod interface (eth0 -> eth0-nic)
+IFNAME_MAX = 15
+SCOPE_GLOBAL = 0
 
 
 def _filters():
@@ -59,6 +63,35 @@ class Changes(list):
 
     def call(self, step, text, fn, *args):
         self.append(Change(step, text, lambda: fn(*args)))
+
+
+def renamed_port(name):
+    """The pod interface's name once a dummy keeps its own for kubelet: ``eth0`` -> ``eth0-nic``."""
+    if len(name) + len(PORT_SUFFIX) <= IFNAME_MAX:
+        return name + PORT_SUFFIX
+    # Too long for IFNAMSIZ: a prefix and a hash of the whole name, still ending in -nic.
+    return f"{name[:IFNAME_MAX - len(PORT_SUFFIX) - 3]}{zlib.crc32(name.encode()) & 0xFFF:03x}{PORT_SUFFIX}"
+
+
+def port_of(cache, binding):
+    """The bridge port the pod interface is: renamed under the pod identity, else itself.
+
+    The record decides: records written before the pod identity existed have no ``pod_identity``.
+    """
+    if cache is not None and cache.get("pod_identity"):
+        return cache["pod_port"]
+    return binding["pod_interface"]
+
+
+def keeper_kind(cache):
+    """The kind of link that keeps the pod interface's name: as recorded, else what this kernel has."""
+    return (cache or {}).get("keeper_kind") or nl.keeper_kind()
+
+
+def identity_addresses(original):
+    """What the dummy holds for kubelet: every IPv4 address and the global IPv6 ones (the kernel
+    makes the link-local one)."""
+    return list(original["ipv4"]) + [a for a in original.get("ipv6") or () if a["scope"] == SCOPE_GLOBAL]
 
 
 def link_group(bridge):
@@ -95,24 +128,35 @@ def lease_declaration(key, cache, params):
         "search_domains": params["search_domains"], "hostname": params.get("hostname"),
         "lease_time": params["lease_time"],
     }
+    # KubeVirt's macAddress and dhcpOptions: in the binding only when the spec sets them, so
+    # records and declarations written before they existed still compare equal.
+    if binding.get("mac_address"):
+        declaration["vm_mac"] = binding["mac_address"]
+    if binding.get("dhcp_options"):
+        declaration["dhcp_options"] = binding["dhcp_options"]
     # Fails at plumb time, before any change, rather than when the responder serves it.
     return _rundir.validate_declaration(declaration)
 
 
 # -- the pod as diff shows it --------------------------------------------------------------
 
-def pod_view(live, addrs, binding):
-    """The pod's links (pod interface, bridge, tap) and their IPv4 addresses, as shown in diff."""
+def _view_names(binding, port):
+    names = (binding["pod_interface"], port, binding["bridge"], binding["tap"])
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
+def pod_view(live, addrs, binding, port=None):
+    """The pod's links (pod interface, its renamed port, bridge, tap) and their IPv4 addresses, as shown in diff."""
     names = {v["index"]: n for n, v in live.items()}
     view = {"links": {}, "addresses": {}}
-    for name in (binding["pod_interface"], binding["bridge"], binding["tap"]):
+    for name in _view_names(binding, port):
         link = live.get(name)
         if link is None:
             continue
         master = link["master"]
         entry = {"kind": link["kind"] or "", "mtu": link["mtu"], "up": link["up"],
                  "master": (names.get(master) or nl.ifname(master)) if master else None}
-        if name == binding["pod_interface"]:
+        if name in (binding["pod_interface"], port):
             entry["mac"] = link["mac"]  # bridge and tap MACs are kernel-chosen: not part of the contract
         view["links"][name] = entry
         view["addresses"][name] = addrs.get(name, [])
@@ -120,17 +164,17 @@ def pod_view(live, addrs, binding):
 
 
 def record_fits_live(ipr, cache):
-    """Whether a record matched only by inode (no cookie) fits the live pod: its interface still has
-    the MAC we gave it or its original one, and the ifindex recorded (records of 0.1 have none).
-    A new pod that got a freed inode has another MAC."""
-    pod = nl.links_named(ipr, (cache["binding"]["pod_interface"],)).get(cache["binding"]["pod_interface"])
-    return (pod is not None and pod["mac"] in (cache["pod_mac"], cache["original"]["mac"])
-            and cache.get("pod_ifindex") in (None, pod["index"]))
+    """Whether a record matched only by inode (no cookie) fits the live pod: its interface (under its
+    own name or renamed) still has the MAC we gave it or its original one, and the ifindex recorded
+    (records of 0.1 have none). A new pod that got a freed inode has another MAC."""
+    live = nl.links_named(ipr, _view_names(cache["binding"], port_of(cache, cache["binding"]))[:2])
+    return any(pod["mac"] in (cache["pod_mac"], cache["original"]["mac"]) and cache.get("pod_ifindex") in (None, pod["index"])
+               for pod in live.values())
 
 
-def read_view(ipr, binding, full=False):
-    """The three links that matter (one small request each) and their IPv4 addresses (one dump)."""
-    live = nl.links_named(ipr, (binding["pod_interface"], binding["bridge"], binding["tap"]))
+def read_view(ipr, binding, full=False, port=None):
+    """The links that matter (one small request each) and their IPv4 addresses (one dump)."""
+    live = nl.links_named(ipr, _view_names(binding, port))
     by_index = nl.addresses_by_index(ipr)
     addrs = {n: _pod_facts.addr_texts(by_index.get(v["index"], [])) for n, v in live.items()}
     return (live, addrs, by_index) if full else (live, addrs)
@@ -138,25 +182,40 @@ def read_view(ipr, binding, full=False):
 
 def predict_present(before, binding, cache):
     """The pod view after ``present``: used as diff ``after`` in check mode."""
-    name, bridge, tap, mtu = binding["pod_interface"], binding["bridge"], binding["tap"], cache["original"]["mtu"]
+    name, bridge, tap, original = binding["pod_interface"], binding["bridge"], binding["tap"], cache["original"]
+    port, mtu = port_of(cache, binding), original["mtu"]
     after = {"links": {k: dict(v) for k, v in before["links"].items()},
              "addresses": {k: list(v) for k, v in before["addresses"].items()}}
-    after["links"][name].update(mac=cache["pod_mac"], master=bridge, up=True)
-    after["links"][bridge] = {"kind": "bridge", "mtu": mtu, "up": True, "master": None}
-    after["links"][tap] = {"kind": "tun", "mtu": mtu, "up": True, "master": bridge}
-    after["addresses"].setdefault(bridge, [])
-    after["addresses"].setdefault(tap, [])
+    links, addresses = after["links"], after["addresses"]
+    if port not in links:  # renamed by this run
+        links[port], addresses[port] = links.pop(name), addresses.pop(name, [])
+    links[port].update(mac=cache["pod_mac"], master=bridge, up=True)
+    links[bridge] = {"kind": "bridge", "mtu": mtu, "up": True, "master": None}
+    links[tap] = {"kind": "tun", "mtu": mtu, "up": True, "master": bridge}
+    addresses.setdefault(bridge, [])
+    addresses.setdefault(tap, [])
+    if port != name:
+        links[name] = {"kind": keeper_kind(cache), "mtu": mtu, "up": True, "master": None, "mac": original["mac"]}
+        have = addresses.get(name, [])
+        addresses[name] = have + [a for a in _pod_facts.addr_texts(original["ipv4"]) if a not in have]
     if binding["delegate_ip"]:
-        gone = set(_pod_facts.addr_texts(cache["original"]["ipv4"]))
-        after["addresses"][name] = [a for a in after["addresses"][name] if a not in gone]
+        gone = set(_pod_facts.addr_texts(original["ipv4"]))
+        addresses[port] = [a for a in addresses[port] if a not in gone]
     return after
 
 
 def predict_absent(before, binding, cache):
     """The pod view after ``absent``: used as diff ``after`` in check mode."""
     name, bridge, tap = binding["pod_interface"], binding["bridge"], binding["tap"]
+    port = port_of(cache, binding)
     after = {"links": {k: dict(v) for k, v in before["links"].items() if k not in (bridge, tap)},
              "addresses": {k: list(v) for k, v in before["addresses"].items() if k not in (bridge, tap)}}
+    if port != name and port in after["links"]:  # renamed back; the dummy goes first
+        if after["links"].get(name, {}).get("kind") == keeper_kind(cache):
+            del after["links"][name]
+            after["addresses"].pop(name, None)
+        if name not in after["links"]:
+            after["links"][name], after["addresses"][name] = after["links"].pop(port), after["addresses"].pop(port, [])
     if name in after["links"]:
         pod = after["links"][name]
         if pod["master"] in (bridge, tap):
@@ -171,13 +230,43 @@ def predict_absent(before, binding, cache):
 
 # -- present ---------------------------------------------------------------------------------
 
-def _check_live(live, binding, params, cache, path):
-    """Refuse, before any change, links that exist but are not what this binding would make."""
+def pod_link(live, binding, cache, port):
+    """``(name it has now, link)`` of the pod interface: under its own name, or renamed to ``port``
+    (found by the ifindex recorded: the dummy that took its name has another)."""
+    name = binding["pod_interface"]
+    if port != name and cache is not None:
+        for candidate in (port, name):
+            link = live.get(candidate)
+            if link is not None and link["index"] == cache.get("pod_ifindex"):
+                return candidate, link
+        return name, None
+    return name, live.get(name)
+
+
+def _check_identity(live, binding, at, port, kind):
+    name = binding["pod_interface"]
+    if at == name and port in live:
+        raise PodnetError(f"{port} exists in the pod: it is the name {name} takes so that a dummy {name} keeps the "
+                          "pod's identity for kubelet; remove it, or set pod_identity false", pod_port=port)
+    other = live.get(name)
+    if at == port and other is not None and other["kind"] != kind:
+        raise PodnetError(f"{name} exists in the pod but is a {other['kind'] or 'plain'} link, not the {kind} that "
+                          "keeps the pod's identity; remove it and rerun", pod_interface=name)
+
+
+def _check_live(live, binding, params, cache, path, port):
+    """Refuse, before any change, links that exist but are not what this binding would make.
+
+    Returns ``(name the pod interface has now, pod interface, bridge, tap)``.
+    """
     name, bridge, tap = binding["pod_interface"], binding["bridge"], binding["tap"]
-    pod, br, tp = live.get(name), live.get(bridge), live.get(tap)
+    at, pod = pod_link(live, binding, cache, port)
+    br, tp = live.get(bridge), live.get(tap)
     if pod is None:
         hint = " (the cache records it: it vanished after plumbing; run state=absent)" if cache else ""
         raise PodnetError(f"pod interface {name} not found in network namespace {path}{hint}", pod_interface=name)
+    if port != name:
+        _check_identity(live, binding, at, port, keeper_kind(cache))
     if br is not None and br["kind"] != "bridge":
         raise PodnetError(f"{bridge} exists in the pod but is a {br['kind'] or 'plain'} link, not a bridge", bridge=bridge)
     if pod["master"] and (br is None or pod["master"] != br["index"]):
@@ -199,7 +288,7 @@ def _check_live(live, binding, params, cache, path):
         raise PodnetError(f"this pod is already plumbed with another binding "
                           f"({_rundir.cache_path(params['run_dir'], cache['key'])}); "
                           "run state=absent with the old binding first", binding=cache["binding"])
-    return pod, br, tp
+    return at, pod, br, tp
 
 
 def _check_delegable(binding, original):
@@ -216,8 +305,11 @@ def _check_delegable(binding, original):
                           "the VM could not be given a default route", pod_interface=name)
 
 
-def _new_record(changes, ipr, pod, ipv4, where, binding, params):
-    """Discover the pod interface and plan to record it: the first step, before any change."""
+def _new_record(changes, ipr, pod, ipv4, where, binding, params, port):
+    """Discover the pod interface and plan to record it: the first step, before any change.
+
+    ``port`` is the name the pod interface takes (itself unless the pod identity renames it).
+    """
     name = binding["pod_interface"]
     path, ident, run_dir, key = where
     inode = ident["inode"]
@@ -230,9 +322,15 @@ def _new_record(changes, ipr, pod, ipv4, where, binding, params):
         "tap_options": {"uid": params.get("tap_uid"), "gid": params.get("tap_gid"),
                         "multiqueue": params["multiqueue"]},
         "step": "cached", "key": key,
+        "pod_identity": port != name, "pod_port": port if port != name else None,
+        "keeper_kind": nl.keeper_kind() if port != name else None,
+        "pod_sysctls": nl.read_link_sysctls("all", nl.POD_ISOLATION_SYSCTLS) if port != name else None,
     }
     if cache["pod_mac"] == original["mac"]:
         raise PodnetError(f"pod_mac: {cache['pod_mac']} is the pod interface's own MAC, which the VM takes")
+    if cache["pod_mac"] == binding.get("mac_address"):
+        raise PodnetError(f"pod_mac: {cache['pod_mac']} is the VM's MAC (binding.mac_address); one bridge cannot "
+                          "have it twice")
     record = dict(cache)
     changes.call("cache", f"record {name}'s original configuration in {_rundir.cache_path(run_dir, key)}",
                  _rundir.save_record, run_dir, key, record)
@@ -253,10 +351,11 @@ def _bridge_steps(changes, br, bridge, mtu, group):
         changes.call("bridge", f"turn IPv6 autoconf off on {bridge}", nl.disable_ipv6_autoconf, bridge)
 
 
-def _pod_port_steps(changes, pod, br, binding, cache):
-    """MAC, master and up state of the pod interface in one message; then learning off on its port."""
-    name, bridge = binding["pod_interface"], binding["bridge"]
-    pod_mac, vm_mac = cache["pod_mac"], cache["original"]["mac"]
+def _pod_port_steps(changes, pod, br, binding, cache, name):
+    """MAC, master and up state of the pod interface (named ``name`` by now) in one message; then
+    learning off on its port."""
+    bridge = binding["bridge"]
+    pod_mac, vm_mac = cache["pod_mac"], binding.get("mac_address") or cache["original"]["mac"]
     port, texts = {}, []
     if pod["mac"] != pod_mac:
         port["mac"] = pod_mac
@@ -302,15 +401,16 @@ def _tap_steps(changes, tp, br, binding, params, mtu, group):
         changes.add("bridge_up", f"set {bridge} up", nl.set_link, bridge, "setting up", state="up")
 
 
-def _delegate_steps(changes, tp, addrs, binding, cache, params, where):
-    """Keep DHCP inside the pod, move the IPv4 addresses off the pod interface, declare the lease."""
-    name, tap = binding["pod_interface"], binding["tap"]
+def _delegate_steps(changes, tp, pod_addrs, binding, cache, params, where, name):
+    """Keep DHCP inside the pod, move the IPv4 addresses off the pod interface (named ``name`` by now), declare
+    the lease."""
+    tap = binding["tap"]
     run_dir, key = where[2], where[3]
     filters = _filters()
     if tp is None or not all(filters.dhcp_filters_present(changes.ipr, tap, name).values()):
         changes.add("filters", f"drop DHCP requests entering from {tap} and DHCP replies entering from {name} (tc)",
                     filters.install_dhcp_filters, tap, name)
-    present_addrs = set(addrs.get(name, []))
+    present_addrs = set(pod_addrs)
     for addr in cache["original"]["ipv4"]:
         text = f"{addr['address']}/{addr['prefixlen']}"
         if text in present_addrs:
@@ -323,29 +423,109 @@ def _delegate_steps(changes, tp, addrs, binding, cache, params, where):
                      _rundir.save_declaration, run_dir, declaration)
 
 
+def _wanted_port(binding, params, cache):
+    """The port name this run works with: the record's layout wins over the option (never rebuilt under
+    a running VM); a disagreement is a warning."""
+    name, wanted = binding["pod_interface"], params.get("pod_identity", True) and binding["delegate_ip"]
+    if cache is None:
+        return renamed_port(name) if wanted else name
+    has = bool(cache.get("pod_identity"))
+    if binding["delegate_ip"] and has != bool(params.get("pod_identity", True)):
+        params["warnings"].append(
+            f"this pod was plumbed {'with' if has else 'without'} the pod identity (by an earlier version, or with "
+            f"pod_identity {str(has).lower()}) and is kept so; state=absent, then present, changes it")
+    return port_of(cache, binding)
+
+
+def _warn_ipv6(binding, cache, params, port):
+    held = [a for a in identity_addresses(cache["original"]) if ":" in a["address"]]
+    if binding["delegate_ip"] and held:
+        name = binding["pod_interface"]
+        where = f"the {keeper_kind(cache)} {name} keeps" if port != name else f"{port} keeps"
+        params["warnings"].append(f"IPv6 {', '.join(_pod_facts.addr_texts(held))} is not delegated to the VM (this "
+                                  f"version delegates IPv4 only); {where} it")
+
+
+def _dummy_steps(changes, ipr, live, addrs, binding, cache):
+    """The dummy under the pod interface's name: its MAC, MTU and addresses, for kubelet."""
+    original, kind = cache["original"], keeper_kind(cache)
+    name, held = binding["pod_interface"], identity_addresses(original)
+    dummy = live.get(name)
+    if dummy is None:
+        changes.add("pod_dummy", f"create {kind} {name} (MAC {original['mac']}, MTU {original['mtu']}) holding "
+                    f"{', '.join(_pod_facts.addr_texts(held)) or 'no address'}", make_dummy, name, original, held, kind)
+        return
+    if (dummy["mac"], dummy["mtu"], dummy["up"]) != (original["mac"], original["mtu"], True):
+        changes.add("pod_dummy", f"set {kind} {name} to MAC {original['mac']}, MTU {original['mtu']}, up",
+                    nl.create_dummy, name, original["mac"], original["mtu"], kind)
+    have = set(addrs.get(name, [])) | set(_pod_facts.addr_texts(nl.addresses(ipr, dummy["index"], socket.AF_INET6)))
+    for addr in held:
+        text = f"{addr['address']}/{addr['prefixlen']}"
+        if text not in have:
+            changes.add("pod_dummy", f"add {text} to {kind} {name}", nl.add_address, name, addr)
+
+
+def _set_sysctls(todo):
+    for link, table in todo:
+        nl.set_link_sysctls(link, table)
+
+
+def make_dummy(ipr, name, original, held, kind):
+    nl.create_dummy(ipr, name, original["mac"], original["mtu"], kind)
+    for addr in held:
+        nl.add_address(ipr, name, addr)
+
+
+def _identity_steps(changes, live, addrs, at, br, binding, cache, port):
+    """Kubelet keeps seeing the pod interface (KubeVirt's bridge binding): it is renamed to ``port``, a
+    dummy takes its name, MAC, MTU and addresses, and the pod's own stack stays off the bridge."""
+    name, bridge = binding["pod_interface"], binding["bridge"]
+    todo, texts = [], []
+    if br is None or not nl.link_sysctls_set(bridge, nl.BRIDGE_ISOLATION_SYSCTLS):
+        todo.append((bridge, nl.BRIDGE_ISOLATION_SYSCTLS))
+        texts.append(f"arp_ignore 1, arp_announce 2 and IPv6 off on {bridge}")
+    if not nl.link_sysctls_set("all", nl.POD_ISOLATION_SYSCTLS):
+        todo.append(("all", nl.POD_ISOLATION_SYSCTLS))
+        texts.append("arp_ignore 1 on all of the pod's links")
+    if todo:
+        changes.call("bridge_isolation", f"keep the pod's own stack from answering for the VM's addresses: "
+                     f"{'; '.join(texts)}", _set_sysctls, todo)
+    if at != port:
+        changes.add("pod_rename", f"set {name} down and rename it to {port} (the {keeper_kind(cache)} {name} "
+                    "made next keeps the pod's identity for kubelet)", nl.rename_link, name, port)
+    _dummy_steps(changes, changes.ipr, live if at == port else {}, addrs, binding, cache)
+
+
 def plan_present(ipr, where, binding, params, cache):
     """Return ``(cache, changes, live, addrs)`` for ``present``; raises before any change on bad input.
 
     ``where`` is ``(namespace path, namespace identity, run_dir, key)``.
     """
-    live, addrs, ipv4_by_index = read_view(ipr, binding, full=True)
-    pod, br, tp = _check_live(live, binding, params, cache, where[0])
+    port = _wanted_port(binding, params, cache)
+    live, addrs, ipv4_by_index = read_view(ipr, binding, full=True, port=port)
+    at, pod, br, tp = _check_live(live, binding, params, cache, where[0], port)
     changes = Changes(ipr)
     if cache is None:
-        cache = _new_record(changes, ipr, pod, ipv4_by_index.get(pod["index"]), where, binding, params)
+        cache = _new_record(changes, ipr, pod, ipv4_by_index.get(pod["index"]), where, binding, params, port)
+    _warn_ipv6(binding, cache, params, port)
     mtu, group = cache["original"]["mtu"], link_group(binding["bridge"])
     _bridge_steps(changes, br, binding["bridge"], mtu, group)
-    _pod_port_steps(changes, pod, br, binding, cache)
+    if port != binding["pod_interface"]:
+        _identity_steps(changes, live, addrs, at, br, binding, cache, port)
+        if at != port:
+            pod = dict(pod, up=False)  # the rename takes it down
+    _pod_port_steps(changes, pod, br, binding, cache, port)
     _tap_steps(changes, tp, br, binding, params, mtu, group)
     if binding["delegate_ip"]:
-        _delegate_steps(changes, tp, addrs, binding, cache, params, where)
+        _delegate_steps(changes, tp, addrs.get(at, []), binding, cache, params, where, port)
     return cache, changes, live, addrs
 
 
 # -- absent ----------------------------------------------------------------------------------
 
-def _link_removal_steps(changes, live, binding, warnings):
-    name, bridge, tap = binding["pod_interface"], binding["bridge"], binding["tap"]
+def _link_removal_steps(changes, live, binding, warnings, name):
+    """The tap and the bridge go; ``name`` is the pod interface's name as a port (it is released)."""
+    bridge, tap = binding["bridge"], binding["tap"]
     tp, br = live.get(tap), live.get(bridge)
     if tp is not None and tp["kind"] != "tun":
         warnings.append(f"{tap} is not a tap (kind {tp['kind']}); left alone")
@@ -374,8 +554,12 @@ def _restore_link(ipr, name, restore):
         nl.set_link(ipr, name, "restoring", **restore)
 
 
-def _pod_restore_steps(changes, pod, addrs, name, original):
-    """MAC, MTU and up state, then the addresses, then the routes, as recorded."""
+def _pod_restore_steps(changes, pod, addrs, name, original, identity=False, renamed=False):
+    """MAC, MTU and up state, then the addresses, then the routes, as recorded.
+
+    Under the pod identity the link went down (renamed): IPv6 addresses and all routes went with it.
+    ``renamed`` says this very run renames it back, so none of them is live any more when it restores.
+    """
     restore, texts = {}, []
     if pod["mac"] != original["mac"]:
         restore["mac"] = original["mac"]
@@ -392,33 +576,76 @@ def _pod_restore_steps(changes, pod, addrs, name, original):
         texts.append(f"set {name} {restore['state']}")
     if restore:
         changes.add("absent_pod", "; ".join(texts), _restore_link, name, restore)
-    present_addrs = set(addrs.get(name, []))
-    for addr in original["ipv4"]:
+    present_addrs = set(addrs)
+    wanted = list(original["ipv4"])
+    families = [(socket.AF_INET, original["routes"])]
+    if identity:
+        wanted += [a for a in identity_addresses(original) if ":" in a["address"]]
+        families.append((socket.AF_INET6, original.get("routes6") or []))
+        if not renamed:
+            present_addrs |= set(_pod_facts.addr_texts(nl.addresses(changes.ipr, pod["index"], socket.AF_INET6)))
+    for addr in wanted:
         if f"{addr['address']}/{addr['prefixlen']}" not in present_addrs:
             changes.add("absent_addresses", f"restore {addr['address']}/{addr['prefixlen']} on {name}",
                         nl.add_address, name, addr)
-    live_routes = {nl.route_key(r) for r in nl.routes(changes.ipr, pod["index"])}
-    # Link routes first, so gateways are reachable when their routes return.
-    todo = sorted((r for r in original["routes"] if r["proto"] != nl.RTPROT_KERNEL
-                   and nl.route_key(r) not in live_routes), key=lambda r: -r["scope"])
-    for route in todo:
-        changes.add("absent_routes", f"restore route {nl.route_text(route)} on {name}", nl.add_route, name, route)
+    for family, recorded in families:
+        live_routes = set() if renamed else {nl.route_key(r) for r in nl.routes(changes.ipr, pod["index"], family)}
+        # Link routes first, so gateways are reachable when their routes return.
+        todo = sorted((r for r in recorded if r["proto"] != nl.RTPROT_KERNEL
+                       and nl.route_key(r) not in live_routes), key=lambda r: -r["scope"])
+        for route in todo:
+            changes.add("absent_routes", f"restore route {nl.route_text(route)} on {name}", nl.add_route, name, route,
+                        family)
+
+
+def _unrename_steps(changes, live, binding, at, port, kind, warnings):
+    """Under the pod identity: the dummy goes, and the pod interface takes its name back. True if renamed here."""
+    name = binding["pod_interface"]
+    if at != port:
+        return False
+    other = live.get(name)
+    if other is not None and other["kind"] != kind:
+        warnings.append(f"{name} is a {other['kind'] or 'plain'} link, not the {kind} made for the pod identity; "
+                        f"left alone, and {port} keeps its name")
+        return False
+    if other is not None:
+        changes.add("absent_dummy", f"delete {kind} {name} (it kept the pod's identity for kubelet)", nl.delete_link,
+                    name)
+    changes.add("absent_rename", f"set {port} down and rename it back to {name}", nl.rename_link, port, name)
+    return True
+
+
+def _sysctl_restore_steps(changes, recorded):
+    """The pod-wide sysctls the pod identity set, back to their recorded values."""
+    table = tuple(tuple(k.split("/", 1)) + (v,) for k, v in sorted(recorded.items())
+                  if isinstance(k, str) and "/" in k and isinstance(v, str) and v.isdigit())
+    table = tuple(t for t in table if (t[0], t[1]) in {(f, k) for f, k, _v in nl.POD_ISOLATION_SYSCTLS})
+    if table and not nl.link_sysctls_set("all", table):
+        texts = ", ".join(f"{key} {value}" for _family, key, value in table)
+        changes.call("absent_sysctls", f"restore {texts} on all of the pod's links", nl.set_link_sysctls, "all", table)
 
 
 def plan_absent(ipr, run_dir, key, binding, cache):
     """Return ``(changes, warnings, live, addrs)`` for ``absent``; missing links are fine."""
     name, tap = binding["pod_interface"], binding["tap"]
-    live, addrs = read_view(ipr, binding)
+    port = port_of(cache, binding)
+    live, addrs = read_view(ipr, binding, port=port)
     changes, warnings = Changes(ipr), []
     if os.path.lexists(_rundir.lease_path(run_dir, key)):
         changes.call("absent_lease", "withdraw the lease declaration", _rundir.remove_declaration, run_dir, key)
-    _link_removal_steps(changes, live, binding, warnings)
-    pod = live.get(name)
+    at, pod = pod_link(live, binding, cache, port)
+    _link_removal_steps(changes, live, binding, warnings, at)
     filters = _filters()
-    if pod is not None and filters.dhcp_filters_present(ipr, tap, name)["pod_interface"]:
-        changes.add("absent_filters", f"remove the DHCP reply filter from {name}", filters.remove_dhcp_filters, tap, name)
+    if pod is not None and filters.dhcp_filters_present(ipr, tap, at)["pod_interface"]:
+        changes.add("absent_filters", f"remove the DHCP reply filter from {at}", filters.remove_dhcp_filters, tap, at)
+    renamed = pod is not None and _unrename_steps(changes, live, binding, at, port, keeper_kind(cache), warnings)
+    if cache is not None and cache.get("pod_sysctls"):
+        _sysctl_restore_steps(changes, cache["pod_sysctls"])
     if cache is not None and pod is not None:
-        _pod_restore_steps(changes, pod, addrs, name, cache["original"])
+        if renamed:
+            pod = dict(pod, up=False)  # the rename takes it down
+        restore_as = name if renamed else at
+        _pod_restore_steps(changes, pod, addrs.get(at, []), restore_as, cache["original"], port != name, renamed)
     elif cache is not None:
         warnings.append(f"pod interface {name} is gone; nothing to restore")
     return changes, warnings, live, addrs

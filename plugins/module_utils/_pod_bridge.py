@@ -148,7 +148,8 @@ def _plumb(params, binding, key, check_mode, diff):
             cache, housekeeping = _load_own_cache(ipr, run_dir, key, ident, binding, check_mode)
             where = (path, ident, run_dir, key)
             cache, changes, live, addrs = _plumbing.plan_present(ipr, where, binding, params, cache)
-            before = _plumbing.pod_view(live, addrs, binding)
+            port = _plumbing.port_of(cache, binding)
+            before = _plumbing.pod_view(live, addrs, binding, port)
             if check_mode:
                 after = _plumbing.predict_present(before, binding, cache)
                 return cache, [c.text for c in changes], housekeeping, before, after
@@ -157,7 +158,8 @@ def _plumb(params, binding, key, check_mode, diff):
                 cache = dict(cache, step="complete")
                 _rundir.save_cache(run_dir, key, cache)
             # The real diff is read back from the kernel, not predicted (skipped when nobody asks).
-            after = _plumbing.pod_view(*_plumbing.read_view(ipr, binding), binding) if changes and diff else before
+            after = (_plumbing.pod_view(*_plumbing.read_view(ipr, binding, port=port), binding, port)
+                     if changes and diff else before)
             return cache, done, housekeeping, before, after
 
 
@@ -179,6 +181,7 @@ def present(params, check_mode=False, diff=True):
         "changed": bool(done), "changes": done, "diff": {"before": before, "after": after},
         "responder_pid": responder_pid, "warnings": params["warnings"], "housekeeping": housekeeping,
         "netns": params["netns"], "netns_path": path, "key": key, "pod_mac": cache["pod_mac"],
+        "pod_port": _plumbing.port_of(cache, binding),
         "cache_path": _rundir.cache_path(run_dir, key),
         "lease_path": _rundir.lease_path(run_dir, key) if binding["delegate_ip"] else None,
         "original": cache["original"],
@@ -217,7 +220,8 @@ def _unplumb(params, binding, key, result, check_mode, diff):
                 raise PodnetError(f"this pod was plumbed with another binding ({cache_file}); "
                                   "run state=absent with that binding", binding=cache["binding"])
             changes, warnings, live, addrs = _plumbing.plan_absent(ipr, run_dir, key, binding, cache)
-            before = _plumbing.pod_view(live, addrs, binding)
+            port = _plumbing.port_of(cache, binding)
+            before = _plumbing.pod_view(live, addrs, binding, port)
             if check_mode:
                 after = _plumbing.predict_absent(before, binding, cache)
                 done = [c.text for c in changes]
@@ -230,7 +234,8 @@ def _unplumb(params, binding, key, result, check_mode, diff):
                     _rundir.remove(_rundir.id_path(run_dir, _rundir.record_identity(cache), binding["pod_interface"]))
                 step_done("absent_cache")
                 _rundir.remove(lock)  # held: waiters open the path anew
-                after = _plumbing.pod_view(*_plumbing.read_view(ipr, binding), binding) if changes and diff else before
+                after = (_plumbing.pod_view(*_plumbing.read_view(ipr, binding, port=port), binding, port)
+                         if changes and diff else before)
     result.update(changed=bool(done), changes=done, warnings=warnings, diff={"before": before, "after": after})
     if cache is not None:
         result["original"] = cache["original"]
@@ -249,7 +254,8 @@ def absent(params, check_mode=False, diff=True):
 def _drift(ipr, where, binding, params, cache, lease):
     """What differs from a plumbed pod (like CNI CHECK), as the changes ``present`` would make."""
     options = dict(params, tap_uid=cache["tap_options"]["uid"], tap_gid=cache["tap_options"]["gid"],
-                   multiqueue=cache["tap_options"]["multiqueue"])
+                   multiqueue=cache["tap_options"]["multiqueue"], pod_identity=bool(cache.get("pod_identity")),
+                   warnings=[])
     try:
         changes = _plumbing.plan_present(ipr, where, binding, options, cache)[1]
     except PodnetError as exc:
@@ -280,8 +286,9 @@ def info(params):
     result["namespace_exists"] = True
     with _netns.entered(params["netns"]) as (ipr, path, ident):
         cache, stale = _rundir.load_cache(run_dir, key, ident, alive)
-        view = _plumbing.pod_view(*_plumbing.read_view(ipr, binding), binding)
-        result.update(links=view["links"], addresses=view["addresses"])
+        port = _plumbing.port_of(cache, binding)
+        view = _plumbing.pod_view(*_plumbing.read_view(ipr, binding, port=port), binding, port)
+        result.update(links=view["links"], addresses=view["addresses"], pod_port=port)
         if stale:
             result["drift"] = [f"{cache_file} was recorded for an earlier namespace of this name (stale)"]
         if cache is None:

@@ -50,6 +50,9 @@ options:
     description:
       - One entry of the C(plan) returned by M(virtnet.podnet.vm_network_plan); the same entry is
         needed for O(state=absent).
+      - Its optional keys C(mac_address) (the VM's MAC instead of the pod interface's original one) and
+        C(dhcp_options) (options 66, 67, 42 and 224 to 254 in the VM's leases) come from the interface's
+        C(macAddress) and C(dhcpOptions).
       - Required with O(netns), unless O(pods) is used.
     type: dict
   pods:
@@ -95,6 +98,9 @@ options:
       lease_time:
         description: As O(lease_time).
         type: int
+      pod_identity:
+        description: As O(pod_identity).
+        type: bool
   state:
     description:
       - V(present) plumbs the pod for the VM, V(absent) undoes it.
@@ -115,6 +121,21 @@ options:
       - A tap's queue mode cannot change while it exists.
     type: bool
     default: false
+  pod_identity:
+    description:
+      - Keep the pod's identity for kubelet, as KubeVirt's bridge binding does (with C(delegate_ip) bindings only).
+      - The pod interface is renamed (C(eth0) to C(eth0-nic)) and enslaved, and an inert link under its
+        original name holds its original MAC, MTU, IPv4 and global IPv6 addresses, so C(ip addr show dev eth0)
+        in the pod still shows the pod IP after it moved to the VM. That link is a C(dummy); on a kernel built
+        without the dummy driver, an C(ifb) (as inert). On the bridge the pod's own stack never answers ARP or
+        NDP for the VM's addresses (C(arp_ignore=1), C(arp_announce=2), IPv6 off).
+      - The layout a pod was plumbed with is kept until O(state=absent). A pod plumbed by an earlier version, or
+        with the other value, gets a warning and is not rebuilt under its VM.
+      - The CNI bridge plugin's own CHECK fails under a bridge binding either way, since it wants C(eth0) to be its
+        veth with its original MAC.
+    type: bool
+    default: true
+    version_added: 0.2.0
   pod_mac:
     description:
       - The new MAC for the pod interface, a unicast address.
@@ -287,6 +308,12 @@ vm_mac:
   returned: state=present
   type: str
   sample: 0a:58:0a:f4:01:0a
+pod_port:
+  description: The name of the pod interface as a bridge port, C(eth0-nic) under O(pod_identity).
+  returned: state=present
+  type: str
+  sample: eth0-nic
+  version_added: 0.2.0
 pod_mac:
   description: The new MAC of the pod interface.
   returned: state=present

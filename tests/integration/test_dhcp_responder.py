@@ -579,21 +579,21 @@ def test_filters_idempotent_removable_and_tolerant(env):
     with entered(pod.netns) as (ipr, _path, _inode):
         added = {"changed": True, "tap": "added", "pod_interface": "added"}
         present = {"changed": False, "tap": "present", "pod_interface": "present"}
-        assert filters.install_dhcp_filters(ipr, "tap0", "eth0") == added
-        assert filters.install_dhcp_filters(ipr, "tap0", "eth0") == present
-        assert filters.dhcp_filters_present(ipr, "tap0", "eth0") == {"tap": True, "pod_interface": True}
+        assert filters.install_dhcp_filters(ipr, "tap0", "eth0-nic") == added
+        assert filters.install_dhcp_filters(ipr, "tap0", "eth0-nic") == present
+        assert filters.dhcp_filters_present(ipr, "tap0", "eth0-nic") == {"tap": True, "pod_interface": True}
         shown = sh("tc", "-n", pod.netns, "filter", "show", "dev", "tap0", "ingress").stdout
         assert "bpf" in shown and "direct-action" in shown
         # Someone else's filter on the pod interface's ingress survives our removal, qdisc included.
-        sh("tc", "-n", pod.netns, "filter", "add", "dev", "eth0", "ingress", "prio", "7", "protocol", "ip",
+        sh("tc", "-n", pod.netns, "filter", "add", "dev", "eth0-nic", "ingress", "prio", "7", "protocol", "ip",
            "u32", "match", "u32", "0", "0", "classid", "1:1")
         removed = {"changed": True, "tap": "removed", "pod_interface": "removed"}
         absent = {"changed": False, "tap": "absent", "pod_interface": "absent"}
-        assert filters.remove_dhcp_filters(ipr, "tap0", "eth0") == removed
-        assert filters.remove_dhcp_filters(ipr, "tap0", "eth0") == absent
+        assert filters.remove_dhcp_filters(ipr, "tap0", "eth0-nic") == removed
+        assert filters.remove_dhcp_filters(ipr, "tap0", "eth0-nic") == absent
         assert "ingress" not in sh("tc", "-n", pod.netns, "qdisc", "show", "dev", "tap0").stdout
-        assert "ingress" in sh("tc", "-n", pod.netns, "qdisc", "show", "dev", "eth0").stdout
-        assert "pref 7 u32" in sh("tc", "-n", pod.netns, "filter", "show", "dev", "eth0", "ingress").stdout
+        assert "ingress" in sh("tc", "-n", pod.netns, "qdisc", "show", "dev", "eth0-nic").stdout
+        assert "pref 7 u32" in sh("tc", "-n", pod.netns, "filter", "show", "dev", "eth0-nic", "ingress").stdout
         # Missing links: reported, never an error.
         assert filters.install_dhcp_filters(ipr, "nosuchtap", "nosuchif") == {
             "changed": False, "tap": "missing", "pod_interface": "missing"}

@@ -53,8 +53,13 @@ def addrs4(netns, dev):
 
 
 def assert_plumbed(pod, result, delegate=True):
-    """The pod as the issue wants it after present, from real `ip -j` views."""
-    br, tap, eth = link(pod.netns, "k6t-eth0"), link(pod.netns, "tap0"), link(pod.netns, "eth0")
+    """The pod as the issue wants it after present, from real `ip -j` views.
+
+    With delegate_ip the pod identity (the default) renames the pod interface to eth0-nic and an inert
+    link keeps eth0 with the pod's IP (tests/integration/test_pod_identity.py checks that side).
+    """
+    port = "eth0-nic" if delegate else "eth0"
+    br, tap, eth = link(pod.netns, "k6t-eth0"), link(pod.netns, "tap0"), link(pod.netns, port)
     assert br["linkinfo"]["info_kind"] == "bridge"
     assert br["mtu"] == tap["mtu"] == eth["mtu"] == pod.mtu
     assert br["linkinfo"]["info_data"]["stp_state"] == 0
@@ -67,8 +72,10 @@ def assert_plumbed(pod, result, delegate=True):
     assert tap["linkinfo"]["info_kind"] == "tun" and tap["linkinfo"]["info_data"]["type"] == "tap"
     assert tap["linkinfo"]["info_data"]["persist"] is True
     assert result["vm_mac"] == pod.mac and result["tap"] == "tap0" and result["mtu"] == pod.mtu
+    assert result["pod_port"] == port
     if delegate:
-        assert addrs4(pod.netns, "eth0") == []
+        assert addrs4(pod.netns, port) == []
+        assert addrs4(pod.netns, "eth0") == [f"{pod.ip}/{pod.prefixlen}"]  # kubelet's view
         assert result["ip"] == pod.ip and result["prefixlen"] == pod.prefixlen and result["gateway"] == pod.gateway
     else:
         assert addrs4(pod.netns, "eth0") == [f"{pod.ip}/{pod.prefixlen}"]
@@ -99,10 +106,11 @@ def test_present_idempotent_check_diff_and_exact_undo(lab, run_dir, calico):
 
     # diff: links and addresses before and after
     assert real["diff"]["before"]["addresses"]["eth0"] == [f"{pod.ip}/{pod.prefixlen}"]
-    assert real["diff"]["after"]["addresses"]["eth0"] == []
-    assert real["diff"]["after"]["links"]["eth0"]["master"] == "k6t-eth0"
+    assert real["diff"]["after"]["addresses"]["eth0-nic"] == []
+    assert real["diff"]["after"]["addresses"]["eth0"] == [f"{pod.ip}/{pod.prefixlen}"]
+    assert real["diff"]["after"]["links"]["eth0-nic"]["master"] == "k6t-eth0"
     assert real["diff"]["before"]["links"]["eth0"]["mac"] == pod.mac
-    assert set(real["diff"]["after"]["links"]) == {"eth0", "k6t-eth0", "tap0"}
+    assert set(real["diff"]["after"]["links"]) == {"eth0", "eth0-nic", "k6t-eth0", "tap0"}
 
     # routes for option 121: link route first, default last
     routes = real["routes"]
@@ -172,12 +180,12 @@ def test_extra_routes_and_secondary_address_restored_with_protocol_and_scope(lab
     before = snapshot(pod.netns)
     p = params(pod, run_dir)
     present(p)
-    assert ip_json(pod.netns, "-4", "route", "show", "dev", "eth0") == []
+    assert ip_json(pod.netns, "-4", "route", "show", "dev", "eth0-nic") == []
     absent(p)
     assert snapshot(pod.netns) == before
 
 
-def test_ipv6_recorded_and_left_alone(lab, run_dir):
+def test_ipv6_recorded_kept_for_kubelet_and_restored(lab, run_dir):
     pod = lab.add_pod()
     sh("ip", "-n", pod.netns, "addr", "add", "fd00:10::10/64", "dev", "eth0", "nodad")
     before = snapshot(pod.netns)
@@ -200,8 +208,8 @@ def test_pod_mtu_taken_and_mtu_and_up_state_restored(lab, run_dir):
     assert result["mtu"] == 1400 and link(pod.netns, "tap0")["mtu"] == 1400
     assert link(pod.netns, "k6t-eth0")["mtu"] == 1400
     # Someone changes the pod interface after plumbing: absent still restores the recorded state.
-    sh("ip", "-n", pod.netns, "link", "set", "eth0", "mtu", "1300")
-    sh("ip", "-n", pod.netns, "link", "set", "eth0", "down")
+    sh("ip", "-n", pod.netns, "link", "set", "eth0-nic", "mtu", "1300")
+    sh("ip", "-n", pod.netns, "link", "set", "eth0-nic", "down")
     undo = absent(p)
     assert any("restore MTU of eth0 to 1400" in c and "set eth0 up" in c for c in undo["changes"])
     assert snapshot(pod.netns) == before
@@ -240,7 +248,7 @@ def test_absent_never_deletes_a_foreign_link_sharing_the_group(lab, run_dir):
     group = str(_plumbing.link_group("k6t-eth0"))
     sh("ip", "-n", pod.netns, "link", "add", "foreign0", "group", group, "type", "veth", "peer", "name", "foreign1")
     result = absent(p)
-    assert "delete tap tap0" in result["changes"] and "delete bridge k6t-eth0 (releases eth0)" in result["changes"]
+    assert "delete tap tap0" in result["changes"] and "delete bridge k6t-eth0 (releases eth0-nic)" in result["changes"]
     assert link_exists(pod.netns, "foreign0") and link_exists(pod.netns, "foreign1")
     assert not link_exists(pod.netns, "tap0") and not link_exists(pod.netns, "k6t-eth0")
 
@@ -364,7 +372,7 @@ def test_bad_input_one_message_nothing_changed(lab, run_dir, case):
 
 def _ip_is_safe(pod, run_dir, key):
     """The pod's IP is on eth0 or recorded in the cache: never lost."""
-    if f"{pod.ip}/{pod.prefixlen}" in addrs4(pod.netns, "eth0"):
+    if link_exists(pod.netns, "eth0") and f"{pod.ip}/{pod.prefixlen}" in addrs4(pod.netns, "eth0"):
         return True
     with open(cache_path(run_dir, key)) as handle:
         cache = json.load(handle)
@@ -630,7 +638,7 @@ def test_a_cni_veths_txqlen_0_is_restored(lab, run_dir):
     before = snapshot(pod.netns)
     p = params(pod, run_dir)
     present(p)
-    assert link(pod.netns, "eth0").get("txqlen") == 1000, "the kernel no longer raises it: this test shows nothing"
+    assert link(pod.netns, "eth0-nic").get("txqlen") == 1000, "the kernel no longer raises it: this test shows nothing"
     result = absent(p)
     assert "restore txqlen of eth0 to 0" in "; ".join(result["changes"])
     assert link(pod.netns, "eth0").get("txqlen", 0) == 0  # `ip -j` leaves out a txqlen of 0

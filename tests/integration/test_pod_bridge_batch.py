@@ -63,7 +63,7 @@ def test_batch_plumbs_every_pod_idempotently_and_undoes_exactly(lab, run_dir):
         with open(lease_path(run_dir, pod_result["key"]), encoding="utf-8") as handle:
             assert json.load(handle)["ip"] == pod.ip
         # The VM's DHCP stays in the pod, and the cluster's DHCP replies stay out.
-        assert OUR_FILTER in filters(pod.netns, "tap0") and OUR_FILTER in filters(pod.netns, "eth0")
+        assert OUR_FILTER in filters(pod.netns, "tap0") and OUR_FILTER in filters(pod.netns, "eth0-nic")
     assert set(result["diff"]["before"]) == {p.netns for p in pods}
 
     again = _pod_bridge.run_many(batch(run_dir, entries))

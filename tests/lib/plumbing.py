@@ -32,8 +32,11 @@ def unplumb(netns: str, binding: dict, run_dir: str, check_mode: bool = False, d
     return module_utils("_pod_bridge").run(params, check_mode=check_mode, diff=diff)
 
 
-def set_dhcp_filters(netns: str, present: bool, tap: str = "tap0", pod_interface: str = "eth0") -> dict:
-    """Install or remove the pod's DHCP filters (the module installs them when it plumbs)."""
+def set_dhcp_filters(netns: str, present: bool, tap: str = "tap0", pod_interface: str = "eth0-nic") -> dict:
+    """Install or remove the pod's DHCP filters (the module installs them when it plumbs).
+
+    ``pod_interface`` is the bridge port: eth0-nic under the pod identity (the default).
+    """
     filters = module_utils("_dhcp_filters")
     with module_utils("_netns").entered(netns) as (ipr, _path, _inode):
         if present:
@@ -41,7 +44,7 @@ def set_dhcp_filters(netns: str, present: bool, tap: str = "tap0", pod_interface
         return filters.remove_dhcp_filters(ipr, tap, pod_interface)
 
 
-def dhcp_filters_present(netns: str, tap: str = "tap0", pod_interface: str = "eth0") -> dict:
+def dhcp_filters_present(netns: str, tap: str = "tap0", pod_interface: str = "eth0-nic") -> dict:
     """``{"tap": bool, "pod_interface": bool}``: which of the pod's DHCP filters are in place."""
     with module_utils("_netns").entered(netns) as (ipr, _path, _inode):
         return module_utils("_dhcp_filters").dhcp_filters_present(ipr, tap, pod_interface)

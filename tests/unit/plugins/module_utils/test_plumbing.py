@@ -84,10 +84,13 @@ def test_plan_fresh_pod_lists_every_step_in_order(monkeypatch, tmp_path):
     assert [c.step for c in changes] == list(plumbing.PRESENT_STEPS)
     assert cache["original"]["mac"] == "0a:58:0a:f4:01:0a"
     assert not os.listdir(run_dir), "planning wrote something"
-    before = plumbing.pod_view(live, {"eth0": ["10.244.1.10/24"]}, BINDING)
+    before = plumbing.pod_view(live, {"eth0": ["10.244.1.10/24"]}, BINDING, "eth0-nic")
     after = plumbing.predict_present(before, BINDING, cache)
-    assert after["addresses"]["eth0"] == [] and after["links"]["eth0"]["master"] == "k6t-eth0"
-    assert after["links"]["eth0"]["mac"] == cache["pod_mac"]
+    # The pod identity: the veth becomes the port eth0-nic, an inert eth0 keeps the MAC and the IP for kubelet.
+    assert after["addresses"]["eth0-nic"] == [] and after["links"]["eth0-nic"]["master"] == "k6t-eth0"
+    assert after["links"]["eth0-nic"]["mac"] == cache["pod_mac"]
+    assert after["addresses"]["eth0"] == ["10.244.1.10/24"] and after["links"]["eth0"]["mac"] == "0a:58:0a:f4:01:0a"
+    assert after["links"]["eth0"]["kind"] == plumbing.keeper_kind(cache) and after["links"]["eth0"]["master"] is None
 
 
 @pytest.mark.parametrize("mutate, message", [
