@@ -38,6 +38,9 @@ OPT_DNS = 6
 OPT_HOSTNAME = 12
 OPT_DOMAIN_NAME = 15
 OPT_MTU = 26
+OPT_NTP_SERVERS = 42
+OPT_TFTP_SERVER_NAME = 66
+OPT_BOOTFILE_NAME = 67
 OPT_REQUESTED_IP = 50
 OPT_LEASE_TIME = 51
 OPT_MESSAGE_TYPE = 53
@@ -203,6 +206,47 @@ def decode_classless_routes(data: bytes) -> list[dict]:
                        "gateway": None if gateway == "0.0.0.0" else gateway})
         pos += 5 + significant
     return routes
+
+
+# -- KubeVirt's dhcpOptions: options 66, 67, 42 and 224-254 -------------------------------
+BOOTP_SNAME_LEN, BOOTP_FILE_LEN = 64, 128  # header fields, NUL-terminated
+
+
+def encode_dhcp_options(options) -> list[tuple[int, bytes]]:
+    """A validated ``dhcp_options`` (``_spec.validate_dhcp_options``) as (code, payload) pairs, in order."""
+    options = options or {}
+    out = []
+    for key, code in (("tftp_server_name", OPT_TFTP_SERVER_NAME), ("boot_file_name", OPT_BOOTFILE_NAME)):
+        if options.get(key):
+            out.append((code, options[key].encode("utf-8")))
+    if options.get("ntp_servers"):
+        out.append((OPT_NTP_SERVERS, b"".join(inet_aton(a) for a in options["ntp_servers"])))
+    out.extend((item["option"], item["value"].encode("utf-8")) for item in options.get("private_options") or ())
+    return out
+
+
+def boot_header_fields(options) -> dict:
+    """The BOOTP header fields ISC dhcpd and dnsmasq fill for network boot, which PXE ROMs read rather
+    than options 66/67: ``file`` (the boot file name), ``sname`` (the TFTP server name) when each fits
+    its field, and ``siaddr`` (next server) when the TFTP server name is an IPv4 address."""
+    options = options or {}
+    out = {}
+    boot = (options.get("boot_file_name") or "").encode("utf-8")
+    server = options.get("tftp_server_name") or ""
+    if 0 < len(boot) < BOOTP_FILE_LEN:
+        out["file"] = boot
+    if 0 < len(server.encode("utf-8")) < BOOTP_SNAME_LEN:
+        out["sname"] = server.encode("utf-8")
+    try:
+        out["siaddr"] = str(ipaddress.IPv4Address(server))
+    except ValueError:
+        pass
+    return out
+
+
+def option_size(data: bytes) -> int:
+    """Bytes a raw option takes in a message (code and length per instance, RFC 3396)."""
+    return len(data) + 2 * max(1, -(-len(data) // 255))
 
 
 # -- messages ---------------------------------------------------------------------------

@@ -62,6 +62,10 @@ ALWAYS = (codec.OPT_SUBNET_MASK, codec.OPT_ROUTER, codec.OPT_CLASSLESS_ROUTES, c
 # Options sent only when asked for (or when the client sends no option 55).
 ON_REQUEST = (codec.OPT_DNS, codec.OPT_HOSTNAME, codec.OPT_DOMAIN_NAME, codec.OPT_SEARCH)
 OPTIONAL = frozenset(ON_REQUEST + (codec.OPT_MS_CLASSLESS_ROUTES,))
+# The pod's configured dhcpOptions (KubeVirt's: 66, 67, 42, 224-254) are sent whatever option 55 says,
+# as KubeVirt does: udhcpc, dhclient and dhcpcd ask for none of them by default. When a reply does not
+# fit the VM, they are the first to go, those the client did not ask for before those it did.
+MAX_TEMPLATES = 256  # cached replies per pod; a VM cycling through option 55 lists cannot grow it further
 UDP_IP_HEADERS = 28
 MIN_MAX_MESSAGE_SIZE = 548  # RFC 2131: every client takes a 576-byte IP datagram
 
@@ -217,7 +221,8 @@ class Pod:
     """One declared lease: the declaration, the socket in the pod's namespace, cached replies."""
 
     __slots__ = ("key", "decl", "file_id", "sock", "src_mac", "mac_bytes", "replies", "state", "dirty",
-                 "ns_id", "unseen_warned", "last_error", "server_id", "bucket", "resume_at", "log_budget", "mtu")
+                 "ns_id", "unseen_warned", "last_error", "server_id", "bucket", "resume_at", "log_budget", "mtu",
+                 "extra_options", "extra_codes", "boot_fields")
 
     def __init__(self, key: str, decl: dict, file_id) -> None:
         self.key = key
@@ -239,11 +244,16 @@ class Pod:
         self.resume_at = None  # set while the socket is paused for sending too much
         self.log_budget = LineBudget()
         self.mtu = decl.get("mtu") or 1500
+        # KubeVirt's dhcpOptions, encoded once: [(code, payload)], and the BOOTP header fields for network boot.
+        self.extra_options = codec.encode_dhcp_options(decl.get("dhcp_options"))
+        self.extra_codes = frozenset(code for code, _data in self.extra_options)
+        self.boot_fields = codec.boot_header_fields(decl.get("dhcp_options"))
 
     # -- replies -----------------------------------------------------------------------
-    def options_for(self, reply_type: int, wanted) -> list:
+    def options_for(self, reply_type: int, wanted, extras=frozenset()) -> list:
         """The options of a reply; ``wanted`` is the set of optional options asked for, None when
-        the client sent no option 55 (then every option we have is sent)."""
+        the client sent no option 55 (then every option we have is sent); ``extras`` the codes of
+        the configured dhcpOptions to send."""
         decl = self.decl
         opts: list = [(codec.OPT_MESSAGE_TYPE, reply_type), (codec.OPT_SERVER_ID, self.server_id)]
         if reply_type == codec.NAK:
@@ -278,6 +288,7 @@ class Pod:
             opts.append((codec.OPT_DOMAIN_NAME, search[0]))
         if search and asked(codec.OPT_SEARCH):
             opts.append((codec.OPT_SEARCH, codec.encode_search_domains(search, validate=False)))
+        opts.extend((code, data) for code, data in self.extra_options if code in extras)
         return opts
 
     def reply_payload(self, reply_type: int, request: dict):
@@ -291,23 +302,52 @@ class Pod:
         wanted = frozenset(requested).intersection(OPTIONAL) if requested else None
         limit = UDP_IP_HEADERS + MIN_MAX_MESSAGE_SIZE
         limit = max(limit, min(self.mtu, request.get("max_message_size") or self.mtu))
-        template = self._template(reply_type, wanted)
-        if len(template) + UDP_IP_HEADERS > limit and wanted != frozenset():
-            template = self._template(reply_type, frozenset())  # the optional options do not fit
+        template = self._template(reply_type, wanted, self.extra_codes)
         if len(template) + UDP_IP_HEADERS > limit:
-            return None
+            template = self._fitting(reply_type, wanted, requested, limit - UDP_IP_HEADERS)
+            if template is None:
+                return None
         ciaddr = request["ciaddr"] if reply_type in (codec.ACK, INFORM_ACK) else "0.0.0.0"
         return codec.patch_reply(template, request["xid"], request["flags"], ciaddr)
 
-    def _template(self, reply_type: int, wanted):
-        cache_key = (reply_type, wanted)
+    def _fitting(self, reply_type: int, wanted, requested, room: int):
+        """The largest reply within ``room`` bytes: what routes the VM always; the optional options
+        (DNS, host name, search list) if they fit, all or none, as before dhcpOptions existed; then as
+        many configured dhcpOptions as fit, those option 55 asks for first (in its order of preference,
+        RFC 2131), then the others. None when not even the bare lease fits."""
+        base = self._template(reply_type, wanted, frozenset())
+        if len(base) > room and wanted != frozenset():
+            wanted = frozenset()  # the optional options do not fit
+            base = self._template(reply_type, wanted, frozenset())
+        if len(base) > room:
+            return None
+        if not self.extra_options:
+            return base
+        sizes = {code: codec.option_size(data) for code, data in self.extra_options}
+        order = [code for code in dict.fromkeys(requested) if code in sizes]
+        order += [code for code, _data in self.extra_options if code not in order]
+        used, chosen = len(base.rstrip(b"\x00")), set()  # the content, without the padding to 300 bytes
+        for code in order:
+            if used + sizes[code] <= room:
+                used += sizes[code]
+                chosen.add(code)
+        template = self._template(reply_type, wanted, frozenset(chosen))
+        return template if len(template) <= room else base
+
+    def _template(self, reply_type: int, wanted, extras):
+        cache_key = (reply_type, wanted, extras)
         template = self.replies.get(cache_key)
         if template is None:
             wire_type = codec.ACK if reply_type == INFORM_ACK else reply_type
             yiaddr = self.decl["ip"] if reply_type in (codec.OFFER, codec.ACK) else "0.0.0.0"
-            opts = self.options_for(reply_type, wanted)
+            opts = self.options_for(reply_type, wanted, extras)
             opts[0] = (codec.OPT_MESSAGE_TYPE, wire_type)
-            template = codec.encode_message({"chaddr": self.decl["vm_mac"], "yiaddr": yiaddr}, opts)
+            header = {"chaddr": self.decl["vm_mac"], "yiaddr": yiaddr}
+            if reply_type != codec.NAK:
+                header.update(self.boot_fields)
+            template = codec.encode_message(header, opts)
+            if len(self.replies) >= MAX_TEMPLATES:
+                self.replies.clear()
             self.replies[cache_key] = template
         return template
 

@@ -32,8 +32,12 @@ def qemu_args(interface, tap, mac, mtu, multiqueue):
 
 
 def launcher_facts(binding, original, multiqueue):
-    """Tap, MAC, MTU, and with ``delegate_ip`` the IP, prefix, gateway and routes the VM leases."""
-    tap, mac, mtu = binding["tap"], original["mac"], original["mtu"]
+    """Tap, MAC, MTU, and with ``delegate_ip`` the IP, prefix, gateway and routes the VM leases.
+
+    The VM's MAC is the binding's ``mac_address`` (KubeVirt's macAddress) when the spec set one,
+    else the pod interface's original MAC.
+    """
+    tap, mac, mtu = binding["tap"], binding.get("mac_address") or original["mac"], original["mtu"]
     facts = {
         "tap": tap, "bridge": binding["bridge"], "pod_interface": binding["pod_interface"],
         "vm_mac": mac, "mtu": mtu, "delegate_ip": binding["delegate_ip"],

@@ -33,6 +33,7 @@ import tempfile
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
+from ansible_collections.virtnet.podnet.plugins.module_utils import _spec
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
 DEFAULT_RUN_DIR = "/run/virtnet-podnet"
@@ -381,6 +382,18 @@ def _routes(value, errors):
     return out
 
 
+def _dhcp_options(decl, out, errors):
+    """KubeVirt's dhcpOptions as the binding carries them (optional: declarations of older versions have
+    none); checked by the very function that checked the spec and the binding."""
+    spec_errors = []
+    options = _spec.validate_dhcp_options(decl.get("dhcp_options"), "dhcp_options", spec_errors)
+    errors.extend(str(e) for e in spec_errors)
+    if options:
+        out["dhcp_options"] = options
+    else:
+        out.pop("dhcp_options", None)  # null or nothing set: the declaration as older versions wrote it
+
+
 def validate_declaration(decl):
     """Check a lease declaration and return it normalised; ``PodnetError`` names every bad field.
 
@@ -418,6 +431,7 @@ def validate_declaration(decl):
     fields.hostname(decl.get("hostname"), "hostname", errors)
     out["lease_time"] = decl.get("lease_time", DEFAULT_LEASE_TIME)
     fields.int_in(out["lease_time"], MIN_LEASE_TIME, MAX_LEASE_TIME, "lease_time", errors, " seconds")
+    _dhcp_options(decl, out, errors)
     if errors:
         raise PodnetError("invalid lease declaration: " + "; ".join(errors), errors=errors)
     return out

@@ -17,7 +17,9 @@ Validation never stops at the first problem: every violation is collected as a
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import unicodedata
 from collections.abc import Mapping
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
@@ -188,6 +190,168 @@ class BridgeConnection(Connection):
 BACKENDS = {b.name: b for b in (PodBackend(),)}
 CONNECTIONS = {c.name: c for c in (BridgeConnection(),)}
 
+
+# --- extensions beyond the seed spec: KubeVirt's Interface.macAddress and Interface.dhcpOptions --
+
+MAC_FORMS = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")  # one separator throughout
+MAC_ALLOWED = "a unicast MAC address like 02:00:00:00:00:01 or 02-00-00-00-00-01"
+MAX_OPTION_BYTES = 255  # what one DHCP option holds
+MAX_NTP_SERVERS = 16  # option 42 holds 63; as for DNS servers, more is a mistake
+FIRST_PRIVATE_OPTION, LAST_PRIVATE_OPTION = 224, 254  # RFC 2132 site-specific options, as KubeVirt allows
+PRIVATE_ALLOWED = f"{FIRST_PRIVATE_OPTION}..{LAST_PRIVATE_OPTION} (site-specific options), each once"
+# dhcpOptions' keys: in the plan, binding and lease declaration (snake_case) and in the spec (KubeVirt's).
+DHCP_OPTION_KEYS = ("boot_file_name", "tftp_server_name", "ntp_servers", "private_options")
+SPEC_DHCP_NAMES = {"boot_file_name": "bootFileName", "tftp_server_name": "tftpServerName",
+                   "ntp_servers": "ntpServers", "private_options": "privateOptions"}
+SNAKE_DHCP_NAMES = {key: key for key in DHCP_OPTION_KEYS}
+
+
+def validate_mac_address(value, path, errors, unset_ok=True):
+    """KubeVirt's ``macAddress``: a unicast MAC, colon or dash separated, any case; returned lower case
+    with colons. "" and null are no MAC (KubeVirt's omitempty) unless ``unset_ok`` is false."""
+    if unset_ok and value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        errors.append(SpecError(path, f"must be a string, got {describe(value)}", MAC_ALLOWED))
+        return None
+    if not MAC_FORMS.fullmatch(value):
+        errors.append(SpecError(path, f"{_shorten(value)!r} is not a MAC address", MAC_ALLOWED))
+        return None
+    mac = value.lower().replace("-", ":")
+    if int(mac[:2], 16) & 1:
+        errors.append(SpecError(path, f"{value!r} is a multicast address", "a unicast MAC address (first octet even)"))
+        return None
+    if mac == "00:00:00:00:00:00":
+        errors.append(SpecError(path, f"{value!r} is the all-zero address", MAC_ALLOWED))
+        return None
+    return mac
+
+
+def _option_text(value, path, errors, unset_ok):
+    """A string option value: 1..255 bytes as UTF-8, no control characters. "" is unset when ``unset_ok``."""
+    allowed = f"a string of 1 to {MAX_OPTION_BYTES} bytes (UTF-8) without control characters"
+    if not isinstance(value, str):
+        errors.append(SpecError(path, f"must be a string, got {describe(value)}", allowed))
+        return None
+    if value == "":
+        if not unset_ok:
+            errors.append(SpecError(path, "is empty", allowed))
+        return None
+    problem, size_allowed = None, f"at most {MAX_OPTION_BYTES} bytes (UTF-8): what one DHCP option holds"
+    if len(value) > 4 * MAX_OPTION_BYTES:  # before encoding or scanning: a hostile value may be huge
+        problem, allowed = f"is {len(value)} characters long", size_allowed
+    else:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            size, problem = 0, "is not valid UTF-8 text (lone surrogates)"
+        if size > MAX_OPTION_BYTES:
+            problem, allowed = f"is {size} bytes long (UTF-8)", size_allowed
+        elif problem is None and any(unicodedata.category(c) == "Cc" for c in value):
+            problem = "holds control characters"
+    if problem:
+        errors.append(SpecError(path, problem, allowed))
+        return None
+    return value
+
+
+def _ntp_servers(value, path, errors):
+    allowed = f"a list of at most {MAX_NTP_SERVERS} IPv4 addresses"
+    if not isinstance(value, list):
+        errors.append(SpecError(path, f"must be a list, got {describe(value)}", allowed))
+        return None
+    if len(value) > MAX_NTP_SERVERS:
+        errors.append(SpecError(path, f"has {len(value)} entries", f"at most {MAX_NTP_SERVERS}"))
+        return None
+    servers = []
+    for index, item in enumerate(value):
+        try:
+            servers.append(str(ipaddress.IPv4Address(item)) if isinstance(item, str) else None)
+        except ValueError:
+            servers.append(None)
+        if servers[-1] is None:
+            errors.append(SpecError(f"{path}[{index}]", f"{describe(item)} is not an IPv4 address", "an IPv4 address"))
+    return servers if None not in servers else None
+
+
+def _private_options(value, path, errors):
+    """``[{option: 224..254, value: string}]``, no option twice."""
+    if not isinstance(value, list):
+        errors.append(SpecError(path, f"must be a list, got {describe(value)}", "a list of {option, value}"))
+        return None
+    span = LAST_PRIVATE_OPTION - FIRST_PRIVATE_OPTION + 1
+    if len(value) > span:  # more entries than codes: checking each would only list duplicates
+        errors.append(SpecError(path, f"has {len(value)} entries", f"at most {span}, one per option {PRIVATE_ALLOWED}"))
+        return None
+    out, seen, before = [], {}, len(errors)
+    for index, item in enumerate(value):
+        where = f"{path}[{index}]"
+        if not isinstance(item, Mapping):
+            errors.append(SpecError(where, f"must be a mapping, got {describe(item)}", "option, value"))
+            continue
+        for key in item:
+            if key not in ("option", "value"):
+                errors.append(SpecError(f"{where}.{_key_text(key)}", "unknown field of a private option",
+                                        "option, value"))
+        code = item.get("option")
+        if "option" not in item:
+            errors.append(SpecError(f"{where}.option", "is required", PRIVATE_ALLOWED))
+        elif not fields.is_int(code) or not FIRST_PRIVATE_OPTION <= code <= LAST_PRIVATE_OPTION:
+            errors.append(SpecError(f"{where}.option", f"{describe(code)} is not a private option", PRIVATE_ALLOWED))
+        elif code in seen:
+            errors.append(SpecError(f"{where}.option", f"duplicate option {code}, also in {path}[{seen[code]}]",
+                                    PRIVATE_ALLOWED))
+        else:
+            seen[code] = index
+        if "value" not in item:
+            errors.append(SpecError(f"{where}.value", "is required", f"a string of 1 to {MAX_OPTION_BYTES} bytes"))
+            continue
+        text = _option_text(item["value"], f"{where}.value", errors, unset_ok=False)
+        if text is not None and fields.is_int(code):
+            out.append({"option": code, "value": text})
+    return out if len(errors) == before else None
+
+
+def validate_dhcp_options(value, path, errors, names=None):
+    """KubeVirt's ``dhcpOptions`` (options 67, 66, 42 and 224..254): the normalised mapping with
+    snake_case keys, holding only the options set ({} for none; "" and [] are unset, as KubeVirt's
+    omitempty). ``names`` maps those keys to the ones expected in ``value`` (``SPEC_DHCP_NAMES`` in a
+    VM spec; snake_case by default, as in a binding or a lease declaration). The one validation of
+    the plan, a binding, and the declaration the responder reads."""
+    names = names or SNAKE_DHCP_NAMES
+    allowed = _names(names.values())
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        errors.append(SpecError(path, f"must be a mapping, got {describe(value)}", allowed))
+        return {}
+    keys = {shown: key for key, shown in names.items()}
+    found = {}
+    for shown, item in value.items():
+        key = keys.get(shown) if isinstance(shown, str) else None
+        if key is None:
+            errors.append(SpecError(f"{path}.{_key_text(shown)}", f"unknown field of {path.rsplit('.', 1)[-1]}",
+                                    allowed))
+            continue
+        found[key] = _DHCP_CHECKS[key](item, f"{path}.{shown}", errors)
+    return {key: found[key] for key in DHCP_OPTION_KEYS if found.get(key)}
+
+
+def _unset_or_text(value, path, errors):
+    return _option_text(value, path, errors, unset_ok=True)
+
+
+_DHCP_CHECKS = {"boot_file_name": _unset_or_text, "tftp_server_name": _unset_or_text,
+                "ntp_servers": _ntp_servers, "private_options": _private_options}
+
+
+def _spec_dhcp_options(value, path, errors):
+    return validate_dhcp_options(value, path, errors, SPEC_DHCP_NAMES)
+
+
+# Interface fields besides name and the connection method: field -> validator(value, path, errors).
+INTERFACE_FIELDS = {"macAddress": validate_mac_address, "dhcpOptions": _spec_dhcp_options}
+
 DEFAULT_INTERFACES = [{"name": "default", "bridge": {"delegateIp": True}}]
 DEFAULT_NETWORKS = [{"name": "default", "pod": {}}]
 
@@ -212,11 +376,15 @@ def _validate_name(item, path, errors):
     return name
 
 
-def _validate_entries(entries, path, registry, kind, errors):
-    """Validate a list of interfaces or networks; return [(index, name, method, options)].
+def _validate_entries(entries, path, registry, kind, errors, extra_fields=None):
+    """Validate a list of interfaces or networks; return [(index, name, method, options, extras)].
 
     ``method`` is None for an entry whose method or options are invalid (already reported).
+    ``extra_fields`` are the entry's fields besides name and the method (field -> validator);
+    ``extras`` maps those the entry sets (not null) to their normalised values.
     """
+    extra_fields = extra_fields or {}
+    fields_text = "".join(f"{name}, " for name in sorted(extra_fields))
     if not isinstance(entries, list):
         errors.append(SpecError(path, f"must be a list, got {describe(entries)}"))
         return []
@@ -237,14 +405,16 @@ def _validate_entries(entries, path, registry, kind, errors):
                 seen[name] = index
         methods, unknown = [], False
         for key in item:
-            if key == "name":
+            if key == "name" or key in extra_fields:
                 continue
             if key in registry:
                 methods.append(key)
             else:
                 unknown = True
                 errors.append(SpecError(f"{item_path}.{_key_text(key)}", f"unknown field of a {kind}",
-                                        f"name, and one of {_names(registry)}"))
+                                        f"name, {fields_text}and one of {_names(registry)}"))
+        extras = {key: check(item[key], f"{item_path}.{key}", errors)
+                  for key, check in extra_fields.items() if item.get(key) is not None}
         method = options = None
         if len(methods) == 1:
             method = methods[0]
@@ -255,7 +425,7 @@ def _validate_entries(entries, path, registry, kind, errors):
         elif not unknown:  # an unknown field was already reported with the allowed ones
             errors.append(SpecError(item_path, f"names no {kind}", f"exactly one of {_names(registry)}"))
         # Invalid entries still take part in name matching, so pairing errors stay accurate.
-        result.append((index, name, method if options is not None else None, options))
+        result.append((index, name, method if options is not None else None, options, extras))
     return result
 
 
@@ -371,8 +541,8 @@ def _plan_entries(pairs, pod_interface, tap, pod_names_valid, errors):
     """One plan entry per valid pair; a pair its connection or backend refuses adds errors instead."""
     plan = []
     for interface, network in pairs:
-        index, name, method, options = interface["entry"]
-        _nindex, _nname, backend_name, _backend_options = network["entry"]
+        index, name, method, options, extras = interface["entry"]
+        backend_name = network["entry"][2]
         if method is None or backend_name is None:
             continue
         connection, backend = CONNECTIONS[method], BACKENDS[backend_name]
@@ -382,13 +552,38 @@ def _plan_entries(pairs, pod_interface, tap, pod_names_valid, errors):
         if backend_name != "pod":
             errors.append(SpecError(f"{INTERFACES_PATH}[{index}]", f"is connected to a {backend_name!r} network",
                                     "a pod network (the only supported backend today)"))
+        planned = connection.plan_fields(options, backend)
+        if "dhcpOptions" in extras and not planned["delegate_ip"]:
+            # KubeVirt allows them with bridge and masquerade; here only bridge.delegateIp serves DHCP.
+            errors.append(SpecError(f"{INTERFACES_PATH}[{index}].dhcpOptions", "needs bridge.delegateIp: true: "
+                                    "without it the VM gets no DHCP from the node, so no options either",
+                                    "bridge: {delegateIp: true}, or no dhcpOptions"))
         if len(errors) > before or not pod_names_valid:
             continue
         entry = {"interface": name, "network": network["name"], "backend": backend_name, "connection": method}
-        entry.update(connection.plan_fields(options, backend))
+        entry.update(planned)
         entry.update({"pod_interface": pod_interface, "bridge": BRIDGE_PREFIX + pod_interface, "tap": tap})
+        # Only when set: a spec without them plans exactly the binding of older versions (records compare it).
+        if extras.get("macAddress"):
+            entry["mac_address"] = extras["macAddress"]
+        if extras.get("dhcpOptions"):
+            entry["dhcp_options"] = extras["dhcpOptions"]
         plan.append(entry)
     return plan
+
+
+def _unique_macs(valid_interfaces, errors):
+    """No two interfaces of a VM with one macAddress."""
+    seen = {}
+    for index, _name, _method, _options, extras in valid_interfaces:
+        mac = extras.get("macAddress")
+        if not mac:
+            continue
+        if mac in seen:
+            errors.append(SpecError(f"{INTERFACES_PATH}[{index}].macAddress", f"duplicate MAC address {mac}, also used "
+                                    f"by {INTERFACES_PATH}[{seen[mac]}]", "a unique MAC address per interface"))
+        else:
+            seen[mac] = index
 
 
 def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
@@ -415,8 +610,9 @@ def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
         errors.append(SpecError(NETWORKS_PATH, f"is missing while {INTERFACES_PATH} is given",
                                 "both lists, or neither for the default pod network"))
 
-    valid_interfaces = _validate_entries(interfaces, INTERFACES_PATH, CONNECTIONS, "connection method", errors) \
-        if has_interfaces or not has_networks else []
+    valid_interfaces = _validate_entries(interfaces, INTERFACES_PATH, CONNECTIONS, "connection method", errors,
+                                         INTERFACE_FIELDS) if has_interfaces or not has_networks else []
+    _unique_macs(valid_interfaces, errors)
     valid_networks = _validate_entries(networks, NETWORKS_PATH, BACKENDS, "backend", errors) \
         if has_networks or not has_interfaces else []
 
@@ -438,6 +634,7 @@ def build_plan(vm, pod_interface=DEFAULT_POD_INTERFACE, tap=DEFAULT_TAP):
 
 BINDING_KEYS = ("interface", "network", "backend", "connection", "delegate_ip", "connectivity",
                 "pod_interface", "bridge", "tap")
+OPTIONAL_BINDING_KEYS = ("mac_address", "dhcp_options")  # only when the spec sets macAddress, dhcpOptions
 
 
 def validate_binding(binding):
@@ -450,9 +647,9 @@ def validate_binding(binding):
         raise_invalid([SpecError("binding", f"must be one entry of vm_network_plan's plan, got {describe(binding)}")],
                       subject="binding")
     for key in binding:
-        if key not in BINDING_KEYS:
+        if key not in BINDING_KEYS and key not in OPTIONAL_BINDING_KEYS:
             errors.append(SpecError(f"binding.{_key_text(key)}", "unknown key (not produced by vm_network_plan)",
-                                    ", ".join(BINDING_KEYS)))
+                                    ", ".join(BINDING_KEYS + OPTIONAL_BINDING_KEYS)))
     for key in BINDING_KEYS:
         if key not in binding:
             errors.append(SpecError(f"binding.{key}", "is missing (use an entry of vm_network_plan's plan)"))
@@ -483,6 +680,18 @@ def validate_binding(binding):
     if not name_errors and binding["bridge"] != BRIDGE_PREFIX + pod_interface:
         errors.append(SpecError("binding.bridge", f"{describe(binding['bridge'])} is not derived from the pod interface",
                                 repr(BRIDGE_PREFIX + str(pod_interface))))
+    clean = {key: binding[key] for key in BINDING_KEYS}
+    # The extensions, checked again: a binding may be written by hand, not only planned.
+    if "mac_address" in binding:
+        clean["mac_address"] = validate_mac_address(binding["mac_address"], "binding.mac_address", errors,
+                                                    unset_ok=False)
+    if "dhcp_options" in binding:
+        options = validate_dhcp_options(binding["dhcp_options"], "binding.dhcp_options", errors)
+        if binding["dhcp_options"] is not None and delegate is not True:
+            errors.append(SpecError("binding.dhcp_options", "needs delegate_ip true: without it no DHCP is served",
+                                    "delegate_ip: true, or no dhcp_options"))
+        if options:
+            clean["dhcp_options"] = options
     if errors:
         raise_invalid(errors, subject="binding")
-    return {key: binding[key] for key in BINDING_KEYS}
+    return clean

@@ -18,6 +18,12 @@ description:
   - With neither interfaces nor networks, the VM gets the default, one interface C(default)
     connected by C(bridge) with C(delegateIp) to the network C(default) with the C(pod) backend.
   - Every violation is reported at once, each naming the field's path and what is allowed there.
+  - Beyond the specification, an interface takes two fields of KubeVirt's C(Interface)
+    (U(https://kubevirt.io/api-reference/main/definitions.html#_v1_interface)) - C(macAddress), the
+    VM's MAC instead of the pod interface's original one, and C(dhcpOptions) (C(bootFileName),
+    C(tftpServerName), C(ntpServers) and C(privateOptions) 224-254), served by the node's DHCP
+    responder, so they need C(bridge.delegateIp=true). They add RV(plan[].mac_address) and
+    RV(plan[].dhcp_options) to the plan only when set. See C(docs/spec.md) for their rules.
   - Other parts of the VM object (metadata, disks, domain) are accepted untouched.
   - The batch form O(vms) takes the VMs of a node with their pod namespaces, as the
     C(virtnet.podnet.vm_network) role's C(vm_network_vms), checks them all and returns RV(pods),
@@ -87,6 +93,11 @@ notes:
   - Today exactly one interface is supported, and it must be connected to a C(pod) network.
   - C(bridge.delegateIp) defaults to C(false) on an explicitly listed interface (Ethernet connectivity);
     the default interface uses C(delegateIp=true) (IP connectivity).
+  - C(macAddress) accepts C(02:00:00:aa:bb:cc) and C(02-00-00-AA-BB-CC) in any case, never a multicast or
+    the all-zero address, and no two interfaces of a VM share one; as in KubeVirt, C("") and C(null) mean unset.
+  - C(dhcpOptions) without C(bridge.delegateIp=true) is an error - no DHCP is served to the VM then.
+    Each value must fit one DHCP option (255 bytes as UTF-8, no control characters), at most 16 C(ntpServers)
+    (IPv4 addresses), C(privateOptions) entries C({option, value}) with C(option) 224 to 254, each once.
   - The per-pod options in O(vms) are type-checked and converted as M(virtnet.podnet.vm_pod_bridge) does;
     their values (addresses, MACs) are validated by M(virtnet.podnet.vm_pod_bridge), before it touches any pod.
 seealso:
@@ -118,6 +129,28 @@ EXAMPLES = r"""
           - name: red
             pod: {}
   register: red_plan
+
+- name: Plan an interface with KubeVirt's macAddress and dhcpOptions (a network boot, an NTP server)
+  virtnet.podnet.vm_network_plan:
+    vm:
+      kind: VM
+      spec:
+        devices:
+          interfaces:
+            - name: red
+              bridge:
+                delegateIp: true
+              macAddress: "02:00:00:aa:bb:cc"
+              dhcpOptions:
+                bootFileName: pxelinux.0
+                tftpServerName: 10.96.0.30
+                ntpServers: [10.96.0.20]
+                privateOptions:
+                  - {option: 240, value: "site data"}
+        networks:
+          - name: red
+            pod: {}
+  register: pxe_plan
 
 - name: Use the plan
   ansible.builtin.debug:
@@ -181,6 +214,45 @@ plan:
       description: The tap to create in the pod for the VM.
       type: str
       sample: tap0
+    mac_address:
+      description:
+        - The VM's MAC address from the interface's C(macAddress), lower case with colons. The VM gets it
+          instead of the pod interface's original MAC (the launcher facts and snippets of
+          M(virtnet.podnet.vm_pod_bridge) carry it), and the DHCP responder serves that MAC.
+        - Left out when the interface sets no C(macAddress), so the entry equals the binding of earlier versions.
+      returned: when the interface sets C(macAddress)
+      type: str
+      sample: "02:00:00:aa:bb:cc"
+    dhcp_options:
+      description:
+        - The interface's C(dhcpOptions), with the options it sets only, which the DHCP responder adds to
+          its offers and acknowledgements whether the VM asks for them or not, as KubeVirt does.
+        - Left out when the interface sets none, so the entry equals the binding of earlier versions.
+      returned: when the interface's C(dhcpOptions) sets at least one option
+      type: dict
+      contains:
+        boot_file_name:
+          description:
+            - C(bootFileName), DHCP option 67; also the BOOTP header's C(file) field when shorter than 128 bytes.
+          type: str
+          sample: pxelinux.0
+        tftp_server_name:
+          description:
+            - C(tftpServerName), DHCP option 66; also the BOOTP header's C(sname) field when shorter than 64 bytes,
+              and its C(siaddr) (next server) when it is an IPv4 address.
+          type: str
+          sample: 10.96.0.30
+        ntp_servers:
+          description: C(ntpServers), DHCP option 42.
+          type: list
+          elements: str
+          sample: [10.96.0.20]
+        private_options:
+          description:
+            - C(privateOptions), the site-specific DHCP options 224 to 254, each with its C(option) and C(value).
+          type: list
+          elements: dict
+          sample: [{option: 240, value: site data}]
 vm_name:
   description: The VM's C(metadata.name), when it has one.
   returned: success, with O(vm)

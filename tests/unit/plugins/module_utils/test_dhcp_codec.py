@@ -98,6 +98,46 @@ def test_bad_route_is_a_podnet_error():
         codec.encode_classless_routes([{"dst": "10.0.0.300/24"}])
 
 
+# -- KubeVirt's dhcpOptions: options 66, 67, 42 and 224-254 -------------------------------------
+DHCP_OPTIONS = {"boot_file_name": "pxelinux.0", "tftp_server_name": "tftp.example.com",
+                "ntp_servers": ["10.96.0.20", "10.96.0.21"],
+                "private_options": [{"option": 240, "value": "extra"}, {"option": 224, "value": "grüße"}]}
+
+
+def test_dhcp_options_encoded_as_their_option_codes():
+    assert codec.encode_dhcp_options(DHCP_OPTIONS) == [
+        (66, b"tftp.example.com"), (67, b"pxelinux.0"), (42, bytes([10, 96, 0, 20, 10, 96, 0, 21])),
+        (240, b"extra"), (224, "grüße".encode("utf-8")),
+    ]
+    assert codec.encode_dhcp_options(None) == [] and codec.encode_dhcp_options({}) == []
+    assert codec.encode_dhcp_options({"ntp_servers": ["10.0.0.1"]}) == [(42, bytes([10, 0, 0, 1]))]
+
+
+def test_boot_header_fields_as_isc_dhcpd_and_dnsmasq_fill_them():
+    """PXE ROMs read the BOOTP header's file (and siaddr); udhcpc exports file as boot_file, sname as sname."""
+    assert codec.boot_header_fields(DHCP_OPTIONS) == {"file": b"pxelinux.0", "sname": b"tftp.example.com"}
+    assert codec.boot_header_fields({"tftp_server_name": "10.0.0.5"}) == {"sname": b"10.0.0.5", "siaddr": "10.0.0.5"}
+    # Too long for the header's fields (128 and 64 bytes with their NUL): in the options only.
+    assert codec.boot_header_fields({"boot_file_name": "f" * 128, "tftp_server_name": "t" * 64}) == {}
+    assert codec.boot_header_fields({"boot_file_name": "f" * 127, "tftp_server_name": "t" * 63}) == {
+        "file": b"f" * 127, "sname": b"t" * 63}
+    assert codec.boot_header_fields(None) == {}
+
+
+def test_dhcp_options_in_a_message_scan_back():
+    fields = dict(codec.boot_header_fields(DHCP_OPTIONS), chaddr=MAC, yiaddr="10.244.1.10")
+    options = [(53, codec.OFFER), (54, "10.244.1.1")] + codec.encode_dhcp_options(DHCP_OPTIONS)
+    payload = codec.encode_message(fields, options)
+    opts = codec.scan_options(payload)
+    assert opts[66] == b"tftp.example.com" and opts[67] == b"pxelinux.0"
+    assert opts[42] == bytes([10, 96, 0, 20, 10, 96, 0, 21])
+    assert opts[240] == b"extra" and opts[224].decode("utf-8") == "grüße"
+    assert payload[108:108 + 11] == b"pxelinux.0\x00" and payload[44:44 + 17] == b"tftp.example.com\x00"
+    decoded = codec.decode_message(payload)
+    assert decoded["options"]["bootfile_name"] == "pxelinux.0" and decoded["options"]["ntp_servers"] == [
+        "10.96.0.20", "10.96.0.21"]
+
+
 # -- messages ------------------------------------------------------------------------------------
 def _offer(**extra):
     options = [(53, codec.OFFER), (54, "10.244.1.1"), (51, 3600), (58, 1800), (59, 3150), (1, "255.255.255.0"),

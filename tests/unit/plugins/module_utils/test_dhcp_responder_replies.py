@@ -197,6 +197,89 @@ def test_a_reply_larger_than_the_vm_takes_drops_the_optional_options():
     assert 119 not in codec.scan_options(roomy.reply_payload(codec.OFFER, asked_small)), "option 57 is honoured"
 
 
+# -- KubeVirt's dhcpOptions ----------------------------------------------------------------------------
+DHCP_OPTIONS = {"boot_file_name": "pxelinux.0", "tftp_server_name": "10.0.0.5", "ntp_servers": ["10.96.0.20"],
+                "private_options": [{"option": 224, "value": "hello"}, {"option": 254, "value": "last"}]}
+CONFIGURED = (66, 67, 42, 224, 254)
+
+
+@pytest.mark.parametrize("reply", [codec.OFFER, codec.ACK, INFORM_ACK], ids=["offer", "ack", "inform"])
+@pytest.mark.parametrize("requested", [[1, 3, 6], [], [1, 3, 66, 67, 42, 224, 254]],
+                         ids=["not_asked", "no_option_55", "asked"])
+def test_configured_dhcp_options_are_in_every_lease_reply(reply, requested):
+    """Sent whatever option 55 lists, as KubeVirt does: udhcpc, dhclient and dhcpcd ask for none of
+    them by default, and the VM's owner configured them for this VM."""
+    pod = Pod("pod1__eth0", declaration(dhcp_options=DHCP_OPTIONS), None)
+    payload = pod.reply_payload(reply, {"xid": 5, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
+    opts = codec.scan_options(payload)
+    assert opts[66] == b"10.0.0.5" and opts[67] == b"pxelinux.0" and opts[42] == bytes([10, 96, 0, 20])
+    assert opts[224] == b"hello" and opts[254] == b"last"
+    assert payload[108:119] == b"pxelinux.0\x00" and payload[44:53] == b"10.0.0.5\x00"  # file and sname
+    assert payload[20:24] == bytes([10, 0, 0, 5])  # siaddr: the TFTP server, an IPv4 address here
+    for code in (1, 3, 121, 26, 54):
+        assert code in opts, code
+
+
+def test_a_nak_carries_no_dhcp_options():
+    pod = Pod("pod1__eth0", declaration(dhcp_options=DHCP_OPTIONS), None)
+    payload = pod.reply_payload(codec.NAK, {"xid": 5, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": []})
+    assert not set(CONFIGURED) & set(codec.scan_options(payload))
+    assert payload[20:24] == bytes(4) and payload[44:300].strip(b"\x00").startswith(b"c\x82Sc")
+
+
+def test_without_dhcp_options_replies_are_unchanged():
+    plain, with_none = Pod("pod1__eth0", declaration(), None), Pod("pod1__eth0", declaration(dhcp_options=None), None)
+    request = {"xid": 5, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": [1, 3, 6, 66, 67, 42, 224]}
+    assert plain.reply_payload(codec.OFFER, request) == with_none.reply_payload(codec.OFFER, request)
+    assert not set(CONFIGURED) & set(codec.scan_options(plain.reply_payload(codec.OFFER, request)))
+
+
+def _big_options():
+    return {"boot_file_name": "b" * 100, "tftp_server_name": "10.0.0.5",
+            "private_options": [{"option": code, "value": "p" * 60} for code in range(224, 255)]}
+
+
+def test_dhcp_options_that_do_not_fit_go_first_the_unasked_ones():
+    """The reply must fit the VM (its MTU, its option 57, at least 576). Routing stays; DNS, host name
+    and search list stay if they fit, all or none, as before dhcpOptions; then as many configured
+    options as fit, those the client asked for first (option 55's order), then the others."""
+    pod = Pod("pod1__eth0", declaration(mtu=576, dhcp_options=_big_options()), None)
+    request = {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": [1, 3, 6, 12, 66, 67, 230]}
+    payload = pod.reply_payload(codec.OFFER, request)
+    assert len(payload) + 28 <= 576
+    opts = codec.scan_options(payload)
+    assert {1, 3, 121, 6, 12} <= set(opts), "routing, and the optional options asked for"
+    assert {66, 67, 230} <= set(opts), "the configured options asked for"
+    assert 224 in opts and not (set(range(225, 255)) - {230}) & set(opts), "unasked ones only while room is left"
+    assert len(payload) + 28 > 576 - 64, "the room is used: one more private option would not fit"
+    # DNS and the host name do not fit with them: DNS and host name stay, the configured options fill the rest.
+    crowded = Pod("pod1__eth0", declaration(mtu=576, dhcp_options=_big_options(),
+                                            dns_servers=[f"10.96.0.{i}" for i in range(1, 17)]), None)
+    opts = codec.scan_options(crowded.reply_payload(codec.OFFER, dict(request, parameter_list=[6, 230, 67, 231])))
+    assert 6 in opts and 230 in opts and 67 in opts and 231 not in opts and 224 not in opts
+    # A search list that alone does not fit goes (as before); the configured options still come.
+    long_search = declaration(mtu=576, dhcp_options=_big_options(),
+                              search_domains=[f"d{i}-" + "x" * 50 + ".example" for i in range(10)])
+    opts = codec.scan_options(Pod("pod1__eth0", long_search, None).reply_payload(
+        codec.OFFER, dict(request, parameter_list=[119, 67])))
+    assert 119 not in opts and 67 in opts and 121 in opts
+    # A roomy VM gets every one of them.
+    roomy = Pod("pod1__eth0", declaration(mtu=9000, dhcp_options=_big_options()), None)
+    opts = codec.scan_options(roomy.reply_payload(codec.OFFER, dict(request, max_message_size=9000)))
+    assert set(range(224, 255)) <= set(opts) and 66 in opts and 67 in opts
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 255), max_size=40), min_size=1, max_size=80))
+def test_reply_cache_stays_bounded_with_dhcp_options(lists):
+    pod = Pod("pod1__eth0", declaration(mtu=576, dhcp_options=_big_options()), None)
+    for requested in lists:
+        for reply in (codec.OFFER, codec.ACK):
+            payload = pod.reply_payload(reply, {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
+            assert payload is not None and len(payload) + 28 <= 576
+    assert len(pod.replies) <= responder_module.MAX_TEMPLATES
+
+
 def test_stderr_is_the_journal_only_when_journal_stream_names_it(monkeypatch, tmp_path):
     """Under systemd the journal stamps time, unit and PID: the responder's lines then omit them."""
     with open(tmp_path / "stderr", "w", encoding="utf-8") as stream:

@@ -31,3 +31,15 @@ def test_ethernet_mode_has_no_ip_facts():
 def test_xml_attributes_are_escaped():
     xml = _launcher.libvirt_interface_xml("t'<x>", "0a:58:0a:f4:01:0a", 1450, False)
     assert "<target dev='t&apos;&lt;x&gt;' managed='no'/>" in xml
+
+
+def test_mac_address_of_the_binding_is_the_vm_mac():
+    """KubeVirt's macAddress: the VM gets it instead of the pod's original MAC, everywhere a launcher looks."""
+    binding = dict(BINDING, mac_address="02:12:34:56:78:9a")
+    facts = _launcher.launcher_facts(binding, original(), False)
+    assert facts["vm_mac"] == "02:12:34:56:78:9a"
+    assert "<mac address='02:12:34:56:78:9a'/>" in facts["libvirt_interface_xml"]
+    assert "mac=02:12:34:56:78:9a," in facts["qemu_args"][3]
+    assert "0a:58:0a:f4:01:0a" not in facts["libvirt_interface_xml"] + " ".join(facts["qemu_args"])
+    # Without it, the pod's original MAC, as before.
+    assert _launcher.launcher_facts(BINDING, original(), False)["vm_mac"] == "0a:58:0a:f4:01:0a"

@@ -262,6 +262,47 @@ def test_declaration_errors_name_every_field():
         assert field in text, field
 
 
+DHCP_OPTIONS = {"boot_file_name": "pxelinux.0", "tftp_server_name": "10.0.0.5", "ntp_servers": ["10.0.0.1"],
+                "private_options": [{"option": 224, "value": "hello"}]}
+
+
+def test_declaration_dhcp_options_validated_and_normalised():
+    """KubeVirt's dhcpOptions, as vm_network_plan puts them in the binding: optional in a declaration."""
+    assert "dhcp_options" not in declaration()  # declarations of older versions stay as they were
+    assert declaration(dhcp_options=DHCP_OPTIONS)["dhcp_options"] == DHCP_OPTIONS
+    # Unset values (KubeVirt's omitempty) are dropped; nothing left, no key; null is no options.
+    assert declaration(dhcp_options=dict(DHCP_OPTIONS, boot_file_name="", private_options=[]))["dhcp_options"] == {
+        "tftp_server_name": "10.0.0.5", "ntp_servers": ["10.0.0.1"]}
+    assert "dhcp_options" not in declaration(dhcp_options={"ntp_servers": []})
+    assert "dhcp_options" not in declaration(dhcp_options=None)
+
+
+@pytest.mark.parametrize("options, fragments", [
+    ("pxelinux.0", ["dhcp_options: must be a mapping, got string 'pxelinux.0'"]),
+    ({"bootFileName": "x"}, ["dhcp_options.bootFileName: unknown field of dhcp_options"]),
+    ({"boot_file_name": "a\x00b"}, ["dhcp_options.boot_file_name: holds control characters"]),
+    ({"boot_file_name": "x" * 256}, ["dhcp_options.boot_file_name: is 256 bytes long"]),
+    ({"boot_file_name": "x" * 10 ** 6}, ["dhcp_options.boot_file_name: is 1000000 characters long"]),
+    ({"tftp_server_name": "\ud800"}, ["dhcp_options.tftp_server_name: is not valid UTF-8 text"]),
+    ({"ntp_servers": ["10.0.0.1", "10.0.0.256", None]},
+     ["ntp_servers[1]: string '10.0.0.256' is not an IPv4", "ntp_servers[2]: null is not an IPv4"]),
+    ({"ntp_servers": ["10.0.0.1"] * 17}, ["dhcp_options.ntp_servers: has 17 entries"]),
+    ({"private_options": [{"option": 224, "value": "a"}] * 1000}, ["dhcp_options.private_options: has 1000 entries"]),
+    ({"private_options": [{"option": 255, "value": "a"}, {"option": 224.0, "value": "b"}, {"option": 224}]},
+     ["private_options[0].option: number 255 is not a private option", "private_options[1].option: number 224.0",
+      "private_options[2].value: is required"]),
+    ({"private_options": [{"option": 224, "value": "a"}, {"option": 224, "value": "b"}]},
+     ["private_options[1].option: duplicate option 224, also in dhcp_options.private_options[0]"]),
+])
+def test_hostile_dhcp_options_are_named_in_the_error(options, fragments):
+    with pytest.raises(PodnetError) as info:
+        _rundir.validate_declaration(dict(declaration(), dhcp_options=options))
+    assert info.value.msg.startswith("invalid lease declaration: ")
+    for fragment in fragments:
+        assert fragment in info.value.msg, info.value.msg
+    assert len(info.value.msg) < 1000
+
+
 def test_state_written_atomically_root_only(tmp_path):
     run_dir = str(tmp_path / "run")
     _rundir.write_lease_state(run_dir, "pod1__eth0", {"state": "bound"})
@@ -280,15 +321,23 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                     max_leaves=12)
 FIELDS = ("version", "key", "netns", "netns_inode", "netns_cookie", "bridge", "tap", "vm_mac", "ip", "prefixlen",
-          "gateway", "routes", "mtu", "dns_servers", "search_domains", "hostname", "lease_time")
+          "gateway", "routes", "mtu", "dns_servers", "search_domains", "hostname", "lease_time", "dhcp_options")
+# dhcp_options shaped like the real thing often enough to reach its inner checks.
+DHCP_OPTIONS_SHAPED = st.fixed_dictionaries({}, optional={
+    "boot_file_name": JSON, "tftp_server_name": JSON, "ntp_servers": st.lists(JSON, max_size=3) | JSON,
+    "private_options": st.lists(st.fixed_dictionaries({}, optional={"option": st.integers(220, 258) | JSON,
+                                                                    "value": JSON}) | JSON, max_size=3) | JSON,
+}) | JSON
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=len(FIELDS)), st.booleans())
-def test_a_declaration_is_valid_or_a_clear_error_never_a_crash(fields, over_a_valid_one):
+@given(st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=len(FIELDS)), st.booleans(), DHCP_OPTIONS_SHAPED)
+def test_a_declaration_is_valid_or_a_clear_error_never_a_crash(fields, over_a_valid_one, dhcp_options):
     """The responder reads declarations anyone with root could write: any JSON gives a normalised
     declaration or one PodnetError naming the fields (issue 10: "routes": 5 crashed the responder)."""
     decl = dict(declaration(), **fields) if over_a_valid_one else fields
+    if over_a_valid_one and "dhcp_options" not in fields:
+        decl["dhcp_options"] = dhcp_options
     try:
         out = _rundir.validate_declaration(decl)
     except PodnetError as exc:
@@ -296,3 +345,10 @@ def test_a_declaration_is_valid_or_a_clear_error_never_a_crash(fields, over_a_va
         return
     assert isinstance(out["routes"], list) and all(isinstance(r, dict) for r in out["routes"])
     assert all("\x00" not in str(v) for v in (out["netns"], out["tap"], out["bridge"]))
+    if "dhcp_options" in out:  # what the responder encodes: only known keys, each fitting an option
+        options = out["dhcp_options"]
+        assert options and set(options) <= {"boot_file_name", "tftp_server_name", "ntp_servers", "private_options"}
+        for text in [options.get("boot_file_name"), options.get("tftp_server_name")] + [
+                p["value"] for p in options.get("private_options", [])]:
+            assert text is None or 0 < len(text.encode()) <= 255
+        assert all(224 <= p["option"] <= 254 for p in options.get("private_options", []))

@@ -41,6 +41,9 @@ RULES = {
     "other_parts": "a",
     "shape": "r",
     "pod_names": "ar",
+    # Extensions beyond the seed spec (issue 12): KubeVirt's Interface.macAddress and Interface.dhcpOptions.
+    "mac_address": "ar",
+    "dhcp_options": "ar",
 }
 ERROR_KEYS = {"path", "msg", "allowed"}
 
@@ -153,7 +156,12 @@ def test_msg_lists_at_most_20_errors():
      {"pod_interface": "ens3", "tap": "tap-red"}),
     ({"kind": "VM", "spec": {"devices": {"interfaces": [{"name": "red", "bridge": {"delegateIp": True}}]},
                              "networks": [{"name": "red", "pod": None}]}}, {}),
-], ids=["default", "ethernet_custom_names", "ip"])
+    ({"kind": "VM", "spec": {"devices": {"interfaces": [{
+        "name": "red", "bridge": {"delegateIp": True}, "macAddress": "02-AB-00-00-00-01",
+        "dhcpOptions": {"bootFileName": "pxelinux.0", "tftpServerName": "10.0.0.5", "ntpServers": ["10.0.0.1"],
+                        "privateOptions": [{"option": 224, "value": "x"}]}}]},
+        "networks": [{"name": "red", "pod": {}}]}}, {}),
+], ids=["default", "ethernet_custom_names", "ip", "kubevirt_extensions"])
 def test_binding_real_plan_entry_passes(vm, kwargs):
     entry = build_plan(vm, **kwargs)[0]
     original = copy.deepcopy(entry)
@@ -180,6 +188,40 @@ def test_binding_rejected(case):
     assert sorted(e["path"] for e in errors) == sorted(w["path"] for w in case["errors"]), exc.msg
     _assert_expected_errors_present(errors, case["errors"])
     assert exc.msg.startswith("invalid binding (")
+
+
+def test_binding_without_the_extensions_is_exactly_the_old_binding():
+    """Records of older versions store the binding and compare it for equality with new ones."""
+    old_keys = ["interface", "network", "backend", "connection", "delegate_ip", "connectivity", "pod_interface",
+                "bridge", "tap"]
+    unset = {"name": "red", "bridge": {}, "macAddress": "", "dhcpOptions": None}
+    for vm in ({}, {"kind": "VM", "spec": {"devices": {"interfaces": [unset]}, "networks": [{"name": "red", "pod": {}}]}}):
+        entry = build_plan(vm)[0]
+        assert list(entry) == old_keys
+        assert list(validate_binding(entry)) == old_keys
+
+
+def test_binding_extensions_are_normalised_like_the_spec():
+    binding = dict(BINDING_BASE, mac_address="02-AB-CD-00-00-01",
+                   dhcp_options={"ntp_servers": ["10.0.0.1"], "boot_file_name": "", "private_options": []})
+    clean = validate_binding(binding)
+    assert clean["mac_address"] == "02:ab:cd:00:00:01"
+    assert clean["dhcp_options"] == {"ntp_servers": ["10.0.0.1"]}
+    nothing_left = validate_binding(dict(BINDING_BASE, dhcp_options={"boot_file_name": ""}))
+    assert "dhcp_options" not in nothing_left
+
+
+def test_extension_errors_are_bounded_whatever_the_input():
+    """A hostile spec (huge strings, thousands of entries) gives short errors, few of them."""
+    vm = {"kind": "VM", "spec": {"devices": {"interfaces": [{
+        "name": "red", "bridge": {"delegateIp": True}, "macAddress": "x" * 100000,
+        "dhcpOptions": {"bootFileName": "y" * 100000, "ntpServers": ["1.2.3.4"] * 10000,
+                        "privateOptions": [{"option": 224, "value": "z"}] * 10000, "k" * 10000: 1}}]},
+        "networks": [{"name": "red", "pod": {}}]}}
+    exc, errors = _raised_errors(lambda: build_plan(vm))
+    assert len(errors) == 5, errors
+    assert all(len(str(e["msg"])) + len(e["path"]) + len(e["allowed"] or "") < 300 for e in errors), errors
+    assert len(exc.msg) < 2000
 
 
 # --- registries: a new backend is a local addition; delegateIp stays pod-only -------------------

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
-from ansible_collections.virtnet.podnet.plugins.module_utils._spec import MAX_LISTED_ERRORS, build_plan
+from ansible_collections.virtnet.podnet.plugins.module_utils._spec import (
+    MAX_LISTED_ERRORS, build_plan, validate_binding)
 
 # database=None: no .hypothesis/ directory in the checkout; failures print their reproducing example.
 SETTINGS = settings(max_examples=250, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -24,7 +25,9 @@ MAX_ERROR_TEXT = 600
 MAX_MSG = 100 + (MAX_LISTED_ERRORS + 1) * (MAX_ERROR_TEXT + 2)
 
 SPEC_WORDS = ["kind", "VM", "spec", "devices", "interfaces", "networks", "name", "bridge", "pod",
-              "delegateIp", "masquerade", "multus", "metadata", "red", "default", "eth0"]
+              "delegateIp", "masquerade", "multus", "metadata", "red", "default", "eth0",
+              "macAddress", "dhcpOptions", "bootFileName", "tftpServerName", "ntpServers", "privateOptions",
+              "option", "value", "02:00:00:00:00:01", "10.0.0.1"]
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
@@ -44,6 +47,18 @@ interface_items = st.one_of(
         "name": names,
         "bridge": st.one_of(st.none(), st.fixed_dictionaries({}, optional={"delegateIp": json_like}), json_like),
         "masquerade": json_like,
+        "macAddress": st.one_of(st.sampled_from(["02:00:00:00:00:01", "02-00-00-00-00-01", "01:00:00:00:00:01", ""]),
+                                json_like),
+        "dhcpOptions": st.one_of(
+            st.fixed_dictionaries({}, optional={
+                "bootFileName": json_like, "tftpServerName": json_like,
+                "ntpServers": st.one_of(st.lists(st.sampled_from(["10.0.0.1", "x"]) | json_like, max_size=3),
+                                        json_like),
+                "privateOptions": st.one_of(st.lists(st.one_of(
+                    st.fixed_dictionaries({}, optional={"option": st.integers(220, 256) | json_like,
+                                                        "value": json_like}), json_like), max_size=3), json_like),
+            }),
+            json_like),
     }).flatmap(lambda d: st.dictionaries(keys, json_like, max_size=2).map(lambda extra: {**extra, **d})),
     json_like,
 )
@@ -98,6 +113,7 @@ def _plan_or_clear_failure(vm, **kwargs):
     for entry in plan:
         assert entry["backend"] == "pod" and entry["connection"] == "bridge"
         assert entry["connectivity"] == ("ip" if entry["delegate_ip"] else "ethernet")
+        assert validate_binding(entry) == entry  # the plan's extensions pass their second check unchanged
     return plan
 
 
@@ -128,6 +144,51 @@ ifnames = st.from_regex(r"\A[a-z0-9]{1,11}\Z", fullmatch=True)
     tap=ifnames,
 )
 def test_valid_spec_always_plans(name, delegate, pod, metadata, domain, pod_interface, tap):
+    _check_valid_spec(name, delegate, pod, metadata, domain, pod_interface, tap)
+
+
+mac_texts = st.tuples(st.integers(0, 2 ** 48 - 1), st.sampled_from([":", "-"]), st.booleans()).filter(
+    lambda t: t[0] and not (t[0] >> 40) & 1)
+option_texts = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=60)
+
+
+@SETTINGS
+@given(
+    name=dns_labels,
+    mac=st.one_of(st.none(), mac_texts),
+    boot=st.one_of(st.none(), option_texts),
+    ntp=st.lists(st.ip_addresses(v=4).map(str), max_size=16),
+    private=st.dictionaries(st.integers(224, 254), option_texts, max_size=31),
+)
+def test_valid_extensions_always_plan(name, mac, boot, ntp, private):
+    interface = {"name": name, "bridge": {"delegateIp": True}}
+    want = {}
+    if mac is not None:
+        number, separator, upper = mac
+        text = separator.join(f"{b:02x}" for b in number.to_bytes(6, "big"))
+        interface["macAddress"] = text.upper() if upper else text
+        want["mac_address"] = ":".join(f"{b:02x}" for b in number.to_bytes(6, "big"))
+    options = {}
+    if boot is not None:
+        options["bootFileName"] = boot
+    if ntp:
+        options["ntpServers"] = ntp
+    if private:
+        options["privateOptions"] = [{"option": k, "value": v} for k, v in private.items()]
+    if options:
+        interface["dhcpOptions"] = options
+        want["dhcp_options"] = {key: value for key, value in (
+            ("boot_file_name", boot), ("ntp_servers", ntp),
+            ("private_options", [{"option": k, "value": v} for k, v in private.items()])) if value}
+    vm = {"kind": "VM", "spec": {"devices": {"interfaces": [interface]}, "networks": [{"name": name, "pod": {}}]}}
+    plan = build_plan(vm)
+    assert plan == [dict({"interface": name, "network": name, "backend": "pod", "connection": "bridge",
+                          "delegate_ip": True, "connectivity": "ip", "pod_interface": "eth0", "bridge": "k6t-eth0",
+                          "tap": "tap0"}, **want)]
+    assert validate_binding(plan[0]) == plan[0]
+
+
+def _check_valid_spec(name, delegate, pod, metadata, domain, pod_interface, tap):
     if tap == pod_interface:
         tap = "t" + tap[:10] if tap[0] != "t" else "u" + tap[1:]
     if delegate == "bridge-null":

@@ -213,3 +213,50 @@ def test_vm_and_vms_are_mutually_exclusive(capsys):
     code, result = run_module(capsys, vm={}, vms=[{}])
     assert code == 1
     assert "mutually exclusive" in result["msg"]
+
+
+# -- KubeVirt's macAddress and dhcpOptions (extensions beyond the seed spec) ----------------------
+KUBEVIRT_VM = {
+    "kind": "VM", "metadata": {"name": "pxe"},
+    "spec": {
+        "devices": {"interfaces": [{
+            "name": "red", "bridge": {"delegateIp": True}, "macAddress": "02-00-00-AA-BB-CC",
+            "dhcpOptions": {"bootFileName": "pxelinux.0", "tftpServerName": "tftp.example.com",
+                            "ntpServers": ["10.96.0.20"], "privateOptions": [{"option": 240, "value": "extra"}]},
+        }]},
+        "networks": [{"name": "red", "pod": {}}],
+    },
+}
+
+
+def test_plan_carries_mac_address_and_dhcp_options(capsys, pods):
+    code, result = run_module(capsys, vm=KUBEVIRT_VM)
+    assert code == 0, result
+    assert result["plan"] == [dict(RED_PLAN[0], mac_address="02:00:00:aa:bb:cc", dhcp_options={
+        "boot_file_name": "pxelinux.0", "tftp_server_name": "tftp.example.com", "ntp_servers": ["10.96.0.20"],
+        "private_options": [{"option": 240, "value": "extra"}]})]
+    # The batch form hands the same entry to vm_pod_bridge as the binding.
+    code, batch = run_module(capsys, vms=[{"vm": KUBEVIRT_VM, "netns": "pod1"}])
+    assert code == 0, batch
+    assert batch["pods"][0]["binding"] == result["plan"][0]
+
+
+def test_spec_without_the_extensions_plans_the_old_binding(capsys):
+    _code, result = run_module(capsys, vm=RED_VM)
+    assert list(result["plan"][0]) == list(RED_PLAN[0])
+
+
+def test_extension_errors_name_their_field_path(capsys):
+    vm = {"kind": "VM", "spec": {
+        "devices": {"interfaces": [{"name": "red", "bridge": {}, "macAddress": "01:00:00:00:00:01",
+                                    "dhcpOptions": {"privateOptions": [{"option": 224, "value": "a"},
+                                                                       {"option": 224, "value": "b"}]}}]},
+        "networks": [{"name": "red", "pod": {}}]}}
+    code, result = run_module(capsys, vm=vm)
+    assert code == 1 and result["failed"] is True
+    assert [e["path"] for e in result["errors"]] == [
+        "spec.devices.interfaces[0].macAddress",
+        "spec.devices.interfaces[0].dhcpOptions.privateOptions[1].option",
+        "spec.devices.interfaces[0].dhcpOptions",
+    ]
+    assert "needs bridge.delegateIp: true" in result["errors"][2]["msg"]
