@@ -49,6 +49,7 @@ from collections import namedtuple
 from socket import AF_INET6, inet_ntop, inet_pton
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
+from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_codec import inet_checksum
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
 
@@ -602,14 +603,7 @@ def reply_for(message, lease: dict, server_id: bytes, frame_src_mac: str, check_
 
 
 # -- framing --------------------------------------------------------------------------------
-def checksum(data: bytes) -> int:
-    """RFC 1071 ones' complement sum."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+checksum = inet_checksum  # RFC 1071, the one the IPv4 codec uses
 
 
 def _pseudo_header(src: bytes, dst: bytes, proto: int, length: int) -> bytes:

@@ -2,15 +2,29 @@
 # Copyright: virtnet.podnet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Private to this collection: tc filters that keep the VM's DHCP inside the pod.
+"""Private to this collection: tc filters that keep the VM's DHCP (v4 and v6) and RAs inside the pod.
 
 Two drop filters on ingress qdiscs, set through netlink:
 
-- on the tap: UDP to port 67 (the VM's DISCOVER/REQUEST/renewal never reaches the bridge,
-  so never leaves through the pod interface). The responder's packet socket still sees
-  them: packet taps run before tc ingress in the receive path.
-- on the pod interface: UDP to port 68 (DHCP server replies from the cluster network
-  never reach the VM).
+- on the tap: IPv4 UDP to port 67, IPv6 UDP to port 547 and ICMPv6 Router Solicitations
+  (type 133): the VM's DHCP and RS never reach the bridge, so never leave through the pod
+  interface. The responder's packet socket still sees them: packet taps run before tc
+  ingress in the receive path.
+- on the pod interface: IPv4 UDP to port 68, IPv6 UDP to port 546 and ICMPv6 Router
+  Advertisements (type 134): DHCP replies and RAs from the cluster network never reach the
+  VM, which sees only the responder's.
+
+IPv6 extension headers: the programs look at the upper layer right after the IPv6 header or
+after exactly one hop-by-hop, routing or destination options header (what a DHCPv6 client or
+an RS/RA could plausibly carry). A packet with a fragment header or with two or more extension
+headers is not parsed and passes (the responder's socket filter does not take it either), so
+nothing is ever dropped on a guess. ``dhcp_program`` builds the tc programs and the
+responder's socket filter alike, so what tc drops is exactly what the responder is woken for.
+
+The filters are ``protocol all`` since 0.2 (one program for IPv4 and IPv6); the IPv4-only
+programs of 0.1 (``protocol ip``) at our priority are *outdated*: ``dhcp_filters_present``
+reports them False, ``install_dhcp_filters`` replaces them ("replaced") and
+``remove_dhcp_filters`` removes them as it removes the current ones.
 
 Each filter is ``cls_bpf`` in direct-action mode running a classic BPF program that returns
 TC_ACT_SHOT for a match and TC_ACT_UNSPEC (next filter) otherwise. Why not u32 with
@@ -38,6 +52,8 @@ from ansible_collections.virtnet.podnet.plugins.module_utils._netns import LazyI
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 
 ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD
+ETH_P_ALL = 0x0003
 INGRESS_PARENT = 0xFFFF0000
 INGRESS_HANDLE = 0xFFFF0000
 FILTER_PRIO = 0xD4C  # "our" priority: recognise our filters among others
@@ -47,7 +63,10 @@ TCA_BPF_FLAG_ACT_DIRECT = 1
 
 
 def udp_dport_drop_program(port: int) -> list[tuple[int, int, int, int]]:
-    """Classic BPF (code, jt, jf, k), run on the frame from its Ethernet header (tc ingress)."""
+    """Classic BPF (code, jt, jf, k), run on the frame from its Ethernet header (tc ingress).
+
+    The IPv4-only program of 0.1 (``protocol ip``), kept to recognise and test it: outdated now.
+    """
     return [
         (0x28, 0, 0, 12),            # ldh [12]           ethertype
         (0x15, 0, 7, 0x0800),        # jeq #IPv4          else pass
@@ -63,6 +82,90 @@ def udp_dport_drop_program(port: int) -> list[tuple[int, int, int, int]]:
     ]
 
 
+TC_ACT_SHOT, TC_ACT_UNSPEC = 2, 0xFFFFFFFF
+# (IPv4 UDP port, IPv6 UDP port, ICMPv6 type) each filter drops.
+TAP_MATCH = (67, 547, 133)  # from the VM: DHCPv4 and DHCPv6 to a server, Router Solicitation
+POD_MATCH = (68, 546, 134)  # from the cluster: DHCPv4 and DHCPv6 to a client, Router Advertisement
+_EXTENSION_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options: one of them is skipped
+
+# Classic BPF opcodes the programs use.
+LDH, LDB, LDH_X, LDB_X, LDXB_MSH = 0x28, 0x30, 0x48, 0x50, 0xB1
+ADD_K, LSH_K, TAX, JEQ, JSET, RET = 0x04, 0x64, 0x07, 0x15, 0x45, 0x06
+
+
+def assemble(code) -> list[tuple[int, int, int, int]]:
+    """Classic BPF from a list of ``(op, jt, jf, k)`` and label strings; ``jt``/``jf`` may name a
+    label (forward jumps only, as cBPF has no others) instead of giving an offset."""
+    labels, insns = {}, []
+    for item in code:
+        if isinstance(item, str):
+            labels[item] = len(insns)
+        else:
+            insns.append(item)
+    out = []
+    for pc, (op, jt, jf, k) in enumerate(insns):
+        jt = labels[jt] - pc - 1 if isinstance(jt, str) else jt
+        jf = labels[jf] - pc - 1 if isinstance(jf, str) else jf
+        if not (0 <= jt < 256 and 0 <= jf < 256):
+            raise ValueError(f"jump out of range at {pc}")
+        out.append((op, jt, jf, k))
+    return out
+
+
+def dhcp_program(v4_port, v6_port, icmp6_type, match: int, nomatch: int) -> list[tuple[int, int, int, int]]:
+    """Classic BPF returning ``match`` for IPv4 UDP to ``v4_port`` (not a later fragment), IPv6 UDP to
+    ``v6_port`` or ICMPv6 of type ``icmp6_type`` (directly after the IPv6 header or after one hop-by-hop,
+    routing or destination options header), else ``nomatch``. A None leaves that family out.
+
+    Run from the Ethernet header: by tc on ingress (cls_bpf pushes the MAC header back) and by a
+    packet socket.
+    """
+    code = [(LDH, 0, 0, 12)]  # ethertype
+    if v4_port is not None:
+        code.append((JEQ, "v4", 0, ETH_P_IP))
+    if v6_port is not None:
+        code.append((JEQ, "v6", 0, ETH_P_IPV6))
+    code.append((RET, 0, 0, nomatch))
+    if v4_port is not None:
+        code += ["v4",
+                 (LDB, 0, 0, 23), (JEQ, 0, "no", 17),           # UDP
+                 (LDH, 0, 0, 20), (JSET, "no", 0, 0x1FFF),      # later fragments pass
+                 (LDXB_MSH, 0, 0, 14), (LDH_X, 0, 0, 16),       # x = IP header length; UDP destination port
+                 (JEQ, "yes", "no", v4_port)]
+    if v6_port is not None:
+        code += ["v6",
+                 (LDB, 0, 0, 20),                               # next header
+                 (JEQ, "udp0", 0, 17), (JEQ, "icmp0", 0, 58)]
+        code += [(JEQ, "ext", 0, nh) for nh in _EXTENSION_HEADERS]
+        code += [(RET, 0, 0, nomatch),
+                 "udp0", (LDH, 0, 0, 56), (JEQ, "yes", "no", v6_port),
+                 "icmp0", (LDB, 0, 0, 54), (JEQ, "yes", "no", icmp6_type),
+                 "ext", (LDB, 0, 0, 55), (ADD_K, 0, 0, 1), (LSH_K, 0, 0, 3), (TAX, 0, 0, 0),  # x = its length
+                 (LDB, 0, 0, 54),                               # the extension header's next header
+                 (JEQ, "udp1", 0, 17), (JEQ, "icmp1", "no", 58),
+                 "udp1", (LDH_X, 0, 0, 56), (JEQ, "yes", "no", v6_port),
+                 "icmp1", (LDB_X, 0, 0, 54), (JEQ, "yes", "no", icmp6_type)]
+    code += ["no", (RET, 0, 0, nomatch), "yes", (RET, 0, 0, match)]
+    return assemble(code)
+
+
+def tap_drop_program() -> list[tuple[int, int, int, int]]:
+    """The tap's ingress: the VM's DHCPv4, DHCPv6 and Router Solicitations are dropped."""
+    return dhcp_program(*TAP_MATCH, match=TC_ACT_SHOT, nomatch=TC_ACT_UNSPEC)
+
+
+def pod_drop_program() -> list[tuple[int, int, int, int]]:
+    """The pod interface's ingress: DHCPv4/DHCPv6 replies and Router Advertisements are dropped."""
+    return dhcp_program(*POD_MATCH, match=TC_ACT_SHOT, nomatch=TC_ACT_UNSPEC)
+
+
+def _ops(program) -> bytes:
+    return b"".join(struct.pack("=HBBI", *insn) for insn in program)
+
+
+PROGRAMS = {"tap": tap_drop_program, "pod_interface": pod_drop_program}
+
+
 TCA_KIND, TCA_OPTIONS = 1, 2
 TCA_BPF_OPS_LEN, TCA_BPF_OPS, TCA_BPF_NAME, TCA_BPF_FLAGS = 4, 5, 7, 8
 RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC, RTM_NEWTFILTER, RTM_DELTFILTER, RTM_GETTFILTER = 36, 37, 38, 44, 45, 46
@@ -73,14 +176,16 @@ def _tcmsg(index: int, handle: int = 0, parent: int = INGRESS_PARENT, info: int 
     return struct.pack("=BxHiIII", 0, 0, index, handle, parent, info)
 
 
-def _filter_body(index: int, port: int | None = None) -> bytes:
-    """Our filter, identified by its priority and kind; with ``port``, the program that drops it."""
-    body = _tcmsg(index, info=htons(ETH_P_IP) | (FILTER_PRIO << 16)) + nl.nla(TCA_KIND, b"bpf\0")
-    if port is not None:
-        program = udp_dport_drop_program(port)
+def _filter_body(index: int, role: str | None = None) -> bytes:
+    """Our filter, identified by its priority and kind; with ``role``, the program that drops what that side must
+    not pass. Without (a deletion), protocol 0: whatever protocol the filter at our priority has (0.1's: ip)."""
+    protocol = htons(ETH_P_ALL) if role is not None else 0
+    body = _tcmsg(index, info=protocol | (FILTER_PRIO << 16)) + nl.nla(TCA_KIND, b"bpf\0")
+    if role is not None:
+        program = PROGRAMS[role]()
         options = (nl.nla(TCA_BPF_OPS_LEN, struct.pack("=H", len(program)))
-                   + nl.nla(TCA_BPF_OPS, b"".join(struct.pack("=HBBI", *insn) for insn in program))
-                   + nl.nla(TCA_BPF_NAME, f"{FILTER_NAME}-{port}".encode() + b"\0")
+                   + nl.nla(TCA_BPF_OPS, _ops(program))
+                   + nl.nla(TCA_BPF_NAME, f"{FILTER_NAME}-{role}".encode() + b"\0")
                    + nl.nla(TCA_BPF_FLAGS, struct.pack("=I", TCA_BPF_FLAG_ACT_DIRECT)))
         body += nl.nla(TCA_OPTIONS | nl.NLA_F_NESTED, options)
     return body
@@ -102,12 +207,25 @@ def _ifindex(name: str):
         return None
 
 
+def _attrs(payload: bytes) -> dict:
+    return nl.parse_attrs(payload, 20, len(payload))
+
+
 def _kind(payload: bytes) -> str:
-    return nl.parse_attrs(payload, 20, len(payload)).get(TCA_KIND, b"").rstrip(b"\0").decode(errors="replace")
+    return _attrs(payload).get(TCA_KIND, b"").rstrip(b"\0").decode(errors="replace")
+
+
+def _bpf_ops(payload: bytes):
+    """The classic program (TCA_BPF_OPS bytes) of a cls_bpf filter in a dump, None without one (the kernel
+    keeps no name for classic programs, so the bytecode itself tells ours and current)."""
+    options = _attrs(payload).get(TCA_OPTIONS)
+    if not options:
+        return None
+    return nl.parse_attrs(options, 0, len(options)).get(TCA_BPF_OPS)
 
 
 def _filters(raw, index: int) -> list:
-    """(info, kind) of every filter on the link's ingress; none when it has no ingress qdisc."""
+    """(info, kind, bpf ops) of every filter on the link's ingress; none when it has no ingress qdisc."""
     try:
         replies = raw.query(RTM_GETTFILTER, _tcmsg(index), dump=True)
     except NetlinkError as exc:
@@ -118,12 +236,25 @@ def _filters(raw, index: int) -> list:
     for payload in replies:
         reply_index, info = struct.unpack_from("=i", payload, 4)[0], struct.unpack_from("=I", payload, 16)[0]
         if reply_index == index:
-            out.append((info, _kind(payload)))
+            out.append((info, _kind(payload), _bpf_ops(payload)))
     return out
 
 
 def _ours(filters: list) -> bool:
-    return any(info >> 16 == FILTER_PRIO and kind == "bpf" for info, kind in filters)
+    """Any filter of ours at our priority, current or outdated."""
+    return any(info >> 16 == FILTER_PRIO and kind == "bpf" for info, kind, _ops_ in filters)
+
+
+def _state(filters: list, role: str) -> str:
+    """"current" (our priority, protocol all, this version's program), "outdated" (ours, another program or
+    protocol: 0.1's IPv4-only one) or "absent"."""
+    ours = [(info, ops) for info, kind, ops in filters if info >> 16 == FILTER_PRIO and kind == "bpf"]
+    if not ours:
+        return "absent"
+    wanted = _ops(PROGRAMS[role]())
+    if any(info & 0xFFFF == htons(ETH_P_ALL) and ops == wanted for info, ops in ours):
+        return "current"
+    return "outdated"
 
 
 def _has_ingress(raw, index: int) -> bool:
@@ -134,41 +265,46 @@ def _has_ingress(raw, index: int) -> bool:
     return False
 
 
-def _install_one(raw, index: int, port: int) -> bool:
-    if _ours(_filters(raw, index)):
-        return False
+def _install_one(raw, index: int, role: str) -> str:
+    state = _state(_filters(raw, index), role)
+    if state == "current":
+        return "present"
+    if state == "outdated":
+        # Same priority, another protocol: the kernel refuses a second filter there. Replace it.
+        raw.request(RTM_DELTFILTER, _filter_body(index))
     try:
         raw.request(RTM_NEWQDISC, _tcmsg(index, INGRESS_HANDLE, TC_H_INGRESS) + nl.nla(TCA_KIND, b"ingress\0"),
                     NLM_F_CREATE | NLM_F_EXCL)
     except NetlinkError as exc:
         if exc.code != EEXIST:  # an ingress (or clsact) qdisc is already there: share it
             raise
-    raw.request(RTM_NEWTFILTER, _filter_body(index, port), NLM_F_CREATE | NLM_F_EXCL)
-    return True
+    raw.request(RTM_NEWTFILTER, _filter_body(index, role), NLM_F_CREATE | NLM_F_EXCL)
+    return "replaced" if state == "outdated" else "added"
 
 
 def install_dhcp_filters(ipr, tap: str, pod_interface: str) -> dict:
-    """Ensure the drop filters exist (idempotent). ``ipr``: an IPRoute inside the pod's namespace.
+    """Ensure the drop filters exist, current (idempotent). ``ipr``: an IPRoute inside the pod's namespace.
 
     Missing links are skipped (reported in the result), never an error.
-    Returns ``{"changed": bool, "tap": "added|present|missing", "pod_interface": ...}``.
+    Returns ``{"changed": bool, "tap": "added|replaced|present|missing", "pod_interface": ...}``;
+    "replaced": an outdated filter of ours (0.1's IPv4-only program) was swapped for the current one.
     """
     _require_inside(ipr)
     result = {"changed": False}
-    for role, name, port in (("tap", tap, 67), ("pod_interface", pod_interface, 68)):
+    for role, name in (("tap", tap), ("pod_interface", pod_interface)):
         try:
             index = _ifindex(name)
             if index is None:
                 result[role] = "missing"
                 continue
-            added = _install_one(nl.raw_socket(ipr), index, port)
+            outcome = _install_one(nl.raw_socket(ipr), index, role)
         except NetlinkError as exc:
             if exc.code == ENODEV:
                 result[role] = "missing"
                 continue
             raise PodnetError(f"cannot install the DHCP filter on {name}: {exc}", interface=name) from None
-        result[role] = "added" if added else "present"
-        result["changed"] |= added
+        result[role] = outcome
+        result["changed"] |= outcome != "present"
     return result
 
 
@@ -199,11 +335,21 @@ def remove_dhcp_filters(ipr, tap: str, pod_interface: str) -> dict:
     return result
 
 
-def dhcp_filters_present(ipr, tap: str, pod_interface: str) -> dict:
-    """{"tap": bool, "pod_interface": bool}: whether our filters are in place (for CHECK/info)."""
+def dhcp_filters_state(ipr, tap: str, pod_interface: str) -> dict:
+    """{"tap": ..., "pod_interface": ...}, each "current", "outdated" (ours, an earlier version's program),
+    "absent" or "missing" (no such link). ``remove_dhcp_filters`` removes current and outdated ones alike."""
     _require_inside(ipr)
     out = {}
     for role, name in (("tap", tap), ("pod_interface", pod_interface)):
         index = _ifindex(name)
-        out[role] = bool(index is not None and _ours(_filters(nl.raw_socket(ipr), index)))
+        out[role] = "missing" if index is None else _state(_filters(nl.raw_socket(ipr), index), role)
     return out
+
+
+def dhcp_filters_present(ipr, tap: str, pod_interface: str) -> dict:
+    """{"tap": bool, "pod_interface": bool}: whether our current filters are in place (for CHECK/info).
+
+    An outdated filter of ours (0.1's IPv4-only program) is False: a rerun of present replaces it.
+    Whether anything of ours is there to remove: ``dhcp_filters_state`` (not "absent"/"missing").
+    """
+    return {role: state == "current" for role, state in dhcp_filters_state(ipr, tap, pod_interface).items()}

@@ -12,6 +12,13 @@ opens per pod a packet socket on the pod's tap inside the pod's namespace (setns
 socket, setns back), and answers only the VM's MAC with the pod's address. One thread, one
 ``selectors`` loop. A socket keeps its namespace alive, so pods whose declaration, namespace
 (/run/netns entry gone or a different inode) or tap is gone are closed and forgotten.
+
+A declaration with an ``ipv6`` block is served IPv6 on the same socket (one fd per pod
+whatever the families): DHCPv6 (``_dhcp6_codec.answer``, IA_NA with the pod's IPv6 address)
+and Router Advertisements (M and O set, the default route via the pod's IPv6 gateway), three
+at first, then every 200..600 s and in answer to the VM's Router Solicitations (at most one
+per MIN_DELAY_BETWEEN_RAS). The socket filter takes DHCPv4, DHCPv6 and RS frames as the pod
+needs them; the frame budget and the log budget are the pod's, shared by both families.
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import heapq
 import ipaddress
 import logging
 import logging.handlers
 import os
+import random
 import selectors
 import signal
 import socket
@@ -33,6 +42,8 @@ import sys
 import time
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
+from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec6
+from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_filters as filters
 from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_control as control
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
@@ -68,30 +79,62 @@ OPTIONAL = frozenset(ON_REQUEST + (codec.OPT_MS_CLASSLESS_ROUTES,))
 MAX_TEMPLATES = 256  # cached replies per pod; a VM cycling through option 55 lists cannot grow it further
 UDP_IP_HEADERS = 28
 MIN_MAX_MESSAGE_SIZE = 548  # RFC 2131: every client takes a 576-byte IP datagram
+# Router Advertisements (RFC 4861 6.2.4, 10): a few at first, then periodically, and answers to RS
+# never closer together than MIN_DELAY_BETWEEN_RAS.
+INITIAL_RAS = 3
+INITIAL_RA_INTERVAL = 4.0  # "a few seconds apart" (at most MAX_INITIAL_RTR_ADVERT_INTERVAL, 16 s)
+RA_INTERVAL = (200.0, 600.0)  # MinRtrAdvInterval .. MaxRtrAdvInterval
+MIN_DELAY_BETWEEN_RAS = 3.0
+ROUTER_LIFETIME = 1800
+MACHINE_ID = "/etc/machine-id"
 
 
-def client_filter_program() -> list[tuple[int, int, int, int]]:
-    """Classic BPF for the packet socket: IPv4, UDP, not a later fragment, destination port 67.
+def client_filter_program(v4: bool = True, v6: bool = False) -> list[tuple[int, int, int, int]]:
+    """Classic BPF for the packet socket: IPv4 UDP to port 67 (not a later fragment) with ``v4``; IPv6 UDP to
+    port 547 and ICMPv6 Router Solicitations with ``v6`` (the frames the tap's tc filter drops, the same code).
 
-    The kernel then wakes us only for DHCP to a server, not for every frame the VM sends.
+    The kernel then wakes us only for DHCP to a server (and RS), not for every frame the VM sends.
     """
-    return [
-        (0x28, 0, 0, 12), (0x15, 0, 8, 0x0800),      # ethertype IPv4
-        (0x30, 0, 0, 23), (0x15, 0, 6, 17),          # UDP
-        (0x28, 0, 0, 20), (0x45, 4, 0, 0x1FFF),      # not a later fragment
-        (0xB1, 0, 0, 14), (0x48, 0, 0, 16),          # destination port
-        (0x15, 0, 1, 67),
-        (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0),
-    ]
+    return filters.dhcp_program(67 if v4 else None, 547 if v6 else None, codec6.ICMPV6_RS if v6 else None,
+                                match=0xFFFF, nomatch=0)
 
 
-_FILTER = b"".join(struct.pack("=HBBI", *insn) for insn in client_filter_program())
+_FILTERS = {(v4, v6): b"".join(struct.pack("=HBBI", *insn) for insn in client_filter_program(v4, v6))
+            for v4 in (True, False) for v6 in (True, False) if v4 or v6}
 
 
-def _attach_filter(sock: socket.socket) -> None:
-    buf = ctypes.create_string_buffer(_FILTER)
-    fprog = struct.pack("HL", len(_FILTER) // 8, ctypes.addressof(buf))
+def _attach_filter(sock: socket.socket, v4: bool = True, v6: bool = False) -> None:
+    program = _FILTERS[(v4, v6)]
+    buf = ctypes.create_string_buffer(program)
+    fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def lease6_of(decl: dict):
+    """The DHCPv6 lease (``_dhcp6_codec.normalise_lease``) of a declaration with an ``ipv6`` block, else None.
+
+    Valid and preferred lifetimes are the declaration's lease_time (T1, T2: 0.5 and 0.8 of it).
+    """
+    v6 = decl.get("ipv6")
+    if not v6:
+        return None
+    return codec6.normalise_lease({
+        "vm_mac": decl["vm_mac"], "address": v6["address"], "prefixlen": v6["prefixlen"],
+        "dns_servers": v6.get("dns_servers") or [], "search_domains": decl.get("search_domains") or [],
+        "preferred_lifetime": decl["lease_time"], "valid_lifetime": decl["lease_time"]})
+
+
+def node_id(run_dir: str, path: str = MACHINE_ID) -> bytes:
+    """The stable node value the server DUID is hashed from: /etc/machine-id, else a random value kept
+    in the run dir (the same DUID until the node reboots)."""
+    try:
+        with open(path, "rb") as handle:
+            value = handle.read(4096).strip()
+        if value:
+            return value
+    except OSError:
+        pass
+    return rundir.dhcp6_node_id(run_dir)
 
 
 def _hwaddr(sock: socket.socket, name: str) -> str | None:
@@ -222,7 +265,8 @@ class Pod:
 
     __slots__ = ("key", "decl", "file_id", "sock", "src_mac", "mac_bytes", "replies", "state", "dirty",
                  "ns_id", "unseen_warned", "last_error", "server_id", "bucket", "resume_at", "log_budget", "mtu",
-                 "extra_options", "extra_codes", "boot_fields")
+                 "extra_options", "extra_codes", "boot_fields", "v6", "who", "ll_src", "ra_at", "ra_initial",
+                 "ra_last", "ra_token")
 
     def __init__(self, key: str, decl: dict, file_id) -> None:
         self.key = key
@@ -239,7 +283,17 @@ class Pod:
         self.last_error = None
         # The gateway: the VM's unicast renewal at T1 goes towards it through the tap,
         # where our packet socket sees it. Without a gateway, the VM's own address side.
-        self.server_id = server_identifier(decl)
+        self.server_id = server_identifier(decl) if decl.get("ip") else None
+        self.v6 = lease6_of(decl)  # the DHCPv6 lease, None when no IPv6 is served
+        who = f"mac={decl['vm_mac']}"
+        if decl.get("ip") or not self.v6:
+            who += f" ip={decl.get('ip')}"
+        self.who = who + (f" ip6={self.v6['address']}" if self.v6 and not decl.get("ip") else "")
+        self.ll_src = None  # our link-local (EUI-64 of the bridge's MAC): the source of DHCPv6 replies
+        self.ra_at = None  # when the next RA is due (monotonic), None: none scheduled
+        self.ra_initial = 0  # initial RAs still to send
+        self.ra_last = None  # when the last RA went out
+        self.ra_token = 0  # invalidates the timer entries of earlier schedules
         self.bucket = TokenBucket(FRAMES_PER_SECOND, FRAME_BURST)
         self.resume_at = None  # set while the socket is paused for sending too much
         self.log_budget = LineBudget()
@@ -354,10 +408,15 @@ class Pod:
 
 class Responder:
     def __init__(self, run_dir: str, rescan_interval: float = RESCAN_INTERVAL,
-                 frame_rate: float = FRAMES_PER_SECOND, frame_burst: float = FRAME_BURST) -> None:
+                 frame_rate: float = FRAMES_PER_SECOND, frame_burst: float = FRAME_BURST,
+                 machine_id: str = MACHINE_ID) -> None:
         self.frame_rate, self.frame_burst = frame_rate, max(1.0, frame_burst)
         self.run_dir = run_dir
         rundir.ensure_dirs(run_dir)
+        # The DHCPv6 server DUID: one per node, read once (a VM's Renew names it).
+        self.server_duid = codec6.server_duid(node_id(run_dir, machine_id))
+        self.ra_timers: list = []  # heap of (due, seq, pod key, pod's ra_token)
+        self._ra_seq = 0
         self.leases_dir = os.path.join(run_dir, rundir.LEASES)
         self.rescan_interval = rescan_interval
         self.pods: dict[str, Pod] = {}
@@ -367,7 +426,8 @@ class Responder:
         self.running = True
         self.rescan_wanted = True
         self.next_rescan = 0.0
-        self.stats = {"received": 0, "dropped": 0, "replied": 0, "rate_limited": 0, "suppressed_lines": 0}
+        self.stats = {"received": 0, "dropped": 0, "replied": 0, "rate_limited": 0, "suppressed_lines": 0,
+                      "ras": 0}
         self.paused: dict[str, Pod] = {}
         self.event_stream = None  # set by main(): where lease event lines go, bypassing logging
         self.event_stamped = True  # the lines carry time and PID (not on the journal, which adds its own)
@@ -465,9 +525,12 @@ class Responder:
         pod.state = rundir.read_lease_state(self.run_dir, key) or {}
         if pod.state.get("vm_mac") != decl["vm_mac"] or pod.state.get("ip") != decl["ip"]:
             pod.state = {}
+        if (pod.state.get("ipv6") or {}).get("address") != (pod.v6 or {}).get("address"):
+            pod.state.pop("ipv6", None)
         self.pods[key] = pod
-        LOG.info("pod=%s mac=%s ip=%s/%s declared (netns %s, tap %s)", key, decl["vm_mac"], decl["ip"],
-                 decl["prefixlen"], decl["netns"], decl["tap"])
+        v6 = f", IPv6 {pod.v6['address']}/{pod.v6['prefixlen']}" if pod.v6 else ""
+        plen = f"/{decl['prefixlen']}" if decl.get("ip") else ""
+        LOG.info("pod=%s %s%s declared (netns %s, tap %s%s)", key, pod.who, plen, decl["netns"], decl["tap"], v6)
 
     def check_pod(self, pod: Pod) -> None:
         """Close sockets whose namespace is gone (and collect its records); (re)open where it is back or new."""
@@ -523,7 +586,7 @@ class Responder:
         with outer:
             removed = rundir.collect(self.run_dir, pod.key, record, why)
         if removed:
-            LOG.info("pod=%s mac=%s ip=%s records removed (%s): %s", pod.key, decl["vm_mac"], decl["ip"], why(),
+            LOG.info("pod=%s %s records removed (%s): %s", pod.key, pod.who, why(),
                      " ".join(os.path.basename(p) for p in removed))
             self.forget(pod, "its namespace is gone", quiet=True, drop_state=True)
 
@@ -549,7 +612,7 @@ class Responder:
                 if decl.get("netns_cookie") is not None and cookie is not None and cookie != decl["netns_cookie"]:
                     # The kernel gave a freed namespace's inode to a new one: not this pod.
                     raise _Replaced()
-                _attach_filter(sock)
+                _attach_filter(sock, v4=bool(decl.get("ip")), v6=pod.v6 is not None)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
                 # ETH_P_ALL, not ETH_P_IP: only "all" taps run before tc ingress and the
                 # bridge's rx handler; a protocol-bound socket never sees a bridged frame.
@@ -574,7 +637,13 @@ class Responder:
         pod.last_error = None
         self.by_fd[sock.fileno()] = pod
         self.selector.register(sock, selectors.EVENT_READ, pod)
-        LOG.info("pod=%s mac=%s ip=%s serving on %s", pod.key, decl["vm_mac"], decl["ip"], decl["tap"])
+        extra = ""
+        if pod.v6 is not None:
+            pod.ll_src = codec6.link_local_from_mac(pod.src_mac)
+            pod.ra_initial = INITIAL_RAS
+            self.schedule_ra(pod, time.monotonic())
+            extra = " with DHCPv6 and router advertisements" + ("" if decl.get("ip") else " (IPv6 only)")
+        LOG.info("pod=%s %s serving on %s%s", pod.key, pod.who, decl["tap"], extra)
 
     def _note_error(self, pod: Pod, message: str) -> None:
         if pod.last_error != message:  # once per distinct problem, not every rescan
@@ -594,7 +663,9 @@ class Responder:
         pod.sock.close()
         pod.sock = None
         pod.ns_id = None
-        LOG.info("pod=%s mac=%s ip=%s socket closed: %s", pod.key, pod.decl["vm_mac"], pod.decl["ip"], why)
+        pod.ra_at = None
+        pod.ra_token += 1  # its RA timer entries are void
+        LOG.info("pod=%s %s socket closed: %s", pod.key, pod.who, why)
 
     def forget(self, pod: Pod, why: str, quiet: bool = False, drop_state: bool = False) -> None:
         self.close_socket(pod, why)
@@ -605,7 +676,7 @@ class Responder:
             self.flush_state(pod)
         self.pods.pop(pod.key, None)
         if not quiet:
-            LOG.info("pod=%s mac=%s ip=%s forgotten: %s", pod.key, pod.decl["vm_mac"], pod.decl["ip"], why)
+            LOG.info("pod=%s %s forgotten: %s", pod.key, pod.who, why)
 
     # -- protocol ------------------------------------------------------------------------------
     def on_readable(self, pod: Pod) -> None:
@@ -702,6 +773,12 @@ class Responder:
         return codec.NAK, detail + f", asked for {wanted}"
 
     def handle_frame(self, pod: Pod, frame: bytes) -> None:
+        if frame[12:14] == b"\x86\xdd":
+            self.handle_frame6(pod, frame)
+            return
+        if not pod.decl.get("ip"):
+            self.stats["dropped"] += 1
+            return
         found = self._request_from(pod, frame)
         if found is None:
             self.stats["dropped"] += 1
@@ -741,19 +818,7 @@ class Responder:
             return False
         wire = codec.ACK if reply == INFORM_ACK else reply
         dst_mac, dst_ip = codec.reply_destination(request, wire, pod.decl["vm_mac"], pod.decl["ip"])
-        out = codec.build_frame(pod.src_mac, dst_mac, pod.server_id, dst_ip, payload_out)
-        try:
-            pod.sock.send(out)
-        except (BlockingIOError, InterruptedError):
-            self.stats["dropped"] += 1  # a full queue: the client retransmits
-            return False
-        except OSError as exc:
-            if exc.errno == errno.ENOBUFS:
-                self.stats["dropped"] += 1
-                return False
-            self.close_socket(pod, f"send failed: {exc.strerror or exc}")
-            return False
-        return True
+        return self._send(pod, codec.build_frame(pod.src_mac, dst_mac, pod.server_id, dst_ip, payload_out))
 
     def log_event(self, pod: Pod, request: dict, detail: str, reply) -> None:
         name = codec.MESSAGE_NAMES[request["message_type"]]
@@ -762,13 +827,16 @@ class Responder:
         sent = {None: "-", INFORM_ACK: "ACK(inform)"}.get(reply) or codec.MESSAGE_NAMES[reply]
         self.log_line(pod, f"msg={name} reply={sent} xid=0x{request['xid']:08x}")
 
-    def log_line(self, pod: Pod, text: str) -> None:
+    def log_line(self, pod: Pod, text: str, ip6: bool = False, level: str = "INFO") -> None:
         """One lease event line of a pod, within the pod's line budget (a VM must not fill the disk)."""
         suppressed = pod.log_budget.roll(time.monotonic())
         if suppressed:
             self._write_event(pod, f"{suppressed} similar lines suppressed in the last {LOG_WINDOW:g} s")
         if pod.log_budget.allow():
-            self._write_event(pod, text)
+            if ip6 or level != "INFO":
+                self._write_event(pod, text, ip6, level)
+            else:
+                self._write_event(pod, text)
         else:
             self.stats["suppressed_lines"] += 1
 
@@ -780,11 +848,14 @@ class Responder:
                 self._write_event(pod, f"{pod.log_budget.roll(now)} similar lines suppressed in the last "
                                        f"{LOG_WINDOW:g} s")
 
-    def _write_event(self, pod: Pod, text: str) -> None:
-        line = f"pod={pod.key} mac={pod.decl['vm_mac']} ip={pod.decl['ip']} {text}"
+    def _write_event(self, pod: Pod, text: str, ip6: bool = False, level: str = "INFO") -> None:
+        if ip6:
+            line = f"pod={pod.key} mac={pod.decl['vm_mac']} ip6={pod.v6['address']} {text}"
+        else:
+            line = f"pod={pod.key} {pod.who} {text}"
         stream = self.event_stream
         if stream is None:
-            LOG.info("%s", line)
+            LOG.log(logging.WARNING if level == "WARNING" else logging.INFO, "%s", line)
             return
         # The per-packet line skips the logging machinery (half the cost of an answer) but
         # keeps the same format as every other line of the log, and the same size cap.
@@ -794,7 +865,7 @@ class Responder:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
             head = f"{stamp},{int(now * 1000) % 1000:03d} podnet-dhcpd[{self.pid}] "
         try:
-            stream.write(f"{head}INFO {line}\n")
+            stream.write(f"{head}{level} {line}\n")
             stream.flush()
             if self.log_handler is not None and stream.tell() >= self.log_handler.maxBytes > 0:
                 self.log_handler.doRollover()
@@ -804,9 +875,7 @@ class Responder:
 
     def update_state(self, pod: Pod, mtype: int, reply) -> None:
         now = time.time()
-        state = pod.state
-        if not state:
-            state.update({"version": 1, "key": pod.key, "vm_mac": pod.decl["vm_mac"], "ip": pod.decl["ip"]})
+        state = self._state(pod)
         state["last_message"] = codec.MESSAGE_NAMES[mtype]
         state["last_reply"] = {None: None, INFORM_ACK: "ACK"}.get(reply, codec.MESSAGE_NAMES.get(reply))
         state["updated_at"] = now
@@ -828,6 +897,166 @@ class Responder:
         elif mtype == codec.DECLINE:
             state["state"], state["declined_at"] = "declined", now
         pod.dirty = True
+
+    @staticmethod
+    def _state(pod: Pod) -> dict:
+        """The pod's lease state, with the header every reader of version 1 knows (IPv4 fields top level;
+        the IPv6 lease's own fields under "ipv6")."""
+        state = pod.state
+        if not state.get("key"):
+            state.update({"version": 1, "key": pod.key, "vm_mac": pod.decl["vm_mac"], "ip": pod.decl.get("ip")})
+        return state
+
+    def update_state6(self, pod: Pod, mtype: int, reply: int | None, assigned: bool) -> None:
+        """The IPv6 lease's state (``ipv6`` of the lease state): advertised, bound, released, declined."""
+        now = time.time()
+        state = self._state(pod).setdefault("ipv6", {"address": pod.v6["address"]})
+        state["last_message"] = codec6.MESSAGE_NAMES.get(mtype, str(mtype))
+        state["last_reply"] = codec6.MESSAGE_NAMES.get(reply) if reply is not None else None
+        state["updated_at"] = now
+        if reply == codec6.ADVERTISE:
+            state["advertised_at"] = now
+            state.setdefault("state", "advertised")
+        elif mtype == codec6.RELEASE:
+            state["state"], state["released_at"] = "released", now
+        elif mtype == codec6.DECLINE:
+            state["state"], state["declined_at"] = "declined", now
+        elif reply == codec6.REPLY and assigned and mtype in (codec6.SOLICIT, codec6.REQUEST, codec6.RENEW,
+                                                              codec6.REBIND):
+            if state.get("state") == "bound" and mtype in (codec6.RENEW, codec6.REBIND):
+                state["last_renewal"] = now
+            state["state"] = "bound"
+            state.setdefault("bound_at", now)
+            state["expires_at"] = now + pod.decl["lease_time"]
+        pod.dirty = True
+
+    # -- IPv6: DHCPv6 and router advertisements ------------------------------------------------
+    def handle_frame6(self, pod: Pod, frame: bytes) -> None:
+        """A DHCPv6 message or Router Solicitation from the pod's VM (frame source = the VM's MAC)."""
+        if pod.v6 is None or frame[6:12] != pod.mac_bytes:
+            self.stats["dropped"] += 1  # not served IPv6, or not the VM: silently, as for DHCPv4
+            return
+        if codec6.parse_router_solicitation(frame) is not None:
+            self.on_router_solicitation(pod, time.monotonic())
+            return
+        parsed = codec6.parse_udp6_frame(frame)
+        if parsed is None:
+            self.stats["dropped"] += 1
+            return
+        src_mac, src_ip, _dst_ip, payload = parsed
+        result = codec6.answer(payload, pod.v6, self.server_duid, src_mac)
+        request = result.request
+        if request is None:
+            self.stats["dropped"] += 1  # malformed
+            return
+        mtype = request["msg_type"]
+        name = codec6.MESSAGE_NAMES.get(mtype, str(mtype))
+        xid = f"xid=0x{request['xid']:06x}"
+        if result.reply is None:
+            self.stats["dropped"] += 1
+            self.log_line(pod, f"msg={name} reply=- {xid} ({result.reason})", ip6=True)
+            return
+        out = codec6.build_udp6_frame(pod.src_mac, src_mac, pod.ll_src, src_ip, result.reply)
+        if not self._send(pod, out):
+            return
+        self.stats["replied"] += 1
+        reply = result.reply[0]
+        sent = codec6.MESSAGE_NAMES[reply]
+        words = result.reason.split(": ", 1)[-1].split(" ", 1)
+        if len(words) == 2:
+            sent += f"({words[1]})"  # NoAddrsAvail, Success, NotOnLink
+        if mtype == codec6.DECLINE:
+            self.log_line(pod, f"msg={name} reply={sent} {xid}: the VM found {pod.v6['address']} in use",
+                          ip6=True, level="WARNING")
+        else:
+            self.log_line(pod, f"msg={name} reply={sent} {xid}", ip6=True)
+        self.update_state6(pod, mtype, reply, bool(request["ia_na"]))
+
+    def _send(self, pod: Pod, frame: bytes) -> bool:
+        try:
+            pod.sock.send(frame)
+        except (BlockingIOError, InterruptedError):
+            self.stats["dropped"] += 1  # a full queue: the client retransmits
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                self.stats["dropped"] += 1
+                return False
+            self.close_socket(pod, f"send failed: {exc.strerror or exc}")
+            return False
+        return True
+
+    def schedule_ra(self, pod: Pod, when: float) -> None:
+        """The pod's next RA at ``when`` (its earlier timer, if any, is void)."""
+        pod.ra_token += 1
+        pod.ra_at = when
+        self._ra_seq += 1
+        heapq.heappush(self.ra_timers, (when, self._ra_seq, pod.key, pod.ra_token))
+
+    def on_router_solicitation(self, pod: Pod, now: float) -> None:
+        """Answer an RS with an RA, at once unless one went out less than MIN_DELAY_BETWEEN_RAS ago: then at
+        that time (RFC 4861 6.2.6), one RA for however many RS came meanwhile."""
+        earliest = now if pod.ra_last is None else max(now, pod.ra_last + MIN_DELAY_BETWEEN_RAS)
+        if earliest <= now:
+            self.log_line(pod, "msg=RS reply=RA", ip6=True)
+            self.send_ra(pod, now, solicited=True)
+        elif pod.ra_at is None or pod.ra_at > earliest:
+            self.log_line(pod, f"msg=RS reply=RA(in {earliest - now:.1f} s)", ip6=True)
+            self.schedule_ra(pod, earliest)
+        else:
+            self.stats["dropped"] += 1  # an RA is already due by then: it answers this RS too
+
+    def router_advertisement(self, pod: Pod) -> bytes:
+        """The pod's RA frame: from the gateway's link-local and MAC (ours without), M and O set, router
+        lifetime 0 without a gateway, MTU, and the on-link prefix (L=1, A=0) unless the address is a /128."""
+        v6, decl = pod.decl["ipv6"], pod.decl
+        src_mac = v6.get("gateway_mac") or pod.src_mac
+        src_ip = v6.get("gateway") or pod.ll_src
+        prefix = f"{v6['address']}/{v6['prefixlen']}" if v6["prefixlen"] < 128 else None
+        lifetime = decl["lease_time"]
+        return codec6.build_router_advertisement(
+            src_mac, src_ip, prefix=prefix, mtu=decl.get("mtu"),
+            router_lifetime=ROUTER_LIFETIME if v6.get("gateway") else 0,
+            prefix_valid=lifetime, prefix_preferred=lifetime)
+
+    def send_ra(self, pod: Pod, now: float, solicited: bool = False) -> None:
+        """Send the pod's RA now and schedule the next: the initial ones INITIAL_RA_INTERVAL apart, then one
+        every RA_INTERVAL (random, RFC 4861 6.2.4)."""
+        if pod.sock is None or pod.v6 is None:
+            return
+        if self._send(pod, self.router_advertisement(pod)):
+            self.stats["ras"] += 1
+            pod.ra_last = now
+        if pod.sock is None:
+            return  # the send closed it
+        if pod.ra_initial > 0:
+            pod.ra_initial -= 1
+        if pod.ra_initial > 0:
+            self.schedule_ra(pod, now + INITIAL_RA_INTERVAL)
+        elif not solicited or pod.ra_at is None or pod.ra_at <= now:
+            self.schedule_ra(pod, now + random.uniform(*RA_INTERVAL))
+
+    def run_timers(self, now: float) -> None:
+        """Send the RAs that are due."""
+        timers = self.ra_timers
+        while timers and timers[0][0] <= now:
+            _due, _seq, key, token = heapq.heappop(timers)
+            pod = self.pods.get(key)
+            if pod is None or pod.ra_token != token or pod.sock is None:
+                continue  # rescheduled, closed or forgotten since
+            pod.ra_at = None
+            self.send_ra(pod, now)
+
+    def next_timer(self):
+        """When the earliest live RA timer is due (void entries dropped on the way), or None."""
+        timers = self.ra_timers
+        while timers:
+            _due, _seq, key, token = timers[0]
+            pod = self.pods.get(key)
+            if pod is not None and pod.ra_token == token and pod.sock is not None:
+                return timers[0][0]
+            heapq.heappop(timers)
+        return None
 
     def flush_state(self, pod: Pod) -> None:
         if not pod.dirty:
@@ -851,7 +1080,10 @@ class Responder:
                 self.report_suppressed()
                 self.next_rescan = time.monotonic() + self.rescan_interval
             self.resume_paused(now)
+            self.run_timers(now)
+            ra_due = self.next_timer()
             deadline = min([self.next_rescan] + ([flush_at] if flush_at is not None else [])
+                           + ([ra_due] if ra_due is not None else [])
                            + [pod.resume_at for pod in self.paused.values() if pod.resume_at is not None])
             events = self.selector.select(max(0.0, deadline - time.monotonic()))
             for selkey, _mask in events:

@@ -49,6 +49,23 @@ def ipv4(value, field, errors, allow_none=False):
         return None
 
 
+def ipv6(value, field, errors, allow_none=False, link_local=False):
+    """A unicast IPv6 address, compressed: global (not link-local) unless ``link_local``, which asks for
+    a link-local one (a router's, fe80::/10). No scope, multicast, loopback or unspecified address."""
+    if value is None and allow_none:
+        return None
+    try:
+        address = ipaddress.IPv6Address(value) if isinstance(value, str) else None
+    except ValueError:
+        address = None
+    bad = address is None or address.is_multicast or address.is_unspecified or address.is_loopback
+    if bad or address.is_link_local != link_local:
+        kind = "a link-local unicast IPv6 address (fe80::/10)" if link_local else "a global unicast IPv6 address"
+        errors.append(f"{field}: {value!r} is not {kind}")
+        return None
+    return str(address)
+
+
 def mac(value, field, errors, unicast=False):
     text = value.lower() if isinstance(value, str) else None
     if text is None or not MAC.fullmatch(text) or (unicast and int(text[:2], 16) & 1):

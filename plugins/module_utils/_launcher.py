@@ -41,7 +41,7 @@ def launcher_facts(binding, original, multiqueue):
     facts = {
         "tap": tap, "bridge": binding["bridge"], "pod_interface": binding["pod_interface"],
         "vm_mac": mac, "mtu": mtu, "delegate_ip": binding["delegate_ip"],
-        "ip": None, "prefixlen": None, "gateway": None, "routes": [],
+        "ip": None, "prefixlen": None, "gateway": None, "routes": [], "ipv6": None,
         "libvirt_interface_xml": libvirt_interface_xml(tap, mac, mtu, multiqueue),
         "qemu_args": qemu_args(binding["interface"], tap, mac, mtu, multiqueue),
     }
@@ -49,4 +49,9 @@ def launcher_facts(binding, original, multiqueue):
         addr = _pod_facts.primary_ipv4(original)
         facts.update(ip=addr and addr["address"], prefixlen=addr and addr["prefixlen"],
                      gateway=_pod_facts.gateway_of(original), routes=_pod_facts.dhcp_routes(original))
+        addr6 = _pod_facts.primary_ipv6(original)
+        if addr6 is not None:
+            # The VM's default router is the gateway's link-local address, which its RAs come from.
+            gateway = (original.get("ipv6_gateway") or {}).get("address")
+            facts["ipv6"] = {"address": addr6["address"], "prefixlen": addr6["prefixlen"], "gateway": gateway}
     return facts

@@ -682,9 +682,10 @@ def add_address(ipr, name, addr):
 
 
 def del_address(ipr, name, addr):
-    local = socket.inet_aton(addr["address"])
-    peer = socket.inet_aton(addr["peer"]) if addr.get("peer") else local
-    body = (struct.pack("=BBBBI", socket.AF_INET, addr["prefixlen"], 0, 0, _index(ipr, name))
+    family = socket.AF_INET6 if ":" in addr["address"] else socket.AF_INET
+    local = socket.inet_pton(family, addr["address"])
+    peer = socket.inet_pton(family, addr["peer"]) if addr.get("peer") else local
+    body = (struct.pack("=BBBBI", family, addr["prefixlen"], 0, 0, _index(ipr, name))
             + nla(IFA_LOCAL, local) + nla(IFA_ADDRESS, peer))
     try:
         raw_socket(ipr).request(RTM_DELADDR, body)

@@ -23,7 +23,7 @@ from ansible_collections.virtnet.podnet.plugins.module_utils._errors import Podn
 RESPONDER_MODES = ("auto", "skip")
 DEFAULT_RESPONDER_PYTHONPATH = "/opt/virtnet-podnet/lib"
 DEFAULT_RESPONDER_LOG = "/var/log/podnet-dhcpd.log"
-DHCP_EXTRAS = ("dns_servers", "search_domains", "hostname")
+DHCP_EXTRAS = ("dns_servers", "search_domains", "hostname", "dns_servers6")
 
 POD_OPTIONS = {
     "netns": {"type": "str"},
@@ -33,6 +33,7 @@ POD_OPTIONS = {
     "multiqueue": {"type": "bool", "default": False},
     "pod_mac": {"type": "str"},
     "dns_servers": {"type": "list", "elements": "str"},
+    "dns_servers6": {"type": "list", "elements": "str"},
     "search_domains": {"type": "list", "elements": "str"},
     "hostname": {"type": "str"},
     "lease_time": {"type": "int", "default": _rundir.DEFAULT_LEASE_TIME},
@@ -107,6 +108,8 @@ def validate_options(params):
         p["pod_mac"] = fields.mac(p["pod_mac"], "pod_mac", errors, unicast=True)
     _fill_dhcp_extras(p)
     p["dns_servers"] = fields.string_list(p["dns_servers"], "dns_servers", errors, fields.ipv4, fields.MAX_DNS_SERVERS)
+    p["dns_servers6"] = fields.string_list(p["dns_servers6"], "dns_servers6", errors, fields.ipv6,
+                                           fields.MAX_DNS_SERVERS)
     p["search_domains"] = fields.string_list(p["search_domains"], "search_domains", errors, fields.domain_name)
     p["hostname"] = fields.hostname(p["hostname"], "hostname", errors)
     fields.int_in(p["lease_time"], _rundir.MIN_LEASE_TIME, _rundir.MAX_LEASE_TIME, "lease_time", errors, " seconds")

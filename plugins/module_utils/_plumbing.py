@@ -19,6 +19,7 @@ import os
 import socket
 import zlib
 
+from ansible_collections.virtnet.podnet.plugins.module_utils import _gateway6
 from ansible_collections.virtnet.podnet.plugins.module_utils import _launcher
 from ansible_collections.virtnet.podnet.plugins.module_utils import _netlink as nl
 from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_facts
@@ -134,6 +135,11 @@ def lease_declaration(key, cache, params):
         declaration["vm_mac"] = binding["mac_address"]
     if binding.get("dhcp_options"):
         declaration["dhcp_options"] = binding["dhcp_options"]
+    if facts["ipv6"] is not None:
+        gateway = original.get("ipv6_gateway") or {}
+        declaration["ipv6"] = {"address": facts["ipv6"]["address"], "prefixlen": facts["ipv6"]["prefixlen"],
+                               "gateway": gateway.get("address"), "gateway_mac": gateway.get("mac"),
+                               "dns_servers": params.get("dns_servers6") or []}
     # Fails at plumb time, before any change, rather than when the responder serves it.
     return _rundir.validate_declaration(declaration)
 
@@ -295,11 +301,11 @@ def _check_delegable(binding, original):
     name = binding["pod_interface"]
     if not binding["delegate_ip"]:
         return
-    if not original["ipv4"]:
-        raise PodnetError(f"pod interface {name} has no IPv4 address: nothing to delegate to the VM "
-                          "(delegate_ip is true; use a binding with delegate_ip false for Ethernet mode)",
+    if not original["ipv4"] and _pod_facts.primary_ipv6(original) is None:
+        raise PodnetError(f"pod interface {name} has no IPv4 and no global IPv6 address: nothing to delegate to "
+                          "the VM (delegate_ip is true; use a binding with delegate_ip false for Ethernet mode)",
                           pod_interface=name)
-    if _pod_facts.gateway_of(original) is None:
+    if original["ipv4"] and _pod_facts.gateway_of(original) is None:
         addrs = ", ".join(_pod_facts.addr_texts(original["ipv4"]))
         raise PodnetError(f"pod interface {name} has IPv4 {addrs} but no route through a gateway: "
                           "the VM could not be given a default route", pod_interface=name)
@@ -315,6 +321,10 @@ def _new_record(changes, ipr, pod, ipv4, where, binding, params, port):
     inode = ident["inode"]
     original = nl.discover(ipr, name, pod, ipv4=ipv4)
     _check_delegable(binding, original)
+    if binding["delegate_ip"] and _pod_facts.primary_ipv6(original) is not None:
+        gateway = _pod_facts.gateway6_of(original)
+        # Learned now, while the pod interface still has its addresses (never again: it is recorded).
+        original["ipv6_gateway"] = _gateway6.discover(name, gateway) if gateway else None
     cache = {
         "netns": path, "netns_inode": inode, "netns_cookie": ident["cookie"], "pod_ifindex": pod["index"],
         "binding": binding, "original": original,
@@ -401,10 +411,22 @@ def _tap_steps(changes, tp, br, binding, params, mtu, group):
         changes.add("bridge_up", f"set {bridge} up", nl.set_link, bridge, "setting up", state="up")
 
 
-def _delegate_steps(changes, tp, pod_addrs, binding, cache, params, where, name):
-    """Keep DHCP inside the pod, move the IPv4 addresses off the pod interface (named ``name`` by now), declare
-    the lease."""
+def _delegate6_steps(changes, pod, renamed, cache, name):
+    """The delegated IPv6 address leaves the port too (it stays where a rename's link-down did not take it:
+    without the pod identity, or with keep_addr_on_down)."""
+    address = _pod_facts.primary_ipv6(cache["original"])
+    if address is None or renamed:
+        return
+    text = f"{address['address']}/{address['prefixlen']}"
+    if text in _pod_facts.addr_texts(nl.addresses(changes.ipr, pod["index"], socket.AF_INET6)):
+        changes.add("delegate", f"remove {text} from {name} (delegated to the VM)", nl.del_address, name, address)
+
+
+def _delegate_steps(changes, tp, port_state, binding, cache, params, where, name):
+    """Keep DHCP inside the pod, move the addresses off the pod interface (named ``name`` by now), declare
+    the lease. ``port_state`` is ``(pod interface, its IPv4 addresses, renamed by this run)``."""
     tap = binding["tap"]
+    pod, pod_addrs, renamed = port_state
     run_dir, key = where[2], where[3]
     filters = _filters()
     if tp is None or not all(filters.dhcp_filters_present(changes.ipr, tap, name).values()):
@@ -416,9 +438,13 @@ def _delegate_steps(changes, tp, pod_addrs, binding, cache, params, where, name)
         if text in present_addrs:
             changes.add("delegate", f"remove {text} from {name} (delegated to the VM; its routes are cached)",
                         nl.del_address, name, addr)
+    _delegate6_steps(changes, pod, renamed, cache, name)
     declaration = lease_declaration(key, cache, params)
     if _rundir.read_json(_rundir.lease_path(run_dir, key)) != declaration:
-        changes.call("lease", f"declare the lease of {declaration['ip']}/{declaration['prefixlen']} "
+        leased = [f"{declaration['ip']}/{declaration['prefixlen']}"] if declaration["ip"] else []
+        if declaration.get("ipv6"):
+            leased.append(f"{declaration['ipv6']['address']}/{declaration['ipv6']['prefixlen']}")
+        changes.call("lease", f"declare the lease of {' and '.join(leased)} "
                      f"for {declaration['vm_mac']} in {_rundir.lease_path(run_dir, key)}",
                      _rundir.save_declaration, run_dir, declaration)
 
@@ -438,12 +464,24 @@ def _wanted_port(binding, params, cache):
 
 
 def _warn_ipv6(binding, cache, params, port):
-    held = [a for a in identity_addresses(cache["original"]) if ":" in a["address"]]
-    if binding["delegate_ip"] and held:
-        name = binding["pod_interface"]
+    original = cache["original"]
+    held = [a for a in identity_addresses(original) if ":" in a["address"]]
+    if not binding["delegate_ip"] or not held:
+        return
+    name = binding["pod_interface"]
+    if _pod_facts.primary_ipv6(original) is None:
         where = f"the {keeper_kind(cache)} {name} keeps" if port != name else f"{port} keeps"
-        params["warnings"].append(f"IPv6 {', '.join(_pod_facts.addr_texts(held))} is not delegated to the VM (this "
-                                  f"version delegates IPv4 only); {where} it")
+        params["warnings"].append(f"IPv6 {', '.join(_pod_facts.addr_texts(held))} is not delegated to the VM (the "
+                                  f"pod was plumbed by a version that delegated IPv4 only); {where} it")
+    elif original.get("ipv6_gateway") is None:
+        gateway = _pod_facts.gateway6_of(original)
+        params["warnings"].append(
+            f"the pod's IPv6 gateway {gateway} did not answer before the move: the VM's router advertisements carry "
+            "no default route" if gateway else "the pod has no IPv6 default route: the VM's router advertisements "
+            "carry none")
+    elif original["ipv6_gateway"].get("how") == "eui64":
+        params["warnings"].append(f"the pod's IPv6 gateway did not answer echo requests to all nodes: its link-local "
+                                  f"address is taken as {original['ipv6_gateway']['address']} (EUI-64 of its MAC)")
 
 
 def _dummy_steps(changes, ipr, live, addrs, binding, cache):
@@ -517,7 +555,7 @@ def plan_present(ipr, where, binding, params, cache):
     _pod_port_steps(changes, pod, br, binding, cache, port)
     _tap_steps(changes, tp, br, binding, params, mtu, group)
     if binding["delegate_ip"]:
-        _delegate_steps(changes, tp, addrs.get(at, []), binding, cache, params, where, port)
+        _delegate_steps(changes, tp, (pod, addrs.get(at, []), at != port), binding, cache, params, where, port)
     return cache, changes, live, addrs
 
 
@@ -636,7 +674,8 @@ def plan_absent(ipr, run_dir, key, binding, cache):
     at, pod = pod_link(live, binding, cache, port)
     _link_removal_steps(changes, live, binding, warnings, at)
     filters = _filters()
-    if pod is not None and filters.dhcp_filters_present(ipr, tap, at)["pod_interface"]:
+    # An outdated filter (of an earlier version: IPv4 only) is ours too, and goes as well.
+    if pod is not None and filters.dhcp_filters_state(ipr, tap, at)["pod_interface"] in ("current", "outdated"):
         changes.add("absent_filters", f"remove the DHCP reply filter from {at}", filters.remove_dhcp_filters, tap, at)
     renamed = pod is not None and _unrename_steps(changes, live, binding, at, port, keeper_kind(cache), warnings)
     if cache is not None and cache.get("pod_sysctls"):

@@ -22,6 +22,7 @@ import stat
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 
 MAIN_TABLE = 254
+SCOPE_GLOBAL = 0
 RTN_UNICAST = 1
 IFA_F_SECONDARY = 0x01
 MAX_DNS_SERVERS = 8
@@ -70,6 +71,26 @@ def primary_ipv4(original):
     addrs = [a for a in original["ipv4"] if not a["flags"] & IFA_F_SECONDARY]
     addrs = addrs or original["ipv4"]
     return addrs[0] if addrs else None
+
+
+def primary_ipv6(original):
+    """The global IPv6 address the VM is offered (DHCPv6 IA_NA): the first one recorded; None without.
+
+    Records written before the pod identity have IPv6 addresses but no ``routes6``: none is offered."""
+    if "routes6" not in original:
+        return None
+    addrs = [a for a in original.get("ipv6") or () if a["scope"] == SCOPE_GLOBAL]
+    return addrs[0] if addrs else None
+
+
+def gateway6_of(original):
+    """The pod's IPv6 default gateway (global or link-local), else None."""
+    routes = [r for r in original.get("routes6") or () if r.get("gateway") and r["type"] == RTN_UNICAST]
+    main = [r for r in routes if r["table"] == MAIN_TABLE]
+    for route in main + routes:
+        if route["dst_len"] == 0:
+            return route["gateway"]
+    return None
 
 
 def pod_files_dir(netns):
@@ -165,16 +186,19 @@ def read_pod_file(root, relpath, limit=MAX_POD_FILE):
     return data.decode("utf-8", errors="replace"), None
 
 
-def parse_resolv_conf(lines):
-    """``(IPv4 servers, search domains)`` as the resolver reads them; IPv6 servers cannot go into option 6."""
+def parse_resolv_conf(lines, family=4):
+    """``(servers, search domains)`` as the resolver reads them: IPv4 servers for option 6, or with
+    ``family=6`` the IPv6 ones for DHCPv6 option 23."""
     servers, search = [], []
     for line in lines:
         words = line.split("#", 1)[0].split(";", 1)[0].split()
         if len(words) >= 2 and words[0] == "nameserver":
             try:
-                servers.append(str(ipaddress.IPv4Address(words[1])))
+                address = ipaddress.ip_address(words[1])
             except ValueError:
-                pass
+                continue
+            if address.version == family:
+                servers.append(str(address))
         elif words and words[0] in ("search", "domain"):
             search = words[1:]  # the last search/domain line wins, as in the resolver
     ignored = []
@@ -190,7 +214,7 @@ def pod_dns_defaults(netns):
     """
     where = pod_files_dir(netns)
     if where is None:
-        return [], [], None, []
+        return [], [], None, [], []
     root, prefix = where
     warnings = []
     texts = {}
@@ -198,7 +222,8 @@ def pod_dns_defaults(netns):
         texts[name], why = read_pod_file(root, prefix + name)
         if why:
             warnings.append(f"the pod's {name} was not used ({why}); DHCP options from it are left out")
-    servers, search = parse_resolv_conf((texts["resolv.conf"] or "").splitlines())
+    lines = (texts["resolv.conf"] or "").splitlines()
+    servers, search = parse_resolv_conf(lines)
     hostname = (texts["hostname"] or "").strip() or None
     ignored = []
-    return servers, search, fields.hostname(hostname, "hostname", ignored), warnings
+    return servers, search, fields.hostname(hostname, "hostname", ignored), parse_resolv_conf(lines, 6)[0], warnings

@@ -32,6 +32,7 @@ import stat
 import tempfile
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
+from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec6
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 from ansible_collections.virtnet.podnet.plugins.module_utils import _spec
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
@@ -394,11 +395,76 @@ def _dhcp_options(decl, out, errors):
         out.pop("dhcp_options", None)  # null or nothing set: the declaration as older versions wrote it
 
 
+IPV6_FIELDS = ("address", "prefixlen", "gateway", "gateway_mac", "dns_servers")
+MAX_DNS6_SERVERS = 8
+
+
+def _ipv6_block(decl, errors):
+    """The optional ``ipv6`` block (issue 12): None/absent, no IPv6 served; else
+    ``{address, prefixlen, gateway, gateway_mac, dns_servers}`` normalised, every bad field named."""
+    value = decl.get("ipv6")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        errors.append(f"ipv6: {value!r} is not null or an object with {', '.join(IPV6_FIELDS)}")
+        return None
+    errors.extend(f"ipv6.{name}: unknown field" for name in sorted(set(value) - set(IPV6_FIELDS), key=str))
+    out = {
+        "address": fields.ipv6(value.get("address"), "ipv6.address", errors),
+        "prefixlen": fields.int_in(value.get("prefixlen"), 1, 128, "ipv6.prefixlen", errors),
+        "gateway": None, "gateway_mac": None,
+        "dns_servers": fields.string_list(value.get("dns_servers"), "ipv6.dns_servers", errors, fields.ipv6,
+                                          MAX_DNS6_SERVERS),
+    }
+    if value.get("gateway") is not None:
+        out["gateway"] = fields.ipv6(value["gateway"], "ipv6.gateway", errors, link_local=True)
+    if value.get("gateway_mac") is not None:
+        out["gateway_mac"] = fields.mac(value["gateway_mac"], "ipv6.gateway_mac", errors, unicast=True)
+    return out
+
+
+def _addressing(decl, out, errors):
+    """IPv4 (ip, prefixlen, gateway, routes) and IPv6 (``ipv6``): at least one of them. Without ``ip``
+    (an IPv6-only pod) prefixlen and gateway are null and routes empty: no DHCPv4 is served."""
+    if "ipv6" in decl:  # absent stays absent: a declaration without IPv6 reads as before
+        out["ipv6"] = _ipv6_block(decl, errors)
+    if decl.get("ip") is None and decl.get("ipv6") is not None:
+        out["ip"] = None
+        for name in ("prefixlen", "gateway"):
+            if decl.get(name) is not None:
+                errors.append(f"{name}: {decl[name]!r} without ip (an IPv6-only pod): must be null")
+        if decl.get("routes"):
+            errors.append("routes: must be empty without ip (an IPv6-only pod)")
+        out["prefixlen"], out["gateway"], out["routes"] = None, None, []
+        return
+    if decl.get("ip") is None:
+        errors.append("ip: null without an ipv6 block: a declaration needs ip, ipv6 or both")
+    else:
+        out["ip"] = fields.ipv4(decl.get("ip"), "ip", errors)
+    fields.int_in(decl.get("prefixlen"), 1, 32, "prefixlen", errors)
+    out["gateway"] = fields.ipv4(decl.get("gateway"), "gateway", errors, allow_none=True)
+    out["routes"] = _routes(decl.get("routes") if decl.get("routes") is not None else [], errors)
+
+
+def _check_lease6(out, errors):
+    """The DHCPv6 server's own check of the lease it will serve (the responder builds it the same way)."""
+    v6 = out.get("ipv6")
+    if errors or not v6:
+        return
+    try:
+        codec6.normalise_lease({"vm_mac": out["vm_mac"], "address": v6["address"], "prefixlen": v6["prefixlen"],
+                                "dns_servers": v6["dns_servers"], "search_domains": out["search_domains"],
+                                "preferred_lifetime": out["lease_time"], "valid_lifetime": out["lease_time"]})
+    except PodnetError as exc:
+        errors.extend(f"ipv6 ({e})" for e in exc.details.get("errors", [exc.msg]))
+
+
 def validate_declaration(decl):
     """Check a lease declaration and return it normalised; ``PodnetError`` names every bad field.
 
     ``vm_pod_bridge`` validates before writing, so a bad field fails at plumb time; the
     responder validates on reading, so a file written by anyone else is never trusted.
+    The optional ``ipv6`` block (``_ipv6_block``) adds DHCPv6 and RAs; with it, ``ip`` may be null.
     """
     if not isinstance(decl, dict):
         raise PodnetError("lease declaration must be a JSON object")
@@ -416,10 +482,7 @@ def validate_declaration(decl):
     fields.ifname(decl.get("bridge"), "bridge", errors)
     fields.ifname(decl.get("tap"), "tap", errors)
     out["vm_mac"] = fields.mac(decl.get("vm_mac"), "vm_mac", errors)
-    out["ip"] = fields.ipv4(decl.get("ip"), "ip", errors)
-    fields.int_in(decl.get("prefixlen"), 1, 32, "prefixlen", errors)
-    out["gateway"] = fields.ipv4(decl.get("gateway"), "gateway", errors, allow_none=True)
-    out["routes"] = _routes(decl.get("routes") if decl.get("routes") is not None else [], errors)
+    _addressing(decl, out, errors)
     if decl.get("mtu") is not None:
         fields.int_in(decl["mtu"], 68, 65535, "mtu", errors)
     out["dns_servers"] = fields.string_list(decl.get("dns_servers"), "dns_servers", errors, fields.ipv4,
@@ -432,6 +495,7 @@ def validate_declaration(decl):
     out["lease_time"] = decl.get("lease_time", DEFAULT_LEASE_TIME)
     fields.int_in(out["lease_time"], MIN_LEASE_TIME, MAX_LEASE_TIME, "lease_time", errors, " seconds")
     _dhcp_options(decl, out, errors)
+    _check_lease6(out, errors)
     if errors:
         raise PodnetError("invalid lease declaration: " + "; ".join(errors), errors=errors)
     return out
@@ -486,3 +550,23 @@ def read_lease_state(run_dir, key):
 def remove_lease_state(run_dir, key):
     with contextlib.suppress(FileNotFoundError):
         os.unlink(lease_state_path(run_dir, key))
+
+
+NODE_ID = ".dhcp6-node-id"  # in lease-state/: a hidden name, never a pod's key (keys never start with a dot)
+
+
+def dhcp6_node_id(run_dir):
+    """The responder's fallback node value for its DHCPv6 server DUID when /etc/machine-id is unreadable:
+    random, made once and kept in ``lease-state/.dhcp6-node-id`` (so the DUID lasts until the node reboots)."""
+    path = os.path.join(run_dir, LEASE_STATE, NODE_ID)
+    try:
+        data = read_json(path)
+    except PodnetError:
+        data = None
+    node_id = data.get("node_id") if isinstance(data, dict) else None
+    if isinstance(node_id, str) and re.fullmatch(r"[0-9a-f]{32}", node_id):
+        return node_id.encode()
+    value = os.urandom(16).hex()
+    ensure_dir(os.path.dirname(path))
+    atomic_write_json(path, {"version": 1, "node_id": value})
+    return value.encode()

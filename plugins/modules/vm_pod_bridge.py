@@ -88,6 +88,10 @@ options:
         description: As O(dns_servers).
         type: list
         elements: str
+      dns_servers6:
+        description: As O(dns_servers6).
+        type: list
+        elements: str
       search_domains:
         description: As O(search_domains).
         type: list
@@ -149,9 +153,17 @@ options:
         O(netns=/proc/PID/ns/net), C(/etc/netns/NAME/resolv.conf) for a named namespace); V([]) sends none.
     type: list
     elements: str
+  dns_servers6:
+    description:
+      - IPv6 DNS servers the responder hands to the VM by DHCPv6 (option 23), for pods with a global IPv6
+        address.
+      - Unset, the IPv6 C(nameserver) lines of the pod's resolv.conf, as for O(dns_servers); V([]) sends none.
+    type: list
+    elements: str
+    version_added: 0.2.0
   search_domains:
     description:
-      - DNS search domains for the VM (option 119).
+      - DNS search domains for the VM (option 119, and DHCPv6 option 24).
       - Unset, the C(search) line of the pod's resolv.conf, as for O(dns_servers).
     type: list
     elements: str
@@ -350,6 +362,16 @@ routes:
   type: list
   elements: dict
   sample: [{"dst": "10.244.1.0/24", "gateway": null}, {"dst": "0.0.0.0/0", "gateway": "10.244.1.1"}]
+ipv6:
+  description:
+    - The delegated IPv6 address, its prefix length and the VM's default router (the pod gateway's link-local
+      address, the source of the VM's router advertisements; null when it did not answer before the move).
+    - Null without a global IPv6 address on the pod interface, in Ethernet mode, and for pods plumbed by a
+      version that delegated IPv4 only.
+  returned: state=present
+  type: dict
+  sample: {"address": "fd00:58::7", "prefixlen": 64, "gateway": "fe80::c46f:b3ff:fe83:8a76"}
+  version_added: 0.2.0
 libvirt_interface_xml:
   description: A libvirt C(<interface type='ethernet'>) element for the VM.
   returned: state=present

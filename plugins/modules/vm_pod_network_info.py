@@ -90,9 +90,13 @@ lease:
   returned: always
   type: dict
 lease_state:
-  description: The responder's lease state (offered, bound, ...), or null.
+  description:
+    - The responder's lease state (C(state) offered, bound, released or declined, with the times), or null.
+    - For a pod with an IPv6 address also C(ipv6), the DHCPv6 lease's state (advertised, bound, released or
+      declined), C(last_message), C(bound_at), C(expires_at) and the times.
   returned: always
   type: dict
+  sample: {"state": "bound", "ip": "10.244.1.10", "ipv6": {"address": "fd00:58::7", "state": "bound"}}
 key:
   description: The state key.
   returned: always

@@ -26,6 +26,7 @@ import pytest
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec
 from lib.netlab import NetLab, ip_json, link, sh
+from lib.processes import stop
 from lib.standin import netns_entered
 from lib.waiting import wait_for
 
@@ -155,13 +156,7 @@ class Client:
             raise AssertionError(f"client exited {self.proc.returncode}: {self.proc.stdout.read()}")
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop(self.proc)
         return self.proc.stdout.read()
 
 

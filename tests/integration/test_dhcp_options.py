@@ -27,6 +27,7 @@ import pytest
 from lib import plumbing
 from lib.bindings import make_binding
 from lib.netlab import NetLab, sh
+from lib.processes import Processes
 from lib.responder import ResponderProcess, lease_state
 from lib.standin import TapRelay
 from lib.waiting import wait_for
@@ -64,7 +65,7 @@ class Env:
         self.lab.start()
         self.responder = ResponderProcess(self.run_dir)
         self.relays: list = []
-        self.procs: list[subprocess.Popen] = []
+        self.procs = Processes()
 
     def pod_with_vm(self, vm_mac: str, **binding_extras):
         """Plumb a pod with ``binding_extras`` in its binding, start the responder; the VM's NIC has ``vm_mac``."""
@@ -80,20 +81,10 @@ class Env:
         return pod, result, vm, relay
 
     def popen(self, argv: list[str]) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
-        self.procs.append(proc)
-        return proc
+        return self.procs.popen(argv)
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+        self.procs.stop_all()
         self.responder.stop()
         for relay in reversed(self.relays):
             relay.stop()

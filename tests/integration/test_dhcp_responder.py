@@ -33,6 +33,7 @@ from lib import plumbing
 from lib.bindings import make_binding
 from lib.dhcpwire import client_frame, read_reply
 from lib.netlab import NetLab, link_exists, sh
+from lib.processes import Processes
 from lib.paths import STANDIN
 from lib.responder import ResponderProcess, lease_state
 from lib.standin import TapRelay, netns_entered, open_tap, udhcpc_script
@@ -81,7 +82,7 @@ class Env:
         self.lab.start()
         self.responder = ResponderProcess(self.run_dir)
         self._stack: list = []
-        self.procs: list[subprocess.Popen] = []
+        self.procs = Processes()
 
     def start_responder(self) -> ResponderProcess:
         return self.responder.start()
@@ -105,20 +106,10 @@ class Env:
         return pod, declaration, vm, relay, resolv
 
     def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, **kwargs)
-        self.procs.append(proc)
-        return proc
+        return self.procs.popen(argv, **kwargs)
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+        self.procs.stop_all()
         self.responder.stop()
         for undo in reversed(self._stack):
             undo()

@@ -97,12 +97,14 @@ def test_ansible_doc_renders(tmp_path, argv, title):
 
 # Role options that came after 0.1.0, with the release that brought them.
 LATER_OPTIONS = {"node_pyroute2_wheel": "0.2.0", "node_pyroute2_wheel_cache": "0.2.0", "node_pyroute2_index_url": "0.2.0",
-                 "node_responder_max_pods": "0.2.0", "vm_network_pod_identity": "0.2.0"}
+                 "node_responder_max_pods": "0.2.0", "vm_network_pod_identity": "0.2.0",
+                 "vm_network_dns_servers6": "0.2.0"}
 
 
 @pytest.mark.parametrize("role, options", [
-    ("virtnet.podnet.vm_network", {"vm_network_vms", "vm_network_state", "vm_network_lease_time"}),
-    ("virtnet.podnet.node", {"node_pyroute2", "node_run_dir", *LATER_OPTIONS}),
+    ("virtnet.podnet.vm_network", {"vm_network_vms", "vm_network_state", "vm_network_lease_time",
+                                   *(name for name in LATER_OPTIONS if name.startswith("vm_network_"))}),
+    ("virtnet.podnet.node", {"node_pyroute2", "node_run_dir", *(name for name in LATER_OPTIONS if name.startswith("node_"))}),
 ], ids=["vm_network", "node"])
 def test_role_docs_say_version_added(tmp_path, role, options):
     import json

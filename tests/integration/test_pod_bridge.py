@@ -348,7 +348,7 @@ BAD_INPUTS = {
     "tap-name-too-long": ({"binding": make_binding(tap="tap-name-far-too-long")}, "binding.tap"),
     "pod-interface-name-too-long": ({"binding": make_binding(pod_interface="eth0-much-too-long")},
                                     "binding.pod_interface"),
-    "delegate-without-ipv4": ({"pod": {"with_ip": False}}, "no IPv4 address"),
+    "delegate-without-any-address": ({"pod": {"with_ip": False}}, "no IPv4 and no global IPv6 address"),
     "ipv4-without-gateway": ({"pod": {"with_gateway": False}}, "no route through a gateway"),
     "calico-without-gateway": ({"pod": {"calico": True, "with_gateway": False}}, "no route through a gateway"),
     "binding-not-from-plan": ({"binding": {"tap": "tap0", "bridge": "k6t-eth0"}}, "binding"),

@@ -17,7 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.netlab import NetLab, Pod, link, sh
+from lib.netlab import NetLab, Pod, ip_json, link, sh
+from lib.waiting import wait_for
 
 CNI_PLUGIN = "/usr/lib/cni/bridge"
 CNI_TIMEOUT = 30
@@ -31,19 +32,26 @@ class CniPod(Pod):
     container_id: str = ""
 
 
+def tentative(netns: str) -> list:
+    """The addresses of the namespace still in IPv6 duplicate address detection."""
+    return [a["local"] for e in ip_json(netns, "addr") for a in e.get("addr_info", []) if a.get("tentative")]
+
+
 class CniNetwork:
     """One CNI bridge network (``isGateway``, host-local IPAM) in the lab's node namespace."""
 
-    def __init__(self, lab: NetLab, tmp_path: Path, dual_stack: bool = True, mtu: int = 1400) -> None:
+    def __init__(self, lab: NetLab, tmp_path: Path, families=("4", "6"), mtu: int = 1400) -> None:
         lab.start()
         self.lab, self.mtu = lab, mtu
         self.results: dict = {}  # CNI ADD results by container id, for CHECK's prevResult
         index = lab.subnet_index
         self.subnet, self.gateway = f"10.247.{index}.0/24", f"10.247.{index}.1"
         self.subnet6, self.gateway6 = f"fd00:58:{index:x}::/64", f"fd00:58:{index:x}::1"
-        ranges = [[{"subnet": self.subnet, "gateway": self.gateway}]]
-        routes = [{"dst": "0.0.0.0/0"}]
-        if dual_stack:
+        ranges, routes = [], []
+        if "4" in families:
+            ranges.append([{"subnet": self.subnet, "gateway": self.gateway}])
+            routes.append({"dst": "0.0.0.0/0"})
+        if "6" in families:
             ranges.append([{"subnet": self.subnet6, "gateway": self.gateway6}])
             routes.append({"dst": "::/0"})
         self.conf = json.dumps({
@@ -77,15 +85,18 @@ class CniNetwork:
         container_id = f"{lab.tag}{index:04d}"
         result = json.loads(self.call("ADD", netns, container_id).stdout)
         self.results[container_id] = result
-        v4 = [ip for ip in result["ips"] if ":" not in ip["address"]][0]
+        v4 = [ip for ip in result["ips"] if ":" not in ip["address"]]
         v6 = [ip for ip in result["ips"] if ":" in ip["address"]]
-        ip, prefixlen = v4["address"].split("/")
-        pod = CniPod(netns=netns, ip=ip, prefixlen=int(prefixlen), gateway=v4["gateway"], mac=link(netns, "eth0")["address"],
-                     mtu=self.mtu, host_veth="", container_id=container_id)
+        ip, prefixlen = v4[0]["address"].split("/") if v4 else (None, 0)
+        pod = CniPod(netns=netns, ip=ip, prefixlen=int(prefixlen), gateway=v4[0]["gateway"] if v4 else None,
+                     mac=link(netns, "eth0")["address"], mtu=self.mtu, host_veth="", container_id=container_id)
         if v6:
             pod.ip6, pod.prefixlen6 = v6[0]["address"].split("/")[0], int(v6[0]["address"].split("/")[1])
             pod.gateway6 = v6[0]["gateway"]
         lab.pods.append(pod)
+        # A real node's bridge is old; this one is new: its gateway answers only once DAD is done.
+        for netns in (lab.node, netns):
+            wait_for(lambda ns=netns: not tentative(ns), 10, what=f"IPv6 DAD done in {netns}")
         return pod
 
     def check(self, pod: CniPod) -> subprocess.CompletedProcess:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from lib.paths import MODULE_UTILS
+from lib.processes import stop
 from lib.waiting import wait_for
 
 
@@ -77,16 +78,9 @@ class ResponderProcess:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        code = stop(self.proc)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
-        code = self.proc.returncode
         self.proc = None
         return code
 

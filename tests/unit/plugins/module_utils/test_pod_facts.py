@@ -101,6 +101,6 @@ def test_dns_defaults_warn_and_fall_back(pod_root, monkeypatch):
     os.mkfifo(pod_root / "etc" / "hostname")
     (pod_root / "etc" / "resolv.conf").write_text("nameserver 10.96.0.10\nsearch svc.cluster.local\n")
     monkeypatch.setattr(_pod_facts, "pod_files_dir", lambda netns: (str(pod_root), "etc/"))
-    servers, search, hostname, warnings = _pod_facts.pod_dns_defaults("/proc/1/ns/net")
-    assert (servers, search, hostname) == (["10.96.0.10"], ["svc.cluster.local"], None)
+    servers, search, hostname, servers6, warnings = _pod_facts.pod_dns_defaults("/proc/1/ns/net")
+    assert (servers, search, hostname, servers6) == (["10.96.0.10"], ["svc.cluster.local"], None, [])
     assert len(warnings) == 1 and "hostname" in warnings[0] and "not a regular file" in warnings[0]

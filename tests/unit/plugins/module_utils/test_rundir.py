@@ -352,3 +352,68 @@ def test_a_declaration_is_valid_or_a_clear_error_never_a_crash(fields, over_a_va
                 p["value"] for p in options.get("private_options", [])]:
             assert text is None or 0 < len(text.encode()) <= 255
         assert all(224 <= p["option"] <= 254 for p in options.get("private_options", []))
+
+
+# -- the ipv6 block (issue 12) --------------------------------------------------------------------
+IPV6_BLOCK = {"address": "FD00:58:0::7", "prefixlen": 64, "gateway": "fe80::1c38:fbff:fec0:1bf0",
+              "gateway_mac": "1E:38:FB:C0:1B:F0", "dns_servers": ["fd00:96::a"]}
+V6_ONLY = {"ip": None, "prefixlen": None, "gateway": None, "routes": []}
+
+
+def test_declaration_ipv6_block_normalised():
+    decl = declaration(ipv6=IPV6_BLOCK)
+    assert decl["ipv6"] == {"address": "fd00:58::7", "prefixlen": 64, "gateway": "fe80::1c38:fbff:fec0:1bf0",
+                            "gateway_mac": "1e:38:fb:c0:1b:f0", "dns_servers": ["fd00:96::a"]}
+    assert decl["ip"] == "10.244.1.10"
+    assert "ipv6" not in declaration()  # absent stays absent: declarations without IPv6 read as before
+    assert declaration(ipv6=None)["ipv6"] is None
+    calico = declaration(ipv6=dict(IPV6_BLOCK, prefixlen=128, gateway=None, gateway_mac=None, dns_servers=[]))
+    assert calico["ipv6"]["prefixlen"] == 128 and calico["ipv6"]["gateway"] is None
+    assert _rundir.DECLARATION_VERSION == 1
+
+
+def test_ipv6_only_declaration(tmp_path):
+    decl = declaration(ipv6=IPV6_BLOCK, **V6_ONLY)
+    assert decl["ip"] is None and decl["prefixlen"] is None and decl["routes"] == []
+    path = _rundir.write_declaration(str(tmp_path), decl)
+    assert _rundir.read_declaration(path) == decl
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    ({"ipv6": "fd00::7"}, ["ipv6: 'fd00::7' is not null or an object"]),
+    ({"ipv6": dict(IPV6_BLOCK, address="fe80::7")}, ["ipv6.address: 'fe80::7' is not a global unicast"]),
+    ({"ipv6": dict(IPV6_BLOCK, address="ff02::1")}, ["ipv6.address"]),
+    ({"ipv6": dict(IPV6_BLOCK, address=None)}, ["ipv6.address: None"]),
+    ({"ipv6": dict(IPV6_BLOCK, prefixlen=129)}, ["ipv6.prefixlen: 129 is not a whole number 1..128"]),
+    ({"ipv6": dict(IPV6_BLOCK, prefixlen=0)}, ["ipv6.prefixlen"]),
+    ({"ipv6": dict(IPV6_BLOCK, gateway="fd00:58::1")}, ["ipv6.gateway: 'fd00:58::1' is not a link-local"]),
+    ({"ipv6": dict(IPV6_BLOCK, gateway_mac="01:00:5e:00:00:01")}, ["ipv6.gateway_mac"]),
+    ({"ipv6": dict(IPV6_BLOCK, dns_servers=["10.96.0.10"])}, ["ipv6.dns_servers[0]"]),
+    ({"ipv6": dict(IPV6_BLOCK, dns_servers=[f"fd00::{i}" for i in range(1, 10)])},
+     ["ipv6.dns_servers: 9 entries, at most 8"]),
+    ({"ipv6": dict(IPV6_BLOCK, extra=1)}, ["ipv6.extra: unknown field"]),
+    ({"ip": None}, ["ip: null without an ipv6 block"]),
+    ({"ip": None, "ipv6": None}, ["ip: null without an ipv6 block"]),
+    (dict(V6_ONLY, ipv6=IPV6_BLOCK, prefixlen=24), ["prefixlen: 24 without ip"]),
+    (dict(V6_ONLY, ipv6=IPV6_BLOCK, gateway="10.244.1.1"), ["gateway: '10.244.1.1' without ip"]),
+    (dict(V6_ONLY, ipv6=IPV6_BLOCK, routes=[{"dst": "0.0.0.0/0", "gateway": "10.244.1.1"}]),
+     ["routes: must be empty without ip"]),
+])
+def test_ipv6_block_errors_name_the_field(extra, fragments):
+    with pytest.raises(PodnetError) as info:
+        declaration(**extra)
+    text = "; ".join(info.value.details["errors"])
+    for fragment in fragments:
+        assert fragment in text, text
+
+
+def test_dhcp6_node_id_is_kept_and_hidden(tmp_path):
+    run_dir = str(tmp_path)
+    _rundir.ensure_dirs(run_dir)
+    first = _rundir.dhcp6_node_id(run_dir)
+    assert len(first) == 32 and _rundir.dhcp6_node_id(run_dir) == first
+    path = os.path.join(run_dir, "lease-state", ".dhcp6-node-id")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with open(path, "w") as handle:
+        handle.write("garbage")
+    assert _rundir.dhcp6_node_id(run_dir) != first  # unreadable: a new one, kept
