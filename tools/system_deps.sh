@@ -6,7 +6,9 @@
 #   --fresh-machine  also what containers as machines need on the host: podman (with runc) and
 #                    mmdebstrap, to build and run fresh Debian 12 containers
 #                    (tests/integration/test_fresh_machine.py), and the SSH client the molecule
-#                    scenario "fleet" reaches its container nodes with
+#                    scenario "fleet" reaches its container nodes with; e2fsprogs (mke2fs -d), with
+#                    mmdebstrap, builds the Debian guest of tests/integration/test_real_vm_networkd.py, whose
+#                    dual-stack pod the CNI bridge plugin (containernetworking-plugins) makes
 set -euo pipefail
 packages=(
   python3-venv      # the venv ./podnet-dev builds (ensurepip)
@@ -22,7 +24,7 @@ packages=(
   shellcheck        # ansible-test sanity checks the shell scripts with it
 )
 case ${1:-} in
-  --fresh-machine) packages+=(podman runc uidmap mmdebstrap openssh-client) ;;
+  --fresh-machine) packages+=(podman runc uidmap mmdebstrap openssh-client e2fsprogs containernetworking-plugins) ;;
   "") ;;
   *) echo "usage: $0 [--fresh-machine]" >&2; exit 2 ;;
 esac

@@ -76,11 +76,7 @@ def env(tmp_path):
 
 
 def boot(image, pod, nic_args):
-    result = vm_image.boot(image, pod.netns, nic_args, timeout=BOOT_TIMEOUT)
-    assert not result.timed_out, f"VM still running after {BOOT_TIMEOUT}s; console:\n{result.console()}"
-    assert "PODNET-DONE" in result.lines, f"VM did not finish its init (qemu exit {result.returncode}):\n{result.console()}"
-    assert not any(line.startswith("PODNET-ERROR") for line in result.lines), result.console()
-    return result
+    return vm_image.check_finished(vm_image.boot(image, pod.netns, nic_args, timeout=BOOT_TIMEOUT), BOOT_TIMEOUT)
 
 
 def assert_got_the_pod(result, pod, lab: NetLab) -> None:

@@ -103,7 +103,8 @@ esac
 exit 0
 """
 
-INIT_TEMPLATE = r"""#!/bin/busybox sh
+# The start of every /init here (vm_guest's too): busybox, the pseudo filesystems, the modules.
+INIT_PREAMBLE = r"""#!/bin/busybox sh
 /bin/busybox mkdir -p /usr/bin /usr/sbin /sbin
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -116,7 +117,9 @@ echo PODNET-BOOT
 for m in @MODULES@; do
     insmod "/lib/modules/$m.ko" || echo "PODNET-ERROR insmod $m"
 done
-# Probing is synchronous in insmod; this bounded wait only covers a slow sysfs.
+"""
+
+INIT_TEMPLATE = INIT_PREAMBLE + r"""# Probing is synchronous in insmod; this bounded wait only covers a slow sysfs.
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
 ip link set lo up
@@ -134,6 +137,15 @@ fi
 echo PODNET-DONE
 poweroff -f
 """
+
+
+def check_finished(result, timeout: float):
+    """The VM powered off by itself after printing its whole report, with no PODNET-ERROR line."""
+    console = result.console()
+    assert not result.timed_out, f"VM still running after {timeout}s; console:\n{console}"
+    assert "PODNET-DONE" in result.lines, f"VM did not finish its report (qemu exit {result.returncode}):\n{console}"
+    assert not any(line.startswith("PODNET-ERROR") for line in result.lines), console
+    return result
 
 
 @dataclass(frozen=True)
