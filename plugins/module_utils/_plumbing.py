@@ -639,7 +639,7 @@ def _pod_restore_steps(changes, pod, addrs, name, original, identity=False, rena
 def _unrename_steps(changes, live, binding, at, port, kind, warnings):
     """Under the pod identity: the dummy goes, and the pod interface takes its name back. True if renamed here."""
     name = binding["pod_interface"]
-    if at != port:
+    if port == name or at != port:  # no pod identity, or the pod interface has its own name back
         return False
     other = live.get(name)
     if other is not None and other["kind"] != kind:

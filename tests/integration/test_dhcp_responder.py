@@ -117,8 +117,10 @@ class Env:
 
 
 def forget_dhcpcd_lease(ifname: str) -> None:
-    """dhcpcd keeps leases in /var/lib/dhcpcd/<ifname>*.lease: ours have unique names, drop them."""
-    for path in Path("/var/lib/dhcpcd").glob(f"{ifname}*.lease*"):
+    """dhcpcd keeps leases in /var/lib/dhcpcd/<ifname>*.lease and its hooks' state in
+    /run/dhcpcd/hook-state/*/<ifname>.*: ours have unique names, drop them."""
+    for path in [*Path("/var/lib/dhcpcd").glob(f"{ifname}*.lease*"),
+                 *Path("/run/dhcpcd/hook-state").glob(f"*/{ifname}.*")]:
         path.unlink(missing_ok=True)
 
 

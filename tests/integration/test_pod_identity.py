@@ -107,7 +107,18 @@ def test_pod_identity_off_keeps_the_layout_of_0_2(lab, run_dir):
     result = plumbing.plumb(pod.netns, make_binding(), run_dir, pod_identity=False)
     assert link(pod.netns, "eth0")["master"] == "k6t-eth0" and not link_exists(pod.netns, "eth0-nic")
     assert addrs(pod.netns, "eth0") == [] and result["pod_port"] == "eth0"
-    plumbing.unplumb(pod.netns, make_binding(), run_dir)
+    undo = plumbing.unplumb(pod.netns, make_binding(), run_dir)
+    assert undo["warnings"] == [], undo["warnings"]  # nothing was renamed: nothing to say about it
+    assert settled(pod.netns) == before
+
+
+def test_ethernet_mode_has_no_pod_identity_and_no_warning(lab, run_dir):
+    pod = lab.add_pod()
+    before = settled(pod.netns)
+    binding = make_binding(delegate_ip=False)
+    assert plumbing.plumb(pod.netns, binding, run_dir)["pod_port"] == "eth0"
+    undo = plumbing.unplumb(pod.netns, binding, run_dir)
+    assert undo["warnings"] == [], undo["warnings"]
     assert settled(pod.netns) == before
 
 
