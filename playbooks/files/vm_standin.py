@@ -8,6 +8,7 @@ demo, the molecule scenarios and the tests (tests/lib/standin.py loads this file
     python vm_standin.py --pod-netns POD --vm-netns VMNS --mac VM_MAC [--tap tap0] [--mtu 1500] [--name vm1]
     python vm_standin.py ... --static 10.244.51.20/24 --static-gateway 10.244.51.1   # Ethernet only, no DHCP
     python vm_standin.py ... --hold-dir DIR   # lease, wait for a write to DIR/renew, renew (T1)
+    python vm_standin.py ... --dhcp6 [--ping6 fd00:58::1]   # dual stack: then dhcpcd -6, ping the IPv6 gateway
 
 Standalone on purpose: only the standard library, so it runs without the collection on
 sys.path (and with Python 3.11, whose ``os`` has no ``setns``).
@@ -19,10 +20,14 @@ carrying the VM's MAC; ``TapRelay`` copies frames between the tap and the veth's
 ways. busybox ``udhcpc`` runs in VMNS with a small script (this file again:
 ``udhcpc_event``) that applies the lease; then the gateway the lease named is pinged. With
 ``--static`` there is no DHCP: the address and default route are set by hand, and the
-gateway is pinged through the tap all the same. Prints one JSON line:
+gateway is pinged through the tap all the same. With ``--dhcp6`` (a dual-stack pod), once the
+IPv4 part is done, ``dhcpcd -6`` runs in VMNS too (its state on a tmpfs of a mount namespace
+of its own): it takes the address by DHCPv6 and the default route from the Router
+Advertisements; then the IPv6 gateway is pinged. Prints one JSON line:
 
     {"vm", "mode": "dhcp"|"static", "leased_ip", "static_ip", "prefixlen", "gateway",
-     "gateway_reachable", "mac", "served_mac", "frames_to_vm", "frames_from_vm"[, "renewed"]}
+     "gateway_reachable", "mac", "served_mac", "frames_to_vm", "frames_from_vm"[, "renewed"],
+     "dhcp6", "leased_ip6", "prefixlen6", "gateway6", "pinged6", "gateway6_reachable"[, "error6"]}
 
 - ``gateway``: only what the lease says (option 121's default route, else option 3); null
   when the lease names none. There is no fallback: a lease without a router is visible.
@@ -30,12 +35,20 @@ gateway is pinged through the tap all the same. Prints one JSON line:
 - ``served_mac``: the client hardware address (chaddr) of the DHCPACK the relay carried
   from the pod to the VM, i.e. the MAC the responder served; null when no ACK came through.
 - ``frames_*``: frames relayed each way, so a caller can tell that traffic crossed the tap.
+- ``dhcp6``: whether ``--dhcp6`` was given; without it the other IPv6 fields stay null/false.
+- ``leased_ip6``/``prefixlen6``: the global IPv6 address the VM's NIC holds (DAD done) after
+  DHCPv6, as the kernel has it; ``gateway6``: the gateway of the VM's IPv6 default route (from
+  the RA: the pod gateway's link-local address), null when there is none.
+- ``pinged6``: the address pinged - ``--ping6`` (the gateway's global address), else
+  ``gateway6`` on eth0; ``gateway6_reachable``: whether it answered. ``error6``: why not.
 
 Every wait is bounded (``--timeout``). Needs root. Exit status 0 when the VM has an address
-(leased, or static) and the gateway answered, 1 otherwise (the JSON line is printed either way).
+(leased, or static) and the gateway answered - and with ``--dhcp6`` also an IPv6 address and an
+answer from the IPv6 gateway -, 1 otherwise (the JSON line is printed either way).
 
 Library use (tests/lib/standin.py): ``setns``, ``netns_entered``, ``open_tap``, ``TapRelay``,
-``dhcp_reply_of``, ``udhcpc_script``, ``udhcpc_event``, ``complete_l4_checksum``.
+``dhcp_reply_of``, ``udhcpc_script``, ``udhcpc_event``, ``complete_l4_checksum``; and for IPv6
+``dhcpcd6_argv``, ``ipv6_global_address``, ``ipv6_default_gateway``.
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ import os
 import secrets
 import select
 import selectors
+import shlex
 import signal
 import socket
 import struct
@@ -70,6 +84,8 @@ DHCPACK = 5
 LEASE_ENV = "PODNET_STANDIN_LEASE"     # udhcpc_event writes the lease here as JSON
 EVENT_LOG_ENV = "PODNET_UDHCPC_LOG"    # udhcpc_event appends one line per event here
 RESOLV_ENV = "PODNET_RESOLV"           # the namespace's resolv.conf copy udhcpc_event may write
+DHCPCD_STATE_DIRS = ("/var/lib/dhcpcd", "/run/dhcpcd")  # dhcpcd's DUID and leases, its pidfile and socket
+DHCPCD6_CONF = "ipv6only\nnoipv4ll\nipv6rs\nnohook resolv.conf\nnohook hostname\n"
 
 
 def run(*argv: str, check: bool = True, timeout: float = 20.0) -> subprocess.CompletedProcess:
@@ -522,10 +538,95 @@ def _check_vm(args, relay, result: dict, lease: dict | None) -> None:
         result["gateway_reachable"] = "bytes from" in ping.stdout
 
 
+# -- IPv6: dhcpcd -6 in the VM namespace ----------------------------------------------------------
+def dhcpcd6_argv(vm_netns: str, ifname: str, conf: str, timeout: float) -> list:
+    """The argv that runs ``dhcpcd -6`` in the foreground on ``ifname`` in ``vm_netns``.
+
+    Debian's busybox has no udhcpc6. dhcpcd runs in a mount namespace of its own (private
+    propagation, ``unshare --mount``) with a tmpfs over its state directories - over the
+    parent where one does not exist yet - so it finds no host DUID or lease, never meets the
+    host's dhcpcd and leaves nothing behind. ``conf`` is its configuration file (``DHCPCD6_CONF``);
+    no hook script runs (``-c`` true): dhcpcd itself applies the address and the routes.
+    """
+    mounts = [f"mount -t tmpfs podnet-standin {shlex.quote(d if os.path.isdir(d) else os.path.dirname(d))}"
+              for d in DHCPCD_STATE_DIRS]
+    inner = " && ".join(mounts + [f"exec dhcpcd -f {shlex.quote(conf)} -c /bin/true -6 -B -d -t {max(5, int(timeout))} "
+                                  f"{shlex.quote(ifname)}"])
+    return ["ip", "netns", "exec", vm_netns, "unshare", "--uts", "--mount", "sh", "-c", inner]
+
+
+def ipv6_global_address(netns: str, ifname: str) -> tuple[str, int] | None:
+    """``(address, prefixlen)`` of the first global IPv6 address of ``ifname`` that is usable
+    (its duplicate address detection done), else None."""
+    out = run("ip", "-n", netns, "-6", "-j", "addr", "show", "dev", ifname, "scope", "global", check=False).stdout
+    for entry in json.loads(out) if out.strip() else []:
+        for addr in entry.get("addr_info", []):
+            if addr.get("family") == "inet6" and not addr.get("tentative") and not addr.get("dadfailed"):
+                return addr["local"], addr["prefixlen"]
+    return None
+
+
+def ipv6_default_gateway(netns: str) -> str | None:
+    """The gateway of the IPv6 default route in ``netns`` (the first one), else None."""
+    out = run("ip", "-n", netns, "-6", "-j", "route", "show", "default", check=False).stdout
+    for route in json.loads(out) if out.strip() else []:
+        if route.get("gateway"):
+            return route["gateway"]
+    return None
+
+
+def _lease6_and_check(args, tmp: str, result: dict) -> None:
+    """--dhcp6: dhcpcd -6 on eth0 until the VM holds a global address and a default route, then
+    ping the IPv6 gateway (``--ping6``, else the default route's gateway on eth0). Runs after
+    the IPv4 part: udhcpc's deconfig flushed eth0's addresses, its link-local one too, so IPv6
+    restarts on eth0 first (the kernel makes the link-local address anew; IPv4 stays)."""
+    for value in ("1", "0"):
+        run("ip", "netns", "exec", args.vm_netns, "sysctl", "-qw", f"net.ipv6.conf.eth0.disable_ipv6={value}")
+    conf = os.path.join(tmp, "dhcpcd6.conf")
+    with open(conf, "w", encoding="utf-8") as handle:
+        handle.write(DHCPCD6_CONF)
+    log_path = os.path.join(tmp, "dhcpcd6.log")
+    with open(log_path, "w", encoding="utf-8") as log:
+        # A session of its own: dhcpcd's privilege-separated helpers are in its process group.
+        client = subprocess.Popen(dhcpcd6_argv(args.vm_netns, "eth0", conf, args.timeout + 5),
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + args.timeout
+        address = gateway = None
+        while time.monotonic() < deadline:
+            address, gateway = ipv6_global_address(args.vm_netns, "eth0"), ipv6_default_gateway(args.vm_netns)
+            if (address and gateway) or client.poll() is not None:
+                break
+            time.sleep(0.2)
+        if address:
+            result.update(leased_ip6=address[0], prefixlen6=address[1])
+        result["gateway6"] = gateway
+        if not (address and gateway):
+            with open(log_path, encoding="utf-8", errors="replace") as handle:
+                tail = " | ".join(handle.read().strip().splitlines()[-4:])
+            state = "exited" if client.poll() is not None else f"gave no {'default route' if address else 'address'}"
+            result["error6"] = f"dhcpcd -6 {state} within {args.timeout:g}s: {tail}"
+            return
+        target = getattr(args, "ping6", None) or f"{gateway}%eth0"
+        result["pinged6"] = target
+        ping = run("ip", "netns", "exec", args.vm_netns, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", "-w",
+                   str(max(3, int(args.timeout // 3))), target, check=False, timeout=args.timeout)
+        result["gateway6_reachable"] = "bytes from" in ping.stdout
+    finally:
+        client.terminate()  # dhcpcd stops its helpers and removes what it applied
+        try:
+            client.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(client.pid, signal.SIGKILL)
+            client.wait()
+
+
 def standin(args) -> dict:
     result = {"vm": args.name, "mode": "static" if args.static else "dhcp", "leased_ip": None, "static_ip": None,
               "prefixlen": None, "gateway": None, "gateway_reachable": False, "mac": None, "served_mac": None,
-              "frames_to_vm": 0, "frames_from_vm": 0}
+              "frames_to_vm": 0, "frames_from_vm": 0, "dhcp6": bool(getattr(args, "dhcp6", False)), "leased_ip6": None,
+              "prefixlen6": None, "gateway6": None, "pinged6": None, "gateway6_reachable": False}
     relay = None
     made_netns = False
     with tempfile.TemporaryDirectory(prefix="podnet-standin-") as tmp:
@@ -545,6 +646,11 @@ def standin(args) -> dict:
                     result["renewed"] = _lease_and_hold(args, tmp, lambda lease: _check_vm(args, relay, result, lease))[1]
                 else:
                     _check_vm(args, relay, result, _lease(args, tmp))
+                if result["dhcp6"]:
+                    try:
+                        _lease6_and_check(args, tmp, result)
+                    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+                        result["error6"] = str(exc)
             if result["static_ip"]:
                 _check_vm(args, relay, result, None)
         except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired, TimeoutError) as exc:
@@ -574,12 +680,24 @@ def main(argv=None) -> int:
                         help="after the lease, write DIR/lease.json and wait for a write to the FIFO DIR/renew, then "
                              "renew (udhcpc's T1 REQUEST); the result's 'renewed' is the renew event, or null")
     parser.add_argument("--hold-timeout", type=float, default=120.0, help="bound for the wait on DIR/renew")
+    parser.add_argument("--dhcp6", action="store_true",
+                        help="a dual-stack pod: after the IPv4 part, dhcpcd -6 takes the IPv6 address (DHCPv6) and "
+                             "the default route (the RA), then the IPv6 gateway is pinged")
+    parser.add_argument("--ping6", metavar="ADDRESS",
+                        help="with --dhcp6: the IPv6 gateway's (global) address to ping; default: the gateway of the "
+                             "VM's IPv6 default route, on eth0")
     args = parser.parse_args(argv)
     if bool(args.static) != bool(args.static_gateway):
         parser.error("--static and --static-gateway go together")
+    if args.static and args.dhcp6:
+        parser.error("--dhcp6 needs DHCP: not with --static")
+    if args.ping6 and not args.dhcp6:
+        parser.error("--ping6 goes with --dhcp6")
     result = standin(args)
     sys.stdout.write(json.dumps(result) + "\n")
-    return 0 if (result["leased_ip"] or result["static_ip"]) and result["gateway_reachable"] else 1
+    ok = (result["leased_ip"] or result["static_ip"]) and result["gateway_reachable"]
+    ok6 = not args.dhcp6 or (result["leased_ip6"] and result["gateway6_reachable"])
+    return 0 if ok and ok6 else 1
 
 
 if __name__ == "__main__":
