@@ -56,7 +56,7 @@ import bench_cni_bridge as cni
 from lib.netlab import NetLab, ip_json, snapshot
 
 import netlink_pyroute2_layer as _netlink_pyroute2
-from ansible_collections.virtnet.podnet.plugins.module_utils import _netlink, _netns, _pod_bridge
+from ansible_collections.virtnet.podnet.plugins.module_utils import _netlink, _netns, _plumbing, _pod_bridge
 
 PKG = "ansible_collections.virtnet.podnet.plugins.module_utils"
 LAYERS = {"raw": _netlink, "pyroute2": _netlink_pyroute2}
@@ -120,12 +120,12 @@ def run_pod(netns, run_dir, state):
 def check_plumbed(netns, run_dir):
     again = _pod_bridge.run(params(netns, run_dir, "present"), diff=False)
     assert not again["changed"], f"second present on {netns} is not a no-op: {again['changes']}"
-    links = {e["ifname"]: e for e in ip_json(netns, "-d", "link")}
-    assert links["eth0"].get("master") == BINDING["bridge"], f"eth0 of {netns} is not enslaved"
+    links, port = {e["ifname"]: e for e in ip_json(netns, "-d", "link")}, again["pod_port"]
+    assert links[port].get("master") == BINDING["bridge"], f"{port} of {netns} is not enslaved"
     assert links[BINDING["tap"]].get("master") == BINDING["bridge"], f"{BINDING['tap']} of {netns} is not enslaved"
-    inet = [a for e in ip_json(netns, "addr", "show", "dev", "eth0") for a in e.get("addr_info", [])
+    inet = [a for e in ip_json(netns, "addr", "show", "dev", port) for a in e.get("addr_info", [])
             if a.get("family") == "inet"]
-    assert not inet, f"eth0 of {netns} still has {inet} (not delegated)"
+    assert not inet, f"{port} of {netns} still has {inet} (not delegated)"
 
 
 def pod_snapshot(netns):
@@ -141,11 +141,13 @@ def pod_snapshot(netns):
 def check_readers_agree(netns):
     """On a plumbed pod: both layers' readers return the same facts (what the planner sees)."""
     with _netns.entered(netns) as (ipr, _path, _inode):
-        index = _netlink.get_link(ipr, "eth0")["index"]
-        for fn, args in (("links_named", (("eth0", BINDING["bridge"], BINDING["tap"], "lo", "nope0"),)),
-                         ("all_links", ()), ("addresses_by_index", ()),
+        port = _plumbing.renamed_port(BINDING["pod_interface"])
+        index = _netlink.get_link(ipr, port)["index"]
+        names = (BINDING["pod_interface"], port, BINDING["bridge"], BINDING["tap"], "lo", "nope0")
+        for fn, args in (("links_named", (names,)), ("all_links", ()), ("addresses_by_index", ()),
                          ("addresses_by_index", (socket.AF_INET6,)), ("routes", (index,)),
-                         ("discover", ("eth0",))):
+                         ("routes", (index, socket.AF_INET6)), ("discover", (port,)),
+                         ("discover", (BINDING["pod_interface"],))):
             raw, twin = getattr(_netlink, fn)(ipr, *args), getattr(_netlink_pyroute2, fn)(ipr, *args)
             assert raw == twin, f"{fn}{args}: raw {raw!r} != pyroute2 {twin!r}"
 
@@ -233,22 +235,23 @@ def request_costs(reps, workdir, run_dir, mtu=1450):
         use_layer("raw")
         run_pod(netns, run_dir, "present")
         bridge, tap = BINDING["bridge"], BINDING["tap"]
+        port = _plumbing.renamed_port(BINDING["pod_interface"])  # the bridge port under the pod identity
         with _netns.entered(netns) as (ipr, _path, _inode):
-            index = _netlink.get_link(ipr, "eth0")["index"]
+            index = _netlink.get_link(ipr, port)["index"]
             out["open socket (+close)"] = {
                 "raw": _median_us(lambda: _netlink.RawRtnl().close(), reps),
                 "pyroute2": _median_us(lambda: IPRoute().close(), max(10, reps // 10)),
             }
             calls = {
-                "get_link (1 GETLINK)": lambda nl: nl.get_link(ipr, "eth0"),
-                "links_named, 3 links (3 GETLINK)": lambda nl: nl.links_named(ipr, ("eth0", bridge, tap)),
+                "get_link (1 GETLINK)": lambda nl: nl.get_link(ipr, port),
+                "links_named, 3 links (3 GETLINK)": lambda nl: nl.links_named(ipr, (port, bridge, tap)),
                 "all_links (GETLINK dump)": lambda nl: nl.all_links(ipr),
                 "addresses_by_index (GETADDR dump)": lambda nl: nl.addresses_by_index(ipr),
                 "routes (GETROUTE dump)": lambda nl: nl.routes(ipr, index),
-                "discover (GETLINK + 2 GETADDR + GETROUTE)": lambda nl: nl.discover(ipr, "eth0"),
+                "discover (GETLINK + 2 GETADDR + 2 GETROUTE)": lambda nl: nl.discover(ipr, port),
                 "set_link mtu, unchanged (NEWLINK)": lambda nl: nl.set_link(ipr, tap, "bench", mtu=mtu),
-                "set_port state up, unchanged (NEWLINK)": lambda nl: nl.set_port(ipr, "eth0", state="up"),
-                "set_learning off, unchanged": lambda nl: nl.set_learning(ipr, "eth0", False),
+                "set_port state up, unchanged (NEWLINK)": lambda nl: nl.set_port(ipr, port, state="up"),
+                "set_learning off, unchanged": lambda nl: nl.set_learning(ipr, port, False),
                 "set_bridge_options, unchanged (NEWLINK)": lambda nl: nl.set_bridge_options(ipr, bridge),
             }
             for label, call in calls.items():
@@ -258,7 +261,7 @@ def request_costs(reps, workdir, run_dir, mtu=1450):
                     out[label][layer] = _median_us(lambda: call(nl), reps)
             costs = {
                 "del_address, address absent (DELADDR, EADDRNOTAVAIL)":
-                    lambda nl: nl.del_address(ipr, "eth0", {"address": "192.0.2.9", "prefixlen": 24}),
+                    lambda nl: nl.del_address(ipr, port, {"address": "192.0.2.9", "prefixlen": 24}),
                 "delete_group, empty group (DELLINK)": lambda nl: nl.delete_group(ipr, 0x6B74FFFF),
             }
             for label, call in costs.items():

@@ -43,6 +43,13 @@ ifname = _raw_layer.ifname
 create_tap = _raw_layer.create_tap
 disable_ipv6_autoconf = _raw_layer.disable_ipv6_autoconf
 ipv6_autoconf_off = _raw_layer.ipv6_autoconf_off
+# The pod identity's sysctls and the kernel's inert link kind: not rtnetlink either.
+BRIDGE_ISOLATION_SYSCTLS = _raw_layer.BRIDGE_ISOLATION_SYSCTLS
+POD_ISOLATION_SYSCTLS = _raw_layer.POD_ISOLATION_SYSCTLS
+set_link_sysctls = _raw_layer.set_link_sysctls
+link_sysctls_set = _raw_layer.link_sysctls_set
+read_link_sysctls = _raw_layer.read_link_sysctls
+keeper_kind = _raw_layer.keeper_kind
 route_text = _raw_layer.route_text
 route_key = _raw_layer.route_key
 # Already pyroute2 in the raw layer (``ipr.addr("add")``, ``ipr.route("add")``).
@@ -162,14 +169,14 @@ def addresses(ipr, index, family=socket.AF_INET):
     return addresses_by_index(ipr, family).get(index, [])
 
 
-def routes(ipr, index):
-    """IPv4 routes through the link, every table but ``local`` (the kernel rebuilds that one)."""
+def routes(ipr, index, family=socket.AF_INET):
+    """Routes of ``family`` through the link, every table but ``local`` (the kernel rebuilds that one)."""
     out = []
     try:
-        replies = ipr.route("dump", family=socket.AF_INET)
+        replies = ipr.route("dump", family=family)
         for msg in replies:
             table = msg.get_attr("RTA_TABLE") or msg["table"]
-            if msg["family"] != socket.AF_INET or table == RT_TABLE_LOCAL or msg.get_attr("RTA_OIF") != index:
+            if msg["family"] != family or table == RT_TABLE_LOCAL or msg.get_attr("RTA_OIF") != index:
                 continue
             out.append({
                 "dst": msg.get_attr("RTA_DST"),
@@ -199,7 +206,7 @@ def discover(ipr, name, link=None, ipv4=None):
         return None
     ipv4 = addresses(ipr, link["index"]) if ipv4 is None else ipv4
     return _raw_layer.pod_record(name, link, ipv4, addresses(ipr, link["index"], socket.AF_INET6),
-                                 routes(ipr, link["index"]))
+                                 routes(ipr, link["index"]), routes(ipr, link["index"], socket.AF_INET6))
 
 
 # -- ensure steps as pyroute2 writes ----------------------------------------------------
@@ -324,6 +331,29 @@ def delete_group(ipr, group):
     except NetlinkError as exc:
         if exc.code != errno.ENODEV:
             raise nl_error(f"deleting link group {group}", exc) from None
+
+
+def create_dummy(ipr, name, mac, mtu, kind="dummy"):
+    """The pod identity's inert link (dummy or ifb), up; EEXIST is fine if it is of that kind."""
+    try:
+        ipr.link("add", ifname=name, kind=kind, address=mac, mtu=mtu, state="up")
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise nl_error(f"creating {kind} {name}", exc) from None
+        link = get_link(ipr, name)
+        if link is None or link["kind"] != kind:
+            raise PodnetError(f"{name} exists but is not a {kind} (kind {link and link['kind']})") from None
+        set_port(ipr, name, mac=mac, state="up")
+        set_link(ipr, name, "setting the MTU", mtu=mtu)
+
+
+def rename_link(ipr, name, new_name):
+    index = _index(name)
+    try:
+        ipr.link("set", index=index, state="down")
+        ipr.link("set", index=index, ifname=new_name)
+    except NetlinkError as exc:
+        raise nl_error(f"renaming {name} to {new_name}", exc) from None
 
 
 def del_address(ipr, name, addr):

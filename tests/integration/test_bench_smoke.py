@@ -31,10 +31,12 @@ RUN_TIMEOUT = 900  # the quick run takes one to two minutes on 2 loaded cores (o
 
 SECTIONS = ["## Machine", "## Targets", "## Plumbing per pod vs the CNI bridge plugin",
             "## vm_network role: wall time vs number of VMs", "## DHCP: podnet-dhcpd vs dnsmasq",
-            "## A real VM's boot to lease", "## The runs"]
-PAGES = ["performance-cni-bridge.md", "performance-pod-bridge.md", "performance-dhcp.md", "performance-role.md"]
+            "## DHCPv6: podnet-dhcpd vs dnsmasq", "## A real VM's boot to lease", "## The runs"]
+PAGES = ["performance-cni-bridge.md", "performance-pod-bridge.md", "performance-dhcp.md", "performance-dhcp6.md",
+         "performance-role.md"]
 # Targets a quick run measures (tiny sizes still say met or missed); the others need sizes it does not run.
-COMPUTED = ["In-process plumbing <=", "Per-pod plumbing <=", "DHCP DISCOVER->OFFER", "DHCP REQUEST->ACK"]
+COMPUTED = ["In-process plumbing <=", "Per-pod plumbing <=", "DHCP DISCOVER->OFFER", "DHCP REQUEST->ACK",
+            "DHCPv6 latency vs dnsmasq"]
 
 
 def target_rows(report):
@@ -74,6 +76,12 @@ def test_quick_bench_writes_computed_reports(tmp_path):
     assert re.search(r"\*\*Target:\*\* at most 5 ms per pod in-process: (met|\*\*missed\*\*) in this run", pod_page)
     dhcp_page = (tmp_path / "performance-dhcp.md").read_text()
     assert re.search(r"one dnsmasq per pod, \d+ processes running at once", dhcp_page), "dnsmasq PSS not measured"
+    dhcp6_page = (tmp_path / "performance-dhcp6.md").read_text()
+    for label in ("SOLICIT -> ADVERTISE", "REQUEST -> REPLY"):
+        assert re.search(rf"\| {label} \| \d+\.\d+ ms \|.*\| \d+\.\d+ ms \| \d+\.\d+x \| \d+\.\d+x \|", dhcp6_page), \
+            f"{label}: no DHCPv6 latency of both servers in performance-dhcp6.md"
+    assert re.search(r"\*\*With IPv6 on, the responder holds [+-]\d+\.\d kB RSS and [+-]\d+\.\d kB PSS more per pod",
+                     dhcp6_page), "performance-dhcp6.md does not give the memory IPv6 costs per pod"
 
     leaks = [str(REPO), sys.executable, str(Path(sys.executable).parent), tempfile.gettempdir() + "/", str(Path.home()) + "/"]
     for page in tmp_path.glob("*.md"):
