@@ -21,8 +21,9 @@ import pytest
 from integration.conftest import IS_ROOT
 from lib import plumbing
 from lib.bindings import make_binding
-from lib.cni import CniNetwork
+from lib.cni import CniNetwork, tentative
 from lib.netlab import ip_json, sh
+from lib.paths import module_utils
 from lib.processes import Processes
 from lib.responder import ResponderProcess
 from lib.standin import TapRelay
@@ -35,13 +36,34 @@ pytestmark = [pytest.mark.root, pytest.mark.skipif(not IS_ROOT, reason="needs ro
 CLIENT_TIMEOUT = 40
 
 
-class DualStack:
-    """A CNI network, one pod plumbed by the real plumbing, the responder, and the VM namespace."""
+CALICO_GATEWAY6 = "fe80::ecee:eeff:feee:eeee"  # Calico's host-side veth, the default router of its pods
 
-    def __init__(self, lab, tmp_path: Path, families=("4", "6")) -> None:
+
+def calico6_pod(lab):
+    """A Calico-style dual-stack pod: IPv4 /32 via 169.254.1.1 and IPv6 /128 via the host veth's link-local
+    address (no on-link prefix at all); the node owns a global address the VM can ping."""
+    pod = lab.add_pod(calico=True)
+    index = len(lab.pods)
+    pod.ip6, pod.prefixlen6, pod.gateway6 = f"fd00:59:{lab.subnet_index:x}::{index + 9}", 128, \
+        f"fd00:59:{lab.subnet_index:x}::1"
+    node = ["ip", "-n", lab.node, "-6"]
+    sh(*node, "addr", "add", f"{CALICO_GATEWAY6}/64", "dev", pod.host_veth, "nodad")
+    sh(*node, "addr", "add", f"{pod.gateway6}/128", "dev", "lo")
+    sh(*node, "route", "add", f"{pod.ip6}/128", "dev", pod.host_veth)
+    sh("ip", "-n", pod.netns, "-6", "addr", "add", f"{pod.ip6}/128", "dev", "eth0", "nodad")
+    sh("ip", "-n", pod.netns, "-6", "route", "add", "default", "via", CALICO_GATEWAY6, "dev", "eth0")
+    for netns in (lab.node, pod.netns):  # the probe's echo request leaves from the pod's link-local address
+        wait_for(lambda ns=netns: not tentative(ns), 10, what=f"IPv6 DAD done in {netns}")
+    return pod
+
+
+class DualStack:
+    """One pod (of the CNI bridge plugin, or Calico-style) plumbed by the real plumbing, the responder, and
+    the VM namespace."""
+
+    def __init__(self, lab, tmp_path: Path, families=("4", "6"), calico=False) -> None:
         self.lab, self.tmp = lab, tmp_path
-        self.cni = CniNetwork(lab, tmp_path, families=families)
-        self.pod = self.cni.add_pod()
+        self.pod = calico6_pod(lab) if calico else CniNetwork(lab, tmp_path, families=families).add_pod()
         self.run_dir = str(tmp_path / "run")
         self.result = plumbing.plumb(self.pod.netns, make_binding(), self.run_dir, dns_servers6=["fd00:96::a"])
         self.responder = ResponderProcess(self.run_dir).start()
@@ -118,6 +140,33 @@ def test_dhcpcd_gets_both_addresses_and_both_default_routes(stack, lab, tmp_path
         assert ping.returncode == 0, f"{address}: {ping.stdout}{ping.stderr}"
     ping = stack.ping(lab.node, pod.ip6)  # and the node reaches the VM at the pod's IPv6 address
     assert ping.returncode == 0, ping.stdout + ping.stderr
+    # vm_pod_network_info reports both leases (the responder writes its state at most every half second)
+    def info():
+        return module_utils("_pod_bridge").info({"netns": pod.netns, "binding": make_binding(),
+                                                 "run_dir": stack.run_dir})
+    wait_for(lambda: ((info()["lease_state"] or {}).get("ipv6") or {}).get("state") == "bound", 10,
+             what="the IPv6 lease state bound")
+    shown = info()
+    assert shown["in_sync"] and shown["ipv6"]["address"] == pod.ip6 and shown["lease_state"]["state"] == "bound", shown
+
+
+@pytest.mark.parametrize("stack", [{"calico": True}], indirect=True, ids=["calico-32-128"])
+def test_a_calico_style_pod_with_a_link_local_gateway_and_a_128(stack, lab, tmp_path):
+    pod = stack.pod
+    assert stack.result["ipv6"] == {"address": pod.ip6, "prefixlen": 128, "gateway": CALICO_GATEWAY6}
+    proc = stack.client(dhcpcd_argv(tmp_path, stack.relay.vm_ifname), mount_ns=True)
+
+    def configured():
+        assert proc.poll() is None, proc.stdout.read()
+        return (f"{pod.ip}/32" in stack.addresses("-4") and f"{pod.ip6}/128" in stack.addresses("-6")
+                and stack.default_route("-4") and stack.default_route("-6"))
+    wait_for(configured, CLIENT_TIMEOUT, what="dhcpcd to apply the /32, the /128 and both default routes")
+    assert stack.default_route("-6")["gateway"] == CALICO_GATEWAY6
+    assert not [r for r in ip_json(stack.vm, "-6", "route", "show") if r.get("dst", "").startswith("fd00:59")], \
+        "a /128 pod's VM must get no on-link prefix"
+    for address in (pod.gateway, pod.gateway6):
+        ping = stack.ping(stack.vm, address)
+        assert ping.returncode == 0, f"{address}: {ping.stdout}{ping.stderr}"
 
 
 def test_dhclient_6_gets_the_address_and_the_kernel_takes_our_router_advertisement(stack, lab, tmp_path):
