@@ -53,7 +53,9 @@ from pathlib import Path
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
 from _common import (BINDING, Responder, dnsmasq_version, load_text, machine_line, now_utc, percentile, pss_kb, rss_kb,
                      shown_command, shown_path, wait_for)
-from bench_dhcp import PODS_PER_LAB, client_frame, dnsmasq_ready, server_id_of, stop_all
+from bench_dhcp import (PODS_PER_LAB, TARGET_RATIO, TARGET_RATIO_MAX, client_frame, dnsmasq_ready, server_id_of,
+                        stop_all)
+from bench_dhcp import _mb, _ratio_verdict as _verdict  # one wording of the verdicts for both reports
 from lib import plumbing
 from lib.cni import tentative
 from lib.netlab import NetLab, sh
@@ -63,8 +65,6 @@ from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder_module
 
 REPO = _paths.REPO
-TARGET_RATIO = 1.0       # as for DHCPv4: no worse than dnsmasq
-TARGET_RATIO_MAX = 1.5   # the first target: at most 1.5x dnsmasq's median
 WARMUP = 50
 PREFIX = "pb6"
 DNS6 = ["fd00:96::a"]
@@ -232,7 +232,7 @@ class VmSide:
 
     def read_pending(self):
         """Read what the tap holds (RAs counted, the rest dropped)."""
-        for _ in self._frames(None):
+        for _frame in self._frames(None):
             pass
 
     def _frames(self, wait):
@@ -549,18 +549,6 @@ def main():
 
 
 # -- the report -------------------------------------------------------------------------------
-
-def _verdict(value):
-    if value is None:
-        return "not measured"
-    if value <= TARGET_RATIO:
-        return "met"
-    return f"**missed** (within {TARGET_RATIO_MAX:g}x)" if value <= TARGET_RATIO_MAX else "**missed**"
-
-
-def _mb(kb):
-    return f"{kb / 1024:.1f} MB"
-
 
 def _kb(value):
     return f"{value:+.1f} kB" if value is not None else "n/a"

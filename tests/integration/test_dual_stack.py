@@ -140,6 +140,7 @@ def test_dhcpcd_gets_both_addresses_and_both_default_routes(stack, lab, tmp_path
         assert ping.returncode == 0, f"{address}: {ping.stdout}{ping.stderr}"
     ping = stack.ping(lab.node, pod.ip6)  # and the node reaches the VM at the pod's IPv6 address
     assert ping.returncode == 0, ping.stdout + ping.stderr
+
     # vm_pod_network_info reports both leases (the responder writes its state at most every half second)
     def info():
         return module_utils("_pod_bridge").info({"netns": pod.netns, "binding": make_binding(),
