@@ -33,8 +33,6 @@ ABSENT_STEPS = ("absent_lease", "absent_links", "absent_tap", "absent_bridge", "
                 "absent_rename", "absent_sysctls", "absent_pod", "absent_addresses", "absent_routes", "absent_cache")
 PORT_SUFFIX = "-nic"  # KubeVirt's name for the renamed pod interface (eth0 -> eth0-nic)
 IFNAME_MAX = 15
-SCOPE_GLOBAL = 0
-
 
 def _filters():
     # Imported late: the filters module checks its handle came from _netns.entered(), which needs pyroute2.
@@ -57,6 +55,13 @@ class Changes(list):
     def __init__(self, ipr):
         super().__init__()
         self.ipr = ipr
+        self._ipv6 = None
+
+    def ipv6_texts(self, index):
+        """The link's IPv6 addresses as ``address/prefixlen``: one dump per plan, however many steps ask."""
+        if self._ipv6 is None:
+            self._ipv6 = nl.addresses_by_index(self.ipr, socket.AF_INET6)
+        return _pod_facts.addr_texts(self._ipv6.get(index, []))
 
     def add(self, step, text, fn, *args, **kwargs):
         ipr = self.ipr
@@ -92,7 +97,7 @@ def keeper_kind(cache):
 def identity_addresses(original):
     """What the dummy holds for kubelet: every IPv4 address and the global IPv6 ones (the kernel
     makes the link-local one)."""
-    return list(original["ipv4"]) + [a for a in original.get("ipv6") or () if a["scope"] == SCOPE_GLOBAL]
+    return list(original["ipv4"]) + _pod_facts.global_ipv6(original)
 
 
 def link_group(bridge):
@@ -418,7 +423,7 @@ def _delegate6_steps(changes, pod, renamed, cache, name):
     if address is None or renamed:
         return
     text = f"{address['address']}/{address['prefixlen']}"
-    if text in _pod_facts.addr_texts(nl.addresses(changes.ipr, pod["index"], socket.AF_INET6)):
+    if text in changes.ipv6_texts(pod["index"]):
         changes.add("delegate", f"remove {text} from {name} (delegated to the VM)", nl.del_address, name, address)
 
 
@@ -484,7 +489,7 @@ def _warn_ipv6(binding, cache, params, port):
                                   f"address is taken as {original['ipv6_gateway']['address']} (EUI-64 of its MAC)")
 
 
-def _dummy_steps(changes, ipr, live, addrs, binding, cache):
+def _dummy_steps(changes, live, addrs, binding, cache):
     """The dummy under the pod interface's name: its MAC, MTU and addresses, for kubelet."""
     original, kind = cache["original"], keeper_kind(cache)
     name, held = binding["pod_interface"], identity_addresses(original)
@@ -496,7 +501,7 @@ def _dummy_steps(changes, ipr, live, addrs, binding, cache):
     if (dummy["mac"], dummy["mtu"], dummy["up"]) != (original["mac"], original["mtu"], True):
         changes.add("pod_dummy", f"set {kind} {name} to MAC {original['mac']}, MTU {original['mtu']}, up",
                     nl.create_dummy, name, original["mac"], original["mtu"], kind)
-    have = set(addrs.get(name, [])) | set(_pod_facts.addr_texts(nl.addresses(ipr, dummy["index"], socket.AF_INET6)))
+    have = set(addrs.get(name, [])) | set(changes.ipv6_texts(dummy["index"]))
     for addr in held:
         text = f"{addr['address']}/{addr['prefixlen']}"
         if text not in have:
@@ -531,7 +536,7 @@ def _identity_steps(changes, live, addrs, at, br, binding, cache, port):
     if at != port:
         changes.add("pod_rename", f"set {name} down and rename it to {port} (the {keeper_kind(cache)} {name} "
                     "made next keeps the pod's identity for kubelet)", nl.rename_link, name, port)
-    _dummy_steps(changes, changes.ipr, live if at == port else {}, addrs, binding, cache)
+    _dummy_steps(changes, live if at == port else {}, addrs, binding, cache)
 
 
 def plan_present(ipr, where, binding, params, cache):
@@ -621,7 +626,7 @@ def _pod_restore_steps(changes, pod, addrs, name, original, identity=False, rena
         wanted += [a for a in identity_addresses(original) if ":" in a["address"]]
         families.append((socket.AF_INET6, original.get("routes6") or []))
         if not renamed:
-            present_addrs |= set(_pod_facts.addr_texts(nl.addresses(changes.ipr, pod["index"], socket.AF_INET6)))
+            present_addrs |= set(changes.ipv6_texts(pod["index"]))
     for addr in wanted:
         if f"{addr['address']}/{addr['prefixlen']}" not in present_addrs:
             changes.add("absent_addresses", f"restore {addr['address']}/{addr['prefixlen']} on {name}",

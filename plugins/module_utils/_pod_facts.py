@@ -73,13 +73,18 @@ def primary_ipv4(original):
     return addrs[0] if addrs else None
 
 
+def global_ipv6(original):
+    """The pod interface's recorded global IPv6 addresses (the kernel makes the link-local one)."""
+    return [a for a in original.get("ipv6") or () if a["scope"] == SCOPE_GLOBAL]
+
+
 def primary_ipv6(original):
     """The global IPv6 address the VM is offered (DHCPv6 IA_NA): the first one recorded; None without.
 
     Records written before the pod identity have IPv6 addresses but no ``routes6``: none is offered."""
     if "routes6" not in original:
         return None
-    addrs = [a for a in original.get("ipv6") or () if a["scope"] == SCOPE_GLOBAL]
+    addrs = global_ipv6(original)
     return addrs[0] if addrs else None
 
 
