@@ -34,6 +34,7 @@ ABSENT_STEPS = ("absent_lease", "absent_links", "absent_tap", "absent_bridge", "
 PORT_SUFFIX = "-nic"  # KubeVirt's name for the renamed pod interface (eth0 -> eth0-nic)
 IFNAME_MAX = 15
 
+
 def _filters():
     # Imported late: the filters module checks its handle came from _netns.entered(), which needs pyroute2.
     from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_filters
