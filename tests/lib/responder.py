@@ -60,8 +60,8 @@ class ResponderProcess:
         return self.proc.pid
 
     def serving(self, key: str) -> bool:
-        log = self.log()
-        return f"pod={key} " in log and "serving on" in log.split(f"pod={key} ", 1)[1]
+        """This pod's own "serving on" line is in the log (another pod's later one does not count)."""
+        return any(f"pod={key} " in line and " serving on " in line for line in self.log().splitlines())
 
     def wait_serving(self, key: str, timeout: float = 20.0) -> None:
         wait_for(lambda: self.serving(key), timeout, what=f"responder serving {key}")
