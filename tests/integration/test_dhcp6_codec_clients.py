@@ -201,8 +201,9 @@ def test_dhcpcd_gets_the_lease_and_the_default_route(net, server, tmp_path, rapi
     conf = tmp_path / "dhcpcd.conf"
     conf.write_text("ipv6only\nnoipv4ll\nipv6rs\nnohook resolv.conf\nnohook hostname\n"
                     + ("option rapid_commit\n" if rapid_commit else ""))
-    # Own mount namespace: a tmpfs over dhcpcd's state (no host DUID, no leftover lease), gone on exit.
-    inner = ("mount -t tmpfs podnet6 /var/lib/dhcpcd && mount -t tmpfs podnet6 /run/dhcpcd && "
+    # Own mount namespace: tmpfs over dhcpcd's state (no host DUID, no leftover lease) and over /run,
+    # where dhcpcd makes its own /run/dhcpcd (absent on a machine that never ran it); gone on exit.
+    inner = ("mount -t tmpfs podnet6 /var/lib/dhcpcd && mount -t tmpfs podnet6 /run && "
              f"exec dhcpcd -f {conf} -c /bin/true -6 -B -d -t {CLIENT_TIMEOUT} {net.client_if}")
     client = Client(["ip", "netns", "exec", net.client_ns, "unshare", "--uts", "--mount", "sh", "-c", inner])
     address = net.lease["address"]

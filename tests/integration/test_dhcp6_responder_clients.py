@@ -123,8 +123,9 @@ def start_dhclient6(env: Env6, vm: str, ifname: str):
 def start_dhcpcd6(env: Env6, vm: str, ifname: str):
     conf = env.tmp / "dhcpcd.conf"
     conf.write_text("ipv6only\nnoipv4ll\nipv6rs\nnohook resolv.conf\nnohook hostname\n")
-    # Own mount namespace: a tmpfs over dhcpcd's state (no host DUID, no leftover lease), gone on exit.
-    inner = ("mount -t tmpfs podnet6 /var/lib/dhcpcd && mount -t tmpfs podnet6 /run/dhcpcd && "
+    # Own mount namespace: tmpfs over dhcpcd's state (no host DUID, no leftover lease) and over /run,
+    # where dhcpcd makes its own /run/dhcpcd (absent on a machine that never ran it); gone on exit.
+    inner = ("mount -t tmpfs podnet6 /var/lib/dhcpcd && mount -t tmpfs podnet6 /run && "
              f"exec dhcpcd -f {conf} -c /bin/true -6 -B -d -t {CLIENT_TIMEOUT} {ifname}")
     return env.popen(["ip", "netns", "exec", vm, "unshare", "--uts", "--mount", "sh", "-c", inner])
 
