@@ -44,6 +44,22 @@ def median_ms(seconds):
     return round(statistics.median(seconds) * 1000, 2)
 
 
+MIN_MEDIAN_SAMPLES = 5  # fewer samples have no median worth the name: the figure says how many it is
+
+
+def samples_word(count):
+    """What a summary of ``count`` samples is called on a page: "median of N" only from MIN_MEDIAN_SAMPLES on."""
+    if count >= MIN_MEDIAN_SAMPLES:
+        return f"median of {count}"
+    return "one sample" if count == 1 else f"{count} samples"
+
+
+def labelled(value, count, text=None):
+    """A figure with its sample count when that is too few for a median: "12.3 (one sample)"."""
+    shown = str(value) if text is None else text
+    return shown if count >= MIN_MEDIAN_SAMPLES else f"{shown} ({samples_word(count)})"
+
+
 # -- versions and the machine -----------------------------------------------------------------
 
 def package_version(dist):
@@ -107,6 +123,29 @@ def machine_line():
             f"ansible-core {v['ansible-core']}")
 
 
+def _git(*argv):
+    try:
+        proc = subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def commit():
+    """The commit a page measured (``git rev-parse --short HEAD``), "+dirty" when plugins/ or bench/ differ from it."""
+    short = _git("rev-parse", "--short", "HEAD")
+    if short is None:
+        return "not a git checkout"
+    dirty = _git("status", "--porcelain", "--untracked-files=all", "--", "plugins", "bench")
+    return short + ("+dirty" if dirty else "")
+
+
+def commit_line(measured=None):
+    """The sentence every page states: which code it measured."""
+    return f"Code measured: commit {measured or commit()} (`git rev-parse --short HEAD`; +dirty: uncommitted " \
+        "changes under plugins/ or bench/)."
+
+
 def now_utc():
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
@@ -139,7 +178,89 @@ def verdict(met):
     return {True: "met", False: "**missed**", None: "not measured"}[met]
 
 
+KERNEL_BOUND_SHARE = 0.5  # "kernel-bound" only when the kernel's own deletion is at least half of the cost
+
+
+def kernel_bound(floor, cost_ms):
+    """(bound, kernel ms, share): is ``cost_ms`` bound by the kernel's deletion of a tap and its bridge?
+
+    The kernel's part is bench_pod_bridge's ``ip -batch`` deleting both, less starting ``ip``; the claim
+    holds when that part is at least KERNEL_BOUND_SHARE of the cost, else the run says it is not.
+    """
+    kernel = max(0.0, floor["tap_bridge_batch_ms"] - floor["ip_start_ms"])
+    share = kernel / cost_ms if cost_ms else 0.0
+    return share >= KERNEL_BOUND_SHARE, round(kernel, 2), share
+
+
+def kernel_bound_sentence(floor, cost_ms, what):
+    """One computed sentence: whether ``what`` (costing ``cost_ms``) was bound by the kernel in this run."""
+    bound, kernel, share = kernel_bound(floor, cost_ms)
+    claim = f"**{what} is kernel-bound in this run**" if bound else f"**{what} is not kernel-bound in this run**"
+    return (f"{claim}: deleting a tap and its bridge took the kernel {kernel} ms (one `ip -batch`, "
+            f"{floor['tap_bridge_batch_ms']} ms, less starting `ip`, {floor['ip_start_ms']} ms), {share:.0%} of "
+            f"{cost_ms:.2f} ms (kernel-bound: at least {KERNEL_BOUND_SHARE:.0%}).")
+
+
 # -- the DHCP responder as a process ----------------------------------------------------------
+
+class Pacer:
+    """A client's mirror of the responder's per-pod token bucket (``rate`` frames a second, ``burst`` saved up).
+
+    Before each round of ``frames`` frames into one pod's tap, it waits until the mirror holds them plus
+    a reserve (the responder takes its token when it reads a frame, a little after we wrote it), so no
+    round trip is lost to our own limiter; it counts those waits, which the reports state.
+    """
+
+    RESERVE = 2.0
+
+    def __init__(self, rate, burst):
+        self.rate, self.burst = rate, burst
+        # As if the pod had just spent its burst: the frames written before (warm-up, plumbing) are unknown.
+        self.tokens, self.stamp = 0.0, time.monotonic()
+        self.pauses, self.paused_s = 0, 0.0
+
+    def _refill(self):
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def before(self, frames):
+        """Wait (when needed) until a round of ``frames`` frames stays under the limit; spend them."""
+        self._refill()
+        need = min(self.burst, frames + self.RESERVE)
+        if self.tokens < need:
+            wait = (need - self.tokens) / self.rate
+            time.sleep(wait)
+            self.pauses += 1
+            self.paused_s += wait
+            self._refill()
+        self.tokens -= frames
+
+    def summary(self):
+        return {"frames_per_s": self.rate, "burst": self.burst, "pauses": self.pauses,
+                "paused_s": round(self.paused_s, 2)}
+
+
+def pacing_sentence(pacing, rounds, responder_paused):
+    """What pacing the rounds under the responder's limit cost, and whether the limiter still paused the pod."""
+    outcome = ("the responder logged no pause of the pod: no round trip met its limiter" if not responder_paused
+               else f"the responder still logged {responder_paused} pauses of the pod: its limiter met some round trips")
+    return (f"Pacing: the client kept the pod's frames under the responder's own limit of "
+            f"{pacing['frames_per_s']:g} frames a second (burst {pacing['burst']:g}; both clients' frames reach its "
+            f"socket) by pausing {pacing['pauses']} times before a round, {pacing['paused_s']:.2f} s in all over "
+            f"{rounds} rounds (the warm-up included); {outcome}.")
+
+
+def latency_verdict(ratio, lost, target, first_target):
+    """A latency verdict that counts lost round trips: met only with 0 lost, else the loss rate is the verdict."""
+    if lost["lost"]:
+        return f"**missed**: {lost['lost']} of {lost['sent']} round trips lost ({lost['lost'] / lost['sent']:.1%})"
+    if ratio is None:
+        return "not measured"
+    if ratio <= target:
+        return "met"
+    return f"**missed** (within {first_target:g}x)" if ratio <= first_target else "**missed**"
+
 
 def fs_type(path):
     """The filesystem type mounted at or above ``path`` (from /proc/self/mounts)."""
@@ -155,7 +276,7 @@ def fs_type(path):
 def run_header(r):
     """The lines that open a report section: the command, the machine and the load of the run that wrote it."""
     return ["Command (as root, from the repository root):", "", f"    {r['command']}", "",
-            f"Machine: {r['machine']}.",
+            f"Machine: {r['machine']}.", commit_line(r.get("commit")),
             f"Measured {r['date']}; load average (1, 5, 15 min) at the start {r['load_start']}, at the end {r['load_end']}.",
             ""]
 

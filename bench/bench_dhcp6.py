@@ -51,11 +51,10 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
-from _common import (BINDING, Responder, dnsmasq_version, load_text, machine_line, now_utc, percentile, pss_kb, rss_kb,
-                     shown_command, shown_path, wait_for)
-from bench_dhcp import (PODS_PER_LAB, TARGET_RATIO, TARGET_RATIO_MAX, client_frame, dnsmasq_ready, server_id_of,
-                        stop_all)
-from bench_dhcp import _mb, _ratio_verdict as _verdict  # one wording of the verdicts for both reports
+from _common import (BINDING, Pacer, Responder, commit, commit_line, dnsmasq_version, load_text, machine_line, now_utc,
+                     pacing_sentence, percentile, pss_kb, rss_kb, shown_command, shown_path, wait_for)
+from bench_dhcp import PODS_PER_LAB, WARMUP, client_frame, dnsmasq_ready, lost_of, server_id_of, stop_all
+from bench_dhcp import TARGET_RATIO, TARGET_RATIO_MAX, _mb, _ratio_verdict as _verdict  # one wording for both reports
 from lib import plumbing
 from lib.cni import tentative
 from lib.netlab import NetLab, sh
@@ -65,15 +64,12 @@ from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder_module
 
 REPO = _paths.REPO
-WARMUP = 50
 PREFIX = "pb6"
 DNS6 = ["fd00:96::a"]
 DNSMASQ_SUFFIX = "2"     # dnsmasq's own address in the pod's /64 (the gateway is ::1, pods from ::a)
 IAID = 1
 ORO = c6.option(c6.OPT_ORO, struct.pack("!HH", c6.OPT_DNS_SERVERS, c6.OPT_DOMAIN_LIST))
 ELAPSED = c6.option(c6.OPT_ELAPSED_TIME, b"\x00\x00")
-# Both clients' frames reach the responder's socket and spend the pod's frame budget: stay under it.
-PACED_FPS = 0.8 * responder_module.FRAMES_PER_SECOND
 QUICK = {"pods": 3, "rounds": 30}
 DEFAULTS = {"pods": 200, "rounds": 1000}
 MODULES = ("_dhcp_responder.py", "_dhcp6_codec.py", "_dhcp_codec.py")
@@ -81,30 +77,18 @@ MODULES = ("_dhcp_responder.py", "_dhcp6_codec.py", "_dhcp_codec.py")
 
 # -- versions ---------------------------------------------------------------------------------
 
-def _git(*argv):
-    try:
-        proc = subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
 def code_version():
-    """The collection's version (galaxy.yml), the commit, whether the tree differs from it, and the
-    sha256 of the files that serve DHCP, so a figure names the exact code it measured."""
+    """The collection's version (galaxy.yml), the commit (+dirty), and the sha256 of the files that serve
+    DHCP, so a figure names the exact code it measured."""
     match = re.search(r"^version:\s*(\S+)", (REPO / "galaxy.yml").read_text(), re.M)
-    commit = _git("rev-parse", "--short=12", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=all", "--", "plugins"))
     files = REPO / "plugins" / "module_utils"
     sums = {name: hashlib.sha256((files / name).read_bytes()).hexdigest()[:12] for name in MODULES}
-    return {"collection": match[1] if match else "unknown", "commit": commit or "not a git checkout",
-            "plugins_modified": dirty, "sha256": sums}
+    return {"collection": match[1] if match else "unknown", "commit": commit(), "sha256": sums}
 
 
 def code_line(code):
-    state = " with uncommitted changes under plugins/" if code["plugins_modified"] else ""
     sums = ", ".join(f"{name} {digest}" for name, digest in code["sha256"].items())
-    return f"virtnet.podnet {code['collection']}, commit {code['commit']}{state} (sha256: {sums})"
+    return f"virtnet.podnet {code['collection']} (sha256: {sums})"
 
 
 # -- statistics -------------------------------------------------------------------------------
@@ -153,13 +137,18 @@ def make_pods(stack, count, dual_stack):
             prefix = ipv6_node(lab) if dual_stack else None
         pods.append(add_dual_stack_pod(lab, prefix) if dual_stack else lab.add_pod())
     if dual_stack:
-        pending = list(pods)
-
-        def dad_done():
-            pending[:] = [pod for pod in pending if tentative(pod.netns)]
-            return not pending
-        wait_for(dad_done, 30, "IPv6 DAD of the pods' link-local addresses", interval=0.2)
+        wait_dad(pods)
     return pods
+
+
+def wait_dad(pods):
+    """Until no pod's address is tentative: the plumbing's gateway probe to all nodes needs a source to answer."""
+    pending = list(pods)
+
+    def dad_done():
+        pending[:] = [pod for pod in pending if tentative(pod.netns)]
+        return not pending
+    wait_for(dad_done, 30, "IPv6 DAD of the pods' link-local addresses", interval=0.2)
 
 
 def plumb(pod, run_dir, hostname, dual_stack):
@@ -329,14 +318,12 @@ def one_exchange6(vm, mac, xid, want_server=None, avoid_server=None, timeout=2.0
 
 def measure6(vm, clients, ours_duid, rounds, warmup=WARMUP):
     """Interleaved rounds: per round each client (name -> MAC) does SOLICIT->ADVERTISE, REQUEST->REPLY,
-    fresh transaction ids; paced to PACED_FPS frames a second in all."""
+    fresh transaction ids; paced under the responder's per-pod frame limit (both clients' frames reach it)."""
     out = {name: {"advertise": [], "reply": [], "lost": 0, "server_id": None, "address": None} for name in clients}
-    period = 2 * len(clients) / PACED_FPS
+    pacer = Pacer(responder_module.FRAMES_PER_SECOND, responder_module.FRAME_BURST)
     xid = secrets.randbits(22) << 2
-    next_round = time.monotonic()
     for i in range(rounds + warmup):
-        time.sleep(max(0.0, next_round - time.monotonic()))
-        next_round = max(next_round + period, time.monotonic())
+        pacer.before(2 * len(clients))
         for name, mac in clients.items():
             xid = (xid + 2) & 0xFFFFFF
             ours = name == "podnet_dhcpd"
@@ -350,9 +337,11 @@ def measure6(vm, clients, ours_duid, rounds, warmup=WARMUP):
                 for key, value in zip(("advertise", "reply"), took):
                     if value is not None:
                         res[key].append(value)
-    return {name: {"solicit_advertise": stats_ms(res["advertise"]), "request_reply": stats_ms(res["reply"]),
-                   "lost": res["lost"], "server_duid": res["server_id"], "address": res["address"]}
-            for name, res in out.items()}
+    sent = 2 * (rounds + warmup)  # a lost ADVERTISE counts its REQUEST -> REPLY as lost too
+    results = {name: {"solicit_advertise": stats_ms(res["advertise"]), "request_reply": stats_ms(res["reply"]),
+                      "lost": res["lost"], "sent": sent, "server_duid": res["server_id"], "address": res["address"]}
+               for name, res in out.items()}
+    return dict(results, pacing=pacer.summary())
 
 
 def ratios(results):
@@ -527,8 +516,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the namespaces are removed on the way out
     results = {"pods": args.pods, "rounds": args.rounds, "warmup": WARMUP, "quick": args.quick,
                "command": shown_command(), "machine": machine_line(), "dnsmasq_version": dnsmasq_version(),
-               "code": code_version(), "paced_frames_per_s": PACED_FPS,
-               "responder_frame_limit": [responder_module.FRAMES_PER_SECOND, responder_module.FRAME_BURST],
+               "code": code_version(), "commit": commit(),
                "date": now_utc(), "load_start": load_text(os.getloadavg())}
     t0 = time.monotonic()
     with contextlib.ExitStack() as stack:
@@ -568,6 +556,7 @@ def write_doc(r):
         "",
         f"Machine: {r['machine']}; dnsmasq {r['dnsmasq_version']} (`dnsmasq --version`).",
         f"Code: {code_line(r['code'])}.",
+        commit_line(r["commit"]),
         f"Measured {r['date']} in {r['seconds']:.0f} s; load average (1, 5, 15 min) at the start {r['load_start']}, "
         f"at the end {r['load_end']}.",
         "",
@@ -596,11 +585,13 @@ def write_doc(r):
                      f"| {r[f'ratio_median_{key}']}x | {r[f'ratio_p90_{key}']}x |")
     lines += [
         "",
-        f"Lost round trips: podnet-dhcpd {ours['lost']}, dnsmasq {theirs['lost']} (a reply not read within 2 s).",
+        f"Lost round trips: podnet-dhcpd {ours['lost']} of {ours['sent']}, dnsmasq {theirs['lost']} of {theirs['sent']} "
+        "(a reply not read within 2 s).",
         "",
         f"Target (as for DHCPv4): median no worse than dnsmasq's ({TARGET_RATIO:.1f}x; at first at most "
-        f"{TARGET_RATIO_MAX:.1f}x). In this run: SOLICIT -> ADVERTISE {_verdict(r['ratio_median_solicit_advertise'])}, "
-        f"REQUEST -> REPLY {_verdict(r['ratio_median_request_reply'])}.",
+        f"{TARGET_RATIO_MAX:.1f}x), with no round trip lost. In this run: SOLICIT -> ADVERTISE "
+        f"{_verdict(r['ratio_median_solicit_advertise'], lost_of(r))}, "
+        f"REQUEST -> REPLY {_verdict(r['ratio_median_request_reply'], lost_of(r))}.",
         "",
         "The dnsmasq setup, in the pod's namespace:",
         "",
@@ -618,10 +609,7 @@ def write_doc(r):
         "  replies to the VM's MAC on its packet socket.",
         "- The plumbing's tap filters are removed for this part (their job is to hide the VM's DHCP from everything",
         "  but podnet-dhcpd). dnsmasq logs every exchange to a file (`--log-dhcp`), as podnet-dhcpd logs to its own.",
-        "- Both clients' frames reach podnet-dhcpd's socket of the pod and count against its per-pod limit of",
-        f"  {r['responder_frame_limit'][0]:g} frames a second (burst {r['responder_frame_limit'][1]:g}); the rounds "
-        f"are paced to {r['paced_frames_per_s']:g} frames a second in all, so the limiter never pauses the pod",
-        f"  (pauses logged in this run: {r['latency_responder_paused']}).",
+        f"- {pacing_sentence(r['pacing'], r['rounds'] + r['warmup'], r['latency_responder_paused'])}",
         f"- dnsmasq's own memory while serving: RSS {_mb(r['dnsmasq_rss_kb'])}, PSS {_mb(r['dnsmasq_pss_kb'])}.",
         "",
         "## Memory: IPv6 on vs IPv4 only",
