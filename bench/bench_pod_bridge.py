@@ -15,6 +15,10 @@ Ansible); playbook numbers are the wall time of one ``ansible-playbook`` run tha
 N pods, divided by N, minus nothing (so N = 1 is dominated by Ansible's start-up). The kernel's
 own cost of unplumbing is measured beside them with iproute2: deleting an empty bridge in a
 fresh namespace, and a tap and a bridge in one ``ip -batch`` process.
+
+Dual-stack: the same in-process plumbing on pods whose eth0 also has a global IPv6 address and an
+IPv6 default route (bench_dhcp6.py's pods), at the same sizes in the same run; the target is
+at most TARGET_DUAL_STACK_RATIO times the IPv4-only cost per pod.
 """
 
 from __future__ import annotations
@@ -31,13 +35,16 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
-from _common import BINDING, fs_type, load_text, machine_line, median_ms, now_utc, shown_command, shown_path, verdict
+from _common import (BINDING, MIN_MEDIAN_SAMPLES, commit, commit_line, fs_type, kernel_bound, kernel_bound_sentence, labelled,
+                     load_text, machine_line, median_ms, now_utc, samples_word, shown_command, shown_path, verdict)
+from bench_dhcp6 import add_dual_stack_pod, ipv6_node, wait_dad
 from lib.netlab import NetLab, snapshot
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_bridge
 
 REPO = _paths.REPO
 TARGET_PLUMB_MS = 5.0  # in-process plumbing per pod, at every N
+TARGET_DUAL_STACK_RATIO = 1.5  # dual-stack plumbing per pod, against IPv4-only at the same N in the same run
 
 
 def ms(seconds):
@@ -91,12 +98,21 @@ def _params(pod, run_dir, state):
     return {"netns": pod.netns, "binding": BINDING, "run_dir": run_dir, "state": state, "responder": "skip"}
 
 
-def bench_inprocess(n, run_dir):
+def lab_pods(lab, n, dual_stack):
+    """``n`` pods and one to warm up with; dual-stack ones (an IPv6 address and default route too) after their DAD."""
+    if not dual_stack:
+        return [lab.add_pod() for dummy in range(n + 1)]
+    prefix = ipv6_node(lab)
+    pods = [add_dual_stack_pod(lab, prefix) for dummy in range(n + 1)]
+    wait_dad(pods)
+    return pods
+
+
+def bench_inprocess(n, run_dir, dual_stack=False):
     plumb, unplumb, noop = [], [], []
     with NetLab(prefix="pbb") as lab:
-        pods = [lab.add_pod() for dummy in range(n)]
+        *pods, warm = lab_pods(lab, n, dual_stack)
         # Warm up the imports on a pod outside the sample (the cold start is measured apart).
-        warm = lab.add_pod()
         _pod_bridge.run(_params(warm, run_dir, "present"), diff=False)
         _pod_bridge.run(_params(warm, run_dir, "absent"), diff=False)
         before = {pod.netns: snapshot(pod.netns) for pod in pods[:3]}
@@ -116,8 +132,8 @@ def bench_inprocess(n, run_dir):
             unplumb.append(time.perf_counter() - t0)
         for netns, snap in before.items():
             assert snapshot(netns) == snap, "unplumb did not restore the pod"
-    return {"n": n, "plumb_ms": median_ms(plumb), "unplumb_ms": median_ms(unplumb), "noop_ms": median_ms(noop),
-            "total_ms": median_ms([a + b for a, b in zip(plumb, unplumb)])}
+    return {"n": n, "samples": len(plumb), "plumb_ms": median_ms(plumb), "unplumb_ms": median_ms(unplumb),
+            "noop_ms": median_ms(noop), "total_ms": median_ms([a + b for a, b in zip(plumb, unplumb)])}
 
 
 PLAYBOOK = """
@@ -167,12 +183,34 @@ def plumb_verdict(inproc):
     met = not over
     where = "at every N" if met else f"over it at N = {', '.join(map(str, over))}"
     return met, (f"**Target:** at most {TARGET_PLUMB_MS:g} ms per pod in-process: {verdict(met)} in this run "
-                 f"(worst median {worst['plumb_ms']} ms at N = {worst['n']}; {where}).")
+                 f"(worst {worst['plumb_ms']} ms at N = {worst['n']}, {samples_word(worst['samples'])}; {where}).")
+
+
+def dual_stack_verdict(inproc, dual):
+    """(met, {N: ratio}, the Ns judged) for the dual-stack target: sizes of both kinds with enough samples for a
+    median; without any, every size both have (the page then says how few samples they are)."""
+    v4 = {r["n"]: r for r in inproc}
+    both = [r for r in dual if r["n"] in v4]
+    ratios = {r["n"]: round(r["plumb_ms"] / v4[r["n"]]["plumb_ms"], 2) for r in both}
+    judged = [r["n"] for r in both if r["samples"] >= MIN_MEDIAN_SAMPLES] or list(ratios)
+    if not judged:
+        return None, ratios, judged
+    return all(ratios[n] <= TARGET_DUAL_STACK_RATIO for n in judged), ratios, judged
+
+
+def dual_stack_line(inproc, dual):
+    met, ratios, judged = dual_stack_verdict(inproc, dual)
+    label = f"**Dual-stack target:** plumbing a dual-stack pod at most {TARGET_DUAL_STACK_RATIO:g}x an IPv4-only one"
+    if met is None:
+        return f"{label}: not measured in this run."
+    shown = ", ".join(f"N = {n}: {ratios[n]:.2f}x" for n in judged)
+    return f"{label} (per pod, same N, same run): {verdict(met)} in this run ({shown})."
 
 
 def write_report(path, results):
     inproc, playbook, floor = results["inprocess"], results["playbook"], results["floor"]
     met, target_line = plumb_verdict(inproc)
+    dual = results["dual_stack"]
     lines = [
         "# vm_pod_bridge performance",
         "",
@@ -183,24 +221,36 @@ def write_report(path, results):
         f"Machine: {results['machine']}. Measured {results['date']}, load average (1, 5, 15 min) at the start "
         f"{results['load_start']}, at the end {results['load_end']}.",
         f"run_dir on {results['run_dir_fs']} (on a node /run is tmpfs).",
+        commit_line(results["commit"]),
         "",
         target_line,
         "",
-        "## In-process (`_pod_bridge.run`, no Ansible), per-pod median",
+        dual_stack_line(inproc, dual),
+        "",
+        "## In-process (`_pod_bridge.run`, no Ansible), per pod",
         "",
         "Plumb is `state=present` on a fresh CNI-style pod (10.244.x.y/24, default route); unplumb is",
-        "`state=absent` restoring it exactly; no-op is a second `present` (`changed: false`).",
+        "`state=absent` restoring it exactly; no-op is a second `present` (`changed: false`). Each figure is the",
+        f"median of the N pods' samples; below {MIN_MEDIAN_SAMPLES} samples it says how many it is.",
         "",
-        "| N pods | plumb ms | unplumb ms | plumb+unplumb ms | no-op present ms |",
-        "| ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in inproc:
-        lines.append(f"| {r['n']} | {r['plumb_ms']} | {r['unplumb_ms']} | {r['total_ms']} | {r['noop_ms']} |")
-    lines += ["", f"Cold start (first plumb in a fresh Python process, imports included): {results['cold_ms']} ms."]
+        *_inprocess_table(inproc),
+        f"Cold start (first plumb in a fresh Python process, imports included): {results['cold_ms']} ms (one sample)."]
+    if dual:
+        lines += [
+            "",
+            "## Dual-stack pods, in-process",
+            "",
+            "The same on pods whose eth0 also has a global IPv6 address and an IPv6 default route: the plumbing also",
+            "learns the IPv6 gateway and writes the lease declaration's `ipv6` block.",
+            "",
+            *_inprocess_table(dual, {r["n"]: r for r in inproc}),
+        ]
     if playbook:
         lines += [
             "",
             "## Through `ansible-playbook` (one play looping over N pods), wall time / N",
+            "",
+            "One run per N and state: each figure is one sample (one run's wall time divided by N), not a median.",
             "",
             "| N pods | plumb ms/pod | unplumb ms/pod | total ms/pod |",
             "| ---: | ---: | ---: | ---: |",
@@ -211,7 +261,7 @@ def write_report(path, results):
         "",
         "## The kernel's part of unplumbing",
         "",
-        f"iproute2 in fresh namespaces, median of {floor['rounds']} rounds each:",
+        f"iproute2 in fresh namespaces, {samples_word(floor['rounds'])} rounds each:",
         "",
         "| what | ms |",
         "| --- | ---: |",
@@ -226,6 +276,21 @@ def write_report(path, results):
     Path(path).write_text("\n".join(lines) + "\n")
 
 
+def _inprocess_table(rows, ipv4_only=None):
+    """The in-process rows, each figure labelled when its samples are too few for a median; with ``ipv4_only``
+    (N -> row) a column of the plumbing's ratio to it."""
+    extra = ("", "") if ipv4_only is None else (" x IPv4-only plumb |", " ---: |")
+    lines = ["| N pods | plumb ms | unplumb ms | plumb+unplumb ms | no-op present ms |" + extra[0],
+             "| ---: | ---: | ---: | ---: | ---: |" + extra[1]]
+    for r in rows:
+        cells = [labelled(r[key], r["samples"]) for key in ("plumb_ms", "unplumb_ms", "total_ms", "noop_ms")]
+        if ipv4_only is not None:
+            base = ipv4_only.get(r["n"])
+            cells.append(f"{r['plumb_ms'] / base['plumb_ms']:.2f}x" if base else "n/a")
+        lines.append(f"| {r['n']} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _reading(results, met):
     inproc, playbook, floor = results["inprocess"], results["playbook"], results["floor"]
     out = []
@@ -238,19 +303,28 @@ def _reading(results, met):
             out += ["  The target is missed in this run: compare the load average above, and the CNI plugin's ADD",
                     "  measured in the same `make bench` run (docs/performance.md)."]
         unplumb = statistics.median(r["unplumb_ms"] for r in inproc)
-        out += [f"- Unplumbing: a median of {unplumb:.2f} ms per pod (over the sizes above), against "
-                f"{floor['empty_bridge_del_ms']} ms for iproute2 to delete one empty bridge",
-                f"  ({floor['ip_start_ms']} ms of which is starting `ip`). Unregistering a net device waits for",
-                "  RCU grace periods in the kernel, so unplumbing is bound by the kernel, not by Python."]
+        out += [f"- Unplumbing: {unplumb:.2f} ms per pod (the middle of the sizes' figures above). "
+                + kernel_bound_sentence(floor, unplumb, "Unplumbing"),
+                "  Unregistering a net device waits for RCU grace periods in the kernel."]
     out.append(f"- The cold start ({results['cold_ms']} ms) is Python importing the modules (pyroute2 among them),")
     out.append("  paid once per process; Ansible pays it for every task and loop item.")
     if playbook and inproc:
         per_item = max(playbook, key=lambda r: r["n"])
         same = next((r for r in inproc if r["n"] == per_item["n"]), None)
         extra = f" against {same['plumb_ms']} ms in-process at the same N" if same else ""
-        out += [f"- Through Ansible a loop item cost {per_item['plumb_ms']:.0f} ms per pod at N = {per_item['n']}{extra}:",
+        out += [f"- Through Ansible a loop item cost {per_item['plumb_ms']:.0f} ms per pod at N = {per_item['n']}{extra} "
+                "(one run):",
                 "  the module's process start and Ansible's per-item work; hence the batch form (`pods`)."]
     return out + [""]
+
+
+def _unplumb_kernel_bound(results):
+    """The kernel-bound verdict of unplumbing as the JSON carries it (run_all.py quotes it)."""
+    if not results["inprocess"]:
+        return None
+    unplumb = statistics.median(r["unplumb_ms"] for r in results["inprocess"])
+    bound, kernel, share = kernel_bound(results["floor"], unplumb)
+    return {"bound": bound, "kernel_ms": kernel, "share": round(share, 3), "unplumb_ms": round(unplumb, 2)}
 
 
 def main():
@@ -259,6 +333,7 @@ def main():
     parser.add_argument("--playbook-sizes", type=int, nargs="+",
                         help="pod counts also run through ansible-playbook (default: --sizes)")
     parser.add_argument("--no-playbook", action="store_true")
+    parser.add_argument("--no-dual-stack", action="store_true", help="skip the dual-stack pods (and their target)")
     parser.add_argument("--floor-rounds", type=int, default=5, help="rounds of the iproute2 reference figures")
     parser.add_argument("--report", default=str(REPO / "docs" / "performance-pod-bridge.md"))
     parser.add_argument("--json", help="also write the results as JSON to this file")
@@ -273,7 +348,7 @@ def main():
     base = args.run_dir_base or ("/run" if fs_type("/run") == "tmpfs" else "/dev/shm")
     results = {"command": shown_command(), "machine": machine_line(), "date": now_utc(),
                "load_start": load_text(os.getloadavg()), "run_dir_fs": f"{base} ({fs_type(base)})",
-               "target_plumb_ms": TARGET_PLUMB_MS, "inprocess": [], "playbook": []}
+               "commit": commit(), "target_plumb_ms": TARGET_PLUMB_MS, "inprocess": [], "playbook": [], "dual_stack": []}
     with tempfile.TemporaryDirectory(prefix="podnet-bench-", dir=base) as workdir:
         run_dir = os.path.join(workdir, "run")
         results["floor"] = kernel_floor(args.floor_rounds)
@@ -287,13 +362,21 @@ def main():
             results["inprocess"].append(r)
             print(f"in-process N={n:3d}: plumb {r['plumb_ms']} ms, unplumb {r['unplumb_ms']} ms, "
                   f"total {r['total_ms']} ms, no-op {r['noop_ms']} ms (per-pod medians)", flush=True)
+        for n in [] if args.no_dual_stack else args.sizes:
+            r = bench_inprocess(n, run_dir, dual_stack=True)
+            results["dual_stack"].append(r)
+            print(f"in-process dual-stack N={n:3d}: plumb {r['plumb_ms']} ms, unplumb {r['unplumb_ms']} ms", flush=True)
         for n in book_sizes:
             r = bench_playbook(n, run_dir, workdir)
             results["playbook"].append(r)
             print(f"ansible-playbook N={n:3d}: plumb {r['plumb_ms']} ms/pod, unplumb {r['unplumb_ms']} ms/pod", flush=True)
     results["load_end"] = load_text(os.getloadavg())
     results["target_met"], target_line = plumb_verdict(results["inprocess"])
-    print(target_line.replace("**", ""))  # the verdict, as the report says it
+    met, ratios, judged = dual_stack_verdict(results["inprocess"], results["dual_stack"])
+    results["dual_stack_target"] = {"ratio_max": TARGET_DUAL_STACK_RATIO, "met": met, "ratios": ratios, "judged": judged}
+    results["unplumb_kernel_bound"] = _unplumb_kernel_bound(results)
+    print(target_line.replace("**", ""))  # the verdicts, as the report says them
+    print(dual_stack_line(results["inprocess"], results["dual_stack"]).replace("**", ""))
     if args.report:
         write_report(args.report, results)
         print(f"wrote {shown_path(args.report)}")
