@@ -33,9 +33,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: tests/lib
-from _common import CNI_PLUGIN, cni_plugin_version, load_text, machine_line, now_utc, shown_command, shown_path
+import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
+from _common import (CNI_PLUGIN, cni_plugin_version, commit, commit_line, load_text, machine_line, now_utc, shown_command,
+                     shown_path)
 from lib.netlab import NetLab, ip_json
+
+from ansible_collections.virtnet.podnet.plugins.module_utils import _netns
 
 PLUGIN = CNI_PLUGIN
 CNI_PATH = os.path.dirname(PLUGIN)
@@ -90,14 +93,14 @@ class InNamespace:
         self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         target = os.open(self.path, os.O_RDONLY)
         try:
-            os.setns(target, os.CLONE_NEWNET)
+            _netns.setns(target)  # os.setns exists from Python 3.12 only; _netns falls back to libc
         finally:
             os.close(target)
         return self
 
     def __exit__(self, *exc):
         try:
-            os.setns(self.home, os.CLONE_NEWNET)
+            _netns.setns(self.home)
         finally:
             os.close(self.home)
 
@@ -156,6 +159,7 @@ def write_report(path, out):
         f"    {out['command']}",
         "",
         f"Machine: {out['machine']}. Plugin: {out['plugin']}, version {out['version']}, host-local IPAM.",
+        commit_line(out["commit"]),
         f"Measured {out['date']}, load average (1, 5, 15 min) at the start {out['load_start']}, at the end {out['load_end']}.",
         "",
         "Each call is a whole plugin process, as a container runtime runs it, timed from spawn to exit.",
@@ -185,6 +189,7 @@ def main():
         sys.exit(f"{PLUGIN} is missing: apt-get install containernetworking-plugins")
     signal.signal(signal.SIGTERM, lambda *args: sys.exit(143))
     out = {"plugin": PLUGIN, "version": cni_plugin_version(PLUGIN), "command": shown_command(), "machine": machine_line(),
+           "commit": commit(),
            "date": now_utc(), "load_start": load_text(os.getloadavg())}
     results = []
     with tempfile.TemporaryDirectory(prefix="podnet-bench-cni-") as workdir:

@@ -55,7 +55,7 @@ from pathlib import Path
 import yaml
 
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib; ANSIBLE_COLLECTIONS_PATH)
-from _common import load_text, machine_line, now_utc, shown_command, verdict
+from _common import commit, commit_line, load_text, machine_line, now_utc, shown_command, verdict
 
 REPO = _paths.REPO
 FLEET_NODES = REPO / "tools" / "fleet_nodes.sh"
@@ -63,6 +63,7 @@ CONNECT = REPO / "playbooks" / "connect.yml"
 DISCONNECT = REPO / "playbooks" / "disconnect.yml"
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs"]
 TARGET_RATIO = 1.5
+UNAVAILABLE = 3  # the exit code for "this machine cannot run a fleet" (run_all.py --quick reports it as skipped)
 PLAYBOOK_TIMEOUT = 1800
 SETUP_TIMEOUT = 600
 # What each SSH setting is, as ANSIBLE_SSH_ARGS (Ansible's default is "-C" plus the first one).
@@ -101,11 +102,44 @@ def fail(what: str, proc) -> None:
     raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{out[-4000:]}")
 
 
+def pyroute2_version() -> str:
+    return yaml.safe_load((REPO / "roles" / "node" / "defaults" / "main.yml").read_text())["node_pyroute2_version"]
+
+
 def wheel_path() -> Path:
     """The pyroute2 wheel the node role copies from the controller's cache (roles/node/defaults)."""
-    defaults = yaml.safe_load((REPO / "roles" / "node" / "defaults" / "main.yml").read_text())
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ.get("HOME", str(Path.home())), ".cache")
-    return Path(cache) / "virtnet-podnet" / "wheels" / f"pyroute2-{defaults['node_pyroute2_version']}-py3-none-any.whl"
+    return Path(cache) / "virtnet-podnet" / "wheels" / f"pyroute2-{pyroute2_version()}-py3-none-any.whl"
+
+
+def ensure_wheel() -> str | None:
+    """Fill the controller's wheel cache before the clock starts, as the node role's first run would (its
+    ``pip download``), so that the fresh-node figure does not include a download. None, or why it cannot."""
+    wheel = wheel_path()
+    if wheel.exists():
+        return None
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+            "--only-binary=:all:", "--dest", str(wheel.parent), f"pyroute2=={pyroute2_version()}"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`pip download` of the node role's pyroute2 wheel failed: {exc}"
+    if proc.returncode != 0 or not wheel.exists():
+        last = (proc.stderr.strip().splitlines() or ["no wheel written"])[-1]
+        return f"the node role's pyroute2 wheel is not in the controller's cache and `pip download` failed: {last}"
+    return None
+
+
+def unavailable_reason() -> str | None:
+    """Why this machine cannot run a fleet at all (a tool missing, podman unable to start containers), or None."""
+    for tool in ("podman", "ssh", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found"
+    proc = subprocess.run([*PODMAN, "info"], capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        return f"podman cannot run containers here (`podman info`): {last}"
+    return ensure_wheel()
 
 
 class Fleet:
@@ -488,6 +522,7 @@ def report(data: dict) -> str:
         "```",
         "",
         f"Run {data['date']} on {data['machine']}.",
+        commit_line(data.get("commit")),
         f"The nodes: {nodes} containers on this same machine ({data['node_python']} on the nodes), sharing its "
         f"{data['cores']} cores with the controller.",
         f"Load average (1, 5, 15 min) before the run {load_text(data['load']['before'])}, after it "
@@ -610,14 +645,10 @@ def main(argv=None) -> int:
         parser.error("needs root (podman containers with systemd)")
     if args.nodes < 2 or not 1 <= args.vms <= 250 or args.rounds < 1:
         parser.error("--nodes must be at least 2, --vms 1 to 250 (one /24 per node), --rounds at least 1")
-    for tool in ("podman", "ssh", "ssh-keygen"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} not found")
-    wheel = wheel_path()
-    if not wheel.exists():
-        parser.error(f"{wheel} is missing: the node role copies it to the nodes. Fill the controller's cache once "
-                     "(`pip download --no-deps --only-binary=:all: --dest DIR pyroute2==VERSION`, or any run of "
-                     "playbooks/connect.yml), so that the fresh-node figure does not include a download.")
+    reason = unavailable_reason()
+    if reason:
+        print(f"unavailable: {reason}", flush=True)
+        return UNAVAILABLE
     signal.signal(signal.SIGTERM, lambda *args: sys.exit(143))
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="podnet-bench-fleet-"))
@@ -639,7 +670,8 @@ def main(argv=None) -> int:
     cores = os.cpu_count()
     results["targets"] = [{"target": t, "measured": m, "met": met} for t, m, met in targets(results, args.nodes, args.vms)]
     data = {"nodes": args.nodes, "vms": args.vms, "rounds": args.rounds, "forks": fleet.forks, "cores": cores,
-            "machine": machine_line(), "node_python": node_python, "date": now_utc(), "command": shown_command(),
+            "machine": machine_line(), "commit": commit(), "node_python": node_python, "date": now_utc(),
+            "command": shown_command(),
             "load": {"before": load_before, "after": os.getloadavg()},
             "setup": {"nodes_up_s": round(up_s, 1), "pods_s": round(pods_s, 1)}, "results": results}
     data["more_nodes"] = more_nodes(results, args.nodes, cores, fleet.forks)

@@ -50,8 +50,8 @@ import types
 from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
-from _common import (BINDING, cni_plugin_version, fs_type, load_text, machine_line, now_utc, percentile, shown_command,
-                     shown_path)
+from _common import (BINDING, cni_plugin_version, commit, commit_line, fs_type, load_text, machine_line, now_utc, percentile,
+                     shown_command, shown_path)
 import bench_cni_bridge as cni
 from lib.netlab import NetLab, ip_json, snapshot
 
@@ -133,7 +133,8 @@ def pod_snapshot(netns):
     raises it to 1000 when the DHCP filters' ingress qdisc is added (tc does the same); unplumb
     leaves it. Reported, not a difference between the layers."""
     snap = snapshot(netns)
-    for entry in snap["addr"]:
+    links = snap.get("links", snap.get("addr", []))  # lib.netlab's snapshot: links by name, or ``ip -j addr``'s list
+    for entry in links.values() if isinstance(links, dict) else links:
         entry.pop("txqlen", None)
     return snap
 
@@ -428,7 +429,7 @@ def choice(results):
 
 def report_page(out, tables):
     return (f"# Netlink layers: raw rtnetlink and pyroute2, beside the CNI bridge plugin\n\n"
-            f"Written by `{out['command']}` on {out['date']}.\n\n{out['machine']}  \n"
+            f"Written by `{out['command']}` on {out['date']}.\n\n{out['machine']}  \n{commit_line(out['commit'])}  \n"
             f"CNI bridge plugin: {out['cni_version']}; run_dir on {out['run_dir_fs']}; the DHCP filters stay raw under "
             "both layers (pyroute2 encodes TCA_BPF_OPS wrongly).\n"
             f"{tables}\n{out['choice']}\n")
@@ -455,7 +456,7 @@ def main():
     if max(args.sizes) > 250:
         sys.exit("--sizes: at most 250 pods (one /24 of pod addresses)")
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))  # leave the with-blocks: namespaces are deleted
-    out = {"command": shown_command(), "machine": machine_line(), "date": now_utc(),
+    out = {"command": shown_command(), "machine": machine_line(), "commit": commit(), "date": now_utc(),
            "cni_plugin": cni.PLUGIN, "cni_version": cni_plugin_version(cni.PLUGIN),
            "load_start": load_text(os.getloadavg()), "target_plumb_to_add": TARGET}
     base = args.run_dir_base or ("/run" if fs_type("/run") == "tmpfs" else "/dev/shm")
