@@ -279,7 +279,7 @@ class GuestImage:
 
 
 class GuestUnavailable(vm_image.VmImageError):
-    """The guest cannot be built on this machine (a tool or the mirror is missing): skip, do not fail."""
+    """The guest cannot be built on this machine (a tool or the mirror is missing): skip - or fail, under CI=true."""
 
 
 def sources() -> list[str]:
