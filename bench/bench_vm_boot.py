@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
-from _common import BINDING, Responder, load_text, machine_line, now_utc, qemu_version, shown_command, shown_path
+from _common import (BINDING, Responder, commit_line, labelled, load_text, machine_line, now_utc, qemu_version, shown_command,
+                     shown_path)
 from lib import vm_image
 from lib.netlab import NetLab
 
@@ -101,6 +102,7 @@ def write_report(path: str, samples: list[dict], image: vm_image.VmImage, argv: 
         "",
         f"Machine: {machine_line()}; {qemu_version()}, TCG (no KVM). Measured {now_utc()}, load average",
         f"(1, 5, 15 min) at the start {load_start}, at the end {load_text(os.getloadavg())}.",
+        commit_line(),
         "",
         f"VM: Debian kernel {image.kernel_version} (cloud flavour), busybox initramfs with "
         f"{', '.join(image.modules)} (tests/lib/vm_image.py, image {image.key}); 1 vCPU (`-cpu max`), 256 MB. "
@@ -119,7 +121,7 @@ def write_report(path: str, samples: list[dict], image: vm_image.VmImage, argv: 
         row("**qemu start -> PODNET-LEASE (boot to lease)**", "to_lease"),
         row("qemu start -> qemu exit (after 3 pings and poweroff)", "to_exit"),
         "",
-        f"**Boot to lease: median {median:.2f} s**; target: at most {TARGET_BOOT_S:g} s under TCG: "
+        f"**Boot to lease: {labelled(f'{median:.2f} s', len(samples))}**; target: at most {TARGET_BOOT_S:g} s under TCG: "
         f"{'met' if median <= TARGET_BOOT_S else '**missed**'} in this run.",
         "",
         f"Of the median boot, {statistics.median(s['to_init'] for s in samples):.2f} s pass before /init runs (the "

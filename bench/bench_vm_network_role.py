@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib; ANSIBLE_COLLECTIONS_PATH)
-from _common import Responder, load_text, machine_line, now_utc, shown_command, verdict
+from _common import Responder, commit_line, load_text, machine_line, now_utc, shown_command, verdict
 from lib.netlab import NetLab, sh
 
 DEFAULT_SIZES = [1, 50, 100, 250]
@@ -284,6 +284,7 @@ def report(rows: list, floor: dict, command: str, load: tuple, when: str) -> str
         "```",
         "",
         f"Run {when} on {machine_line()}.",
+        commit_line(),
         f"Load average (1, 5, 15 min) before the run {load_text(load[0])}, after it {load_text(load[1])}; other work on",
         "the machine slows every figure here.",
         "",

@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 
 import _paths
-from _common import (cni_plugin_version, cpu_model, dnsmasq_version, load_text, now_utc, package_version, qemu_version,
+from _common import (MIN_MEDIAN_SAMPLES, cni_plugin_version, commit, commit_line, cpu_model, dnsmasq_version,
+                     kernel_bound_sentence, labelled, load_text, now_utc, package_version, qemu_version, samples_word,
                      shown_command, shown_path, versions)
 
 REPO = _paths.REPO
@@ -47,10 +48,13 @@ DOCS = _paths.DOCS
 FULL = {"sizes": [1, 10, 50, 100, 200], "playbook": True, "playbook_sizes": [1, 10, 100], "dhcp_pods": 500,
         "dhcp_rounds": 1000, "rss_pods": [50, 100, 200], "rss_rounds": 50, "dhcp6_pods": 200, "dhcp6_rounds": 1000,
         "boots": 3, "role_vms": [1, 50, 100, 250], "role_rounds": 3, "floor_rounds": 10, "fleet_vms": 20,
-        "fleet_rounds": 3, "timeout": 1500}
-QUICK = {"sizes": [1, 3], "playbook": True, "playbook_sizes": [1], "dhcp_pods": 6, "dhcp_rounds": 30, "rss_pods": [3],
+        "fleet_rounds": 3, "lifecycle": [], "fleet_may_skip": False,
+        "timeout": 1500}
+# N = 5 is the smallest size whose per-pod figures are medians (MIN_MEDIAN_SAMPLES), so the quick run judges some.
+QUICK = {"sizes": [1, MIN_MEDIAN_SAMPLES], "playbook": True, "playbook_sizes": [1], "dhcp_pods": 6, "dhcp_rounds": 30, "rss_pods": [3],
          "rss_rounds": 10, "dhcp6_pods": 3, "dhcp6_rounds": 30, "boots": 1, "role_vms": [1, 3], "role_rounds": 1,
-         "floor_rounds": 3, "fleet_vms": 2, "fleet_rounds": 1, "timeout": 300}
+         "floor_rounds": 3, "fleet_vms": 2, "fleet_rounds": 1, "lifecycle": ["--quick"],
+         "fleet_may_skip": True, "timeout": 300}  # a smoke run on a machine that cannot run a fleet says so and goes on
 
 TARGET_PLUMB_MS = 5.0          # in-process plumbing per pod
 TARGET_PLUMB_CNI_RATIO = 0.3   # per-pod plumbing at most 0.3x the CNI bridge plugin's ADD, same run
@@ -63,8 +67,13 @@ TARGET_DHCP_RATIO_MAX = 1.5
 TARGET_RSS_PODS, TARGET_RSS_MB = 500, 60.0
 TARGET_BOOT_S = 10.0           # "a few seconds" under TCG
 TARGET_FLEET_RATIO = 1.5       # connect/disconnect on every node in one run <= 1.5x one node's
-PAGES = ["performance-cni-bridge.md", "performance-pod-bridge.md", "performance-role.md", "performance-fleet.md",
-         "performance-dhcp.md", "performance-dhcp6.md", "performance-vm-boot.md", "performance-netlink-layers.md"]
+FLEET_UNAVAILABLE = 3          # bench_fleet.py's exit code when this machine cannot run a fleet (it says why)
+# Each page and the steps that write it (all of them must succeed for the page to be this run's).
+PAGE_STEPS = {"performance-cni-bridge.md": ("cni",), "performance-pod-bridge.md": ("pod_bridge",),
+              "performance-role.md": ("role",), "performance-fleet.md": ("fleet",), "performance-dhcp.md": ("dhcp",),
+              "performance-dhcp6.md": ("dhcp6",), "performance-vm-boot.md": ("vm_boot",),
+              "performance-netlink-layers.md": ("netlink",), "performance-lifecycle.md": ("churn", "flood")}
+PAGES = list(PAGE_STEPS)
 
 
 # -- running the benchmarks ---------------------------------------------------------------
@@ -72,10 +81,11 @@ PAGES = ["performance-cni-bridge.md", "performance-pod-bridge.md", "performance-
 class Step:
     """One benchmark process: argv, its output, how long it took, and whether it failed."""
 
-    def __init__(self, name, argv, timeout):
+    def __init__(self, name, argv, timeout, unavailable=None):
         self.name, self.argv, self.timeout = name, argv, timeout
         self.output, self.error, self.seconds = "", None, 0.0
         self.skipped = False  # not run on purpose (a missing benchmark or tool): not a failure
+        self.unavailable = unavailable  # the exit code by which the benchmark says this machine cannot run it
 
     @property
     def command(self):
@@ -102,7 +112,10 @@ class Step:
                 self._stop(proc)
         self.seconds = time.monotonic() - t0
         self.output = "".join(lines)
-        if proc.returncode != 0:
+        if proc.returncode != 0 and proc.returncode == self.unavailable:
+            self.skipped = True
+            self.error = "skipped: " + (self.output.strip().splitlines() or ["unavailable on this machine"])[-1]
+        elif proc.returncode != 0:
             reason = "timed out" if self.seconds >= self.timeout else f"exit {proc.returncode}"
             self.error = f"{reason}: {self.output.strip()[-1500:]}"
         print(f"=== {self.name}: {'ok' if self.error is None else 'FAILED'} in {self.seconds:.0f} s", flush=True)
@@ -187,6 +200,18 @@ def run_dhcp6(cfg, reports, work):
     return step, step.json(out)
 
 
+def run_lifecycle(cfg, reports, work):
+    """bench_churn.py then bench_flood.py, each writing its section of one page, started afresh for this run."""
+    page = reports / "performance-lifecycle.md"
+    page.unlink(missing_ok=True)  # a section left from an older run is not this run's
+    out = []
+    for name, script, key in (("pod churn", "bench_churn.py", "churn"), ("flood", "bench_flood.py", "flood")):
+        path = work / f"{key}.json"
+        step = Step(name, python_argv(script, *cfg["lifecycle"], "--json", path, "--report", page), cfg["timeout"] * 2)
+        out.append((step, step.json(path)))
+    return out
+
+
 def run_vm_boot(cfg, reports, work):
     if shutil.which("qemu-system-x86_64") is None:
         return skipped("real VM boot", "skipped: qemu-system-x86_64 not found (tools/system_deps_vm.sh installs it)"), None
@@ -246,7 +271,7 @@ def run_fleet(cfg, reports, work):
     # Whole ansible-playbook runs over SSH (tens of seconds each, about 34 of them at full size).
     step = Step("fleet over SSH", python_argv(script.name, "--vms", cfg["fleet_vms"], "--rounds", cfg["fleet_rounds"],
                                               "--json", out, "--report", reports / "performance-fleet.md"),
-                cfg["timeout"] * 4)
+                cfg["timeout"] * 4, unavailable=FLEET_UNAVAILABLE if cfg["fleet_may_skip"] else None)
     return step, step.json(out)
 
 
@@ -271,7 +296,7 @@ def run_netlink_layers(cfg, reports, work):
 def machine():
     return {"cpu": cpu_model(), "cores": os.cpu_count(), **versions(), "matplotlib": package_version("matplotlib"),
             "dnsmasq": dnsmasq_version(), "qemu": qemu_version(), "cni_plugin": cni_plugin_version(), "date": now_utc(),
-            "load_start": os.getloadavg()}
+            "commit": commit(), "load_start": os.getloadavg()}
 
 
 # -- plots ----------------------------------------------------------------------------------
@@ -433,8 +458,8 @@ def role_margin(rows, key):
 
 def targets(results):
     """(target, measured, met, why) rows: every verdict computed from this run's figures."""
-    return [*_plumb_targets(results), *_role_targets(results), _fleet_target(results), *_dhcp_targets(results),
-            *_dhcp6_targets(results), _boot_target(results)]
+    return [*_plumb_targets(results), _dual_stack_target(results), *_role_targets(results), _fleet_target(results),
+            *_dhcp_targets(results), *_dhcp6_targets(results), *_lifecycle_targets(results), _boot_target(results)]
 
 
 def _load_note(results):
@@ -456,7 +481,8 @@ def _plumb_targets(results):
     why = "" if not over else (f"over at N = {', '.join(map(str, over))}; this run's CNI ADD for comparison: "
                                + (", ".join(f"N={n} {cni[n]['add']['median_ms']} ms" for n in over if n in cni) or "n/a")
                                + f"; {_load_note(results)}")
-    out = [(label, f"worst median {worst} ms (N={worst_n})", not over, why)]
+    shown = labelled(f"{worst} ms", rows[worst_n].get("samples", worst_n))
+    out = [(label, f"worst {shown} (N={worst_n})", not over, why)]
     both = sorted(n for n in rows if n in cni)
     if not both:
         return out + [(label_cni, "not measured", None, "no CNI figures in this run")]
@@ -465,6 +491,17 @@ def _plumb_targets(results):
     why = "" if not bad else (f"above {TARGET_PLUMB_CNI_RATIO:g}x at N = {', '.join(map(str, bad))}; "
                               + _load_note(results))
     return out + [(label_cni, ", ".join(f"N={n}: {cmp[n]:.2f}x" for n in both), not bad, why)]
+
+
+def _dual_stack_target(results):
+    """Dual-stack plumbing per pod against IPv4-only, both in bench_pod_bridge.py's run."""
+    target = ((results.get("pod_bridge") or {}).get("dual_stack_target")) or {}
+    label = f"Dual-stack plumbing per pod <= {target.get('ratio_max', 1.5):g}x IPv4-only (same N, same run)"
+    if target.get("met") is None:
+        return (label, "not measured", None, "no dual-stack figures in this run")
+    ratios = {int(n): value for n, value in target["ratios"].items()}
+    shown = ", ".join(f"N={n}: {ratios[n]:.2f}x" for n in target["judged"])
+    return (label, shown, target["met"], "" if target["met"] else _load_note(results))
 
 
 def _role_targets(results):
@@ -493,9 +530,8 @@ def _role_targets(results):
             continue
         met = value <= limit
         why = ""
-        if not met and what == "disconnect" and floor.get("empty_bridge_del_ms") is not None:
-            why = (f"kernel-bound: `ip link del` of an empty bridge took {floor['empty_bridge_del_ms']} ms in this run; "
-                   + _load_note(results))
+        if not met and what == "disconnect" and floor.get("tap_bridge_batch_ms") is not None:
+            why = kernel_bound_sentence(floor, value, "Disconnecting").replace("**", "") + "; " + _load_note(results)
         elif not met:
             why = _load_note(results)
         out.append((label, f"{value:.1f} ms per VM", met, why))
@@ -525,14 +561,7 @@ def _dhcp_targets(results):
         return [("DHCP latency and memory vs dnsmasq", "not measured", None, "bench_dhcp.py failed (see the runs)")]
     out = []
     for label, key in (("DISCOVER->OFFER", "ratio_median_discover_offer"), ("REQUEST->ACK", "ratio_median_request_ack")):
-        value = dhcp.get(key)
-        if value is None:
-            out.append((f"DHCP {label} median no worse than dnsmasq", "not measured", None, "no replies"))
-            continue
-        met = value <= TARGET_DHCP_RATIO
-        why = "" if met else (f"within the first target of {TARGET_DHCP_RATIO_MAX:g}x" if value <= TARGET_DHCP_RATIO_MAX
-                              else f"beyond {TARGET_DHCP_RATIO_MAX:g}x") + f"; {_load_note(results)}"
-        out.append((f"DHCP {label} median no worse than dnsmasq", f"{value:.2f}x dnsmasq", met, "" if met else why))
+        out.append(_latency_target(results, f"DHCP {label} median no worse than dnsmasq, none lost", dhcp, key))
     n = dhcp["pods"]
     rss_mb = dhcp[f"rss_kb_{n}_pods_after_burst"] / 1024
     label = f"{TARGET_RSS_PODS} pods <= {TARGET_RSS_MB:g} MB RSS (one responder)"
@@ -552,15 +581,50 @@ def _dhcp6_targets(results):
     out = []
     for what, key in (("SOLICIT->ADVERTISE", "ratio_median_solicit_advertise"),
                       ("REQUEST->REPLY", "ratio_median_request_reply")):
-        value = dhcp6.get(key)
-        target = f"{label}: {what} median no worse than dnsmasq"
-        if value is None:
-            out.append((target, "not measured", None, "no replies"))
-            continue
-        met = value <= TARGET_DHCP_RATIO
+        out.append(_latency_target(results, f"{label}: {what} median no worse than dnsmasq, none lost", dhcp6, key))
+    return out
+
+
+def _latency_target(results, target, data, key):
+    """A latency target row: met only when the ratio is and no round trip of ours was lost (else the loss rate says why)."""
+    value, ours = data.get(key), data["podnet_dhcpd"]
+    lost, sent = ours["lost"], ours.get("sent") or 0
+    lost_text = f"{lost} of {sent} round trips lost" + (f" ({lost / sent:.1%})" if sent else "")
+    if value is None:
+        return (target, f"not measured; {lost_text}", None, "no replies")
+    met = value <= TARGET_DHCP_RATIO and lost == 0
+    if lost:
+        why = f"{lost_text}: a lost round trip misses the target"
+    else:
         why = (f"within the first target of {TARGET_DHCP_RATIO_MAX:g}x" if value <= TARGET_DHCP_RATIO_MAX
-               else f"beyond {TARGET_DHCP_RATIO_MAX:g}x") + f"; {_load_note(results)}"
-        out.append((target, f"{value:.2f}x dnsmasq", met, "" if met else why))
+               else f"beyond {TARGET_DHCP_RATIO_MAX:g}x")
+    pauses = (data.get("pacing") or {}).get("pauses")
+    paced = f"; paced: {pauses} pauses, {data['pacing']['paused_s']:.1f} s" if pauses is not None else ""
+    return (target, f"{value:.2f}x dnsmasq, {lost_text}{paced}", met, "" if met else f"{why}; {_load_note(results)}")
+
+
+def _lifecycle_targets(results):
+    """Churn: nothing grows and nothing is left behind; flood: bench_flood.py's own verdicts."""
+    churn, flood = results.get("churn"), results.get("flood")
+    out = []
+    label = "Pod churn: no resource of the responder grows, nothing left behind"
+    if churn:
+        grown = [d["label"] for d in churn["verdicts"].values() if d["grows"]]
+        met = not grown and not churn["left_behind"] and churn["responder_alive"]
+        shown = f"{churn['cycles']:,} cycles: " + (", ".join(grown) + " grow" if grown else "nothing grows") + \
+            (f"; left behind: {', '.join(churn['left_behind'])}" if churn["left_behind"] else "")
+        out.append((label, shown, met, "" if met else "see performance-lifecycle.md"))
+    else:
+        out.append((label, "not measured", None, "bench_churn.py failed (see the runs)"))
+    label = "Flood: the quiet pods' median <= 2x idle with none lost, log <= 1 MB, the flooder served after"
+    if flood:
+        met = all(flood["verdicts"].values())
+        failed = ", ".join(name for name, ok in flood["verdicts"].items() if not ok)
+        shown = (f"{flood['ratio']}x; lost {flood['idle']['lost']} idle, {flood['flooded']['lost']} flooded; "
+                 f"log {flood['flood']['log_growth_bytes'] / 1e6:.3f} MB")
+        out.append((label, shown, met, "" if met else f"missed: {failed}; {_load_note(results)}"))
+    else:
+        out.append((label, "not measured", None, "bench_flood.py failed (see the runs)"))
     return out
 
 
@@ -570,7 +634,7 @@ def _boot_target(results):
     if not boot:
         return (label, "not measured", None, "see the VM section")
     met = boot["median_s"] <= TARGET_BOOT_S
-    return (label, f"median {boot['median_s']:.2f} s", met, "" if met else f"emulated boot (TCG); {_load_note(results)}")
+    return (label, labelled(f"{boot['median_s']:.2f} s", len(boot["boots"])), met, "" if met else f"emulated boot (TCG); {_load_note(results)}")
 
 
 def mark(met):
@@ -591,6 +655,7 @@ def report(results, steps, plots, plot_note, args, started):
         "",
         f"Every benchmark below ran in this one run, one after another, in {time.monotonic() - started:.0f} s; "
         "every figure, verdict and version on this page and on the benchmarks' own pages comes from this run.",
+        commit_line(mach["commit"]),
         "",
         "## Machine",
         "",
@@ -605,6 +670,7 @@ def report(results, steps, plots, plot_note, args, started):
         f"| dnsmasq | {mach['dnsmasq']} (`dnsmasq --version`) |",
         f"| qemu | {mach['qemu']} (TCG, no KVM) |",
         f"| date | {mach['date']} |",
+        f"| commit | {mach['commit']} |",
         f"| load average (1, 5, 15 min) | start {load_text(mach['load_start'])}, end {load_text(results['load_end'])} |",
         "",
         "Other work on the machine (the load average above) slows every figure; medians are steadier than",
@@ -621,7 +687,7 @@ def report(results, steps, plots, plot_note, args, started):
     if plot_note:
         lines += [plot_note, ""]
     lines += [*section_plumbing(results, plots), *section_role(results, plots), *section_fleet(results),
-              *section_dhcp(results, plots), *section_dhcp6(results), *section_boot(results),
+              *section_dhcp(results, plots), *section_dhcp6(results), *section_lifecycle(results), *section_boot(results),
               *section_runs(steps, args)]
     return "\n".join(lines) + "\n"
 
@@ -631,6 +697,8 @@ def failed_note(step):
         step = next((item for item in step if item.error), step[0] if step else None)
     if step is None:
         return []
+    if step.skipped:
+        return [f"> **Skipped in this run:** {_error_line(step)}", ""]
     return [f"> **Not measured in this run:** {_error_line(step)}", ""]
 
 
@@ -652,7 +720,8 @@ def section_plumbing(results, plots):
              "in-process (`_pod_bridge.run`, bench/bench_pod_bridge.py) and through `ansible-playbook` (one play",
              "looping over the N pods; wall time / N). CNI: `/usr/lib/cni/bridge` ADD and DEL, a whole process per",
              "call with host-local IPAM, as a runtime runs it, on fresh pod namespaces (bench/bench_cni_bridge.py).",
-             "All figures are per-pod medians in ms; ratios are ours / CNI (below 1 means we are faster).", ""]
+             f"Figures are per pod in ms: medians from {MIN_MEDIAN_SAMPLES} samples on, else labelled with their count; the "
+             "playbook columns are one run each (wall time / N). Ratios are ours / CNI (below 1 means we are faster).", ""]
     if not pod and not cni:
         return lines + failed_note(results["_steps"].get("pod_bridge")) + failed_note(results["_steps"].get("cni"))
     lines += ["| N pods | ours plumb | CNI ADD (p90) | plumb / ADD | ours unplumb | CNI DEL (p90) | unplumb / DEL "
@@ -664,10 +733,13 @@ def section_plumbing(results, plots):
         theirs = cni.get(n)
         add = theirs["add"]["median_ms"] if theirs else None
         dele = theirs["del"]["median_ms"] if theirs else None
-        lines.append(f"| {n} | {fmt(ours.get('plumb_ms'))} | {fmt(add)} ({fmt(theirs['add']['p90_ms'] if theirs else None)}) "
-                     f"| {ratio(ours.get('plumb_ms'), add)} | {fmt(ours.get('unplumb_ms'))} "
+        count = ours.get("samples", n)
+        lines.append(f"| {n} | {labelled(None, count, fmt(ours.get('plumb_ms')))} "
+                     f"| {fmt(add)} ({fmt(theirs['add']['p90_ms'] if theirs else None)}) "
+                     f"| {ratio(ours.get('plumb_ms'), add)} | {labelled(None, count, fmt(ours.get('unplumb_ms')))} "
                      f"| {fmt(dele)} ({fmt(theirs['del']['p90_ms'] if theirs else None)}) | {ratio(ours.get('unplumb_ms'), dele)} "
-                     f"| {fmt(book.get('plumb_ms'), 0)} | {ratio(book.get('plumb_ms'), add)} | {fmt(book.get('unplumb_ms'), 0)} |")
+                     f"| {_one_run(book.get('plumb_ms'))} | {ratio(book.get('plumb_ms'), add)} "
+                     f"| {_one_run(book.get('unplumb_ms'))} |")
     lines.append("")
     if "plumb" in plots:
         lines += [f"![plumbing per pod vs N]({plots['plumb']})", ""]
@@ -677,19 +749,23 @@ def section_plumbing(results, plots):
         results["_steps"].get("cni") if not cni else None)
 
 
+def _one_run(value):
+    """A playbook figure: one run's wall time / N, never a median."""
+    return "" if value is None else f"{value:.0f} (one run)"
+
+
 def _plumbing_reading(pod):
     floor, rows, book = pod["floor"], pod["inprocess"], pod["playbook"]
     unplumb = sorted(r["unplumb_ms"] for r in rows.values())
     lines = [f"Cold start of our module (first plumb in a fresh Python process, imports included): {fmt(pod['cold_ms'])} ms.",
              "",
-             f"**Unplumbing is kernel-bound.** In this run `ip link del` of an empty bridge in a fresh namespace took "
-             f"{fmt(floor['empty_bridge_del_ms'])} ms",
-             f"(median of {floor['rounds']}; starting `ip` alone, `ip link show lo`, took {fmt(floor['ip_start_ms'])} ms), "
+             f"In this run `ip link del` of an empty bridge in a fresh namespace took {fmt(floor['empty_bridge_del_ms'])} ms",
+             f"({samples_word(floor['rounds'])}; starting `ip` alone, `ip link show lo`, took {fmt(floor['ip_start_ms'])} ms), "
              f"and one `ip -batch` deleting a tap and its bridge {fmt(floor['tap_bridge_batch_ms'])} ms;",
-             f"our unplumbing took {fmt(unplumb[0])} to {fmt(unplumb[-1])} ms per pod. The kernel's unregistration of a net "
-             "device waits for RCU grace",
-             "periods; unplumbing deletes the bridge and the tap and restores the pod's addresses and routes, so its floor is",
-             "the kernel's, not Python's. The CNI DEL deletes one veth.", "",
+             f"our unplumbing took {fmt(unplumb[0])} to {fmt(unplumb[-1])} ms per pod. "
+             + kernel_bound_sentence(floor, unplumb[len(unplumb) // 2], "Unplumbing"),
+             "Unplumbing deletes the bridge and the tap and restores the pod's addresses and routes; the kernel's",
+             "unregistration of a net device waits for RCU grace periods. The CNI DEL deletes one veth.", "",
              "Plumbing: ours enters the pod's namespace once and speaks netlink in-process; the CNI plugin is a process",
              "(plus a host-local IPAM process) per call, which is what a runtime pays per pod.", ""]
     if book:
@@ -711,8 +787,10 @@ def section_role(results, plots):
     lines = ["## vm_network role: wall time vs number of VMs", ""]
     if not role:
         return lines + failed_note(results["_steps"].get("role"))
+    rounds = role["rows"][0].get("rounds") if role["rows"] else None
+    summary = samples_word(rounds) + " rounds" if rounds else "the median of its rounds"
     lines += ["bench/bench_vm_network_role.py: whole `ansible-playbook` runs of a play with only the `vm_network`",
-              "role, for N VMs on one node (N pods), median of its rounds, ansible-playbook's start-up included:",
+              f"role, for N VMs on one node (N pods), {summary}, ansible-playbook's start-up included:",
               "connect (changes), connect again (no change), disconnect. Its own page has the detail.", "",
               "| VMs | connect s | again s | disconnect s |", "| ---: | ---: | ---: | ---: |"]
     for r in role["rows"]:
@@ -724,8 +802,7 @@ def section_role(results, plots):
                   f"disconnect {fmt(disconnect, 1)} ms.", ""]
     floor = (results.get("pod_bridge") or {}).get("floor")
     if floor and disconnect is not None:
-        lines += [f"Disconnecting is bound by the kernel's bridge teardown: `ip link del` of an empty bridge took "
-                  f"{fmt(floor['empty_bridge_del_ms'])} ms in this run.", ""]
+        lines += [kernel_bound_sentence(floor, disconnect, "Disconnecting (marginal cost per VM)"), ""]
     if "role" in plots:
         lines += [f"![role wall time vs VMs]({plots['role']})", ""]
     return lines
@@ -742,8 +819,8 @@ def section_fleet(results):
     lines += [f"bench/bench_fleet.py: {nodes} podman containers booting a fresh Debian 12 (systemd, sshd, Debian's python3;",
               "`tools/fleet_nodes.sh`), reached over real SSH as `ops` with sudo, on this same machine; in each the CNI",
               f"bridge plugin made {vms} pods. Whole `ansible-playbook` runs of `playbooks/connect.yml` and",
-              f"`playbooks/disconnect.yml` ({vms} VMs per node), `--limit fleet-1` vs every node in one run, median of "
-              f"{rounds} round{'s' if rounds != 1 else ''}; SSH pipelining on and ControlPersist on unless stated. "
+              f"`playbooks/disconnect.yml` ({vms} VMs per node), `--limit fleet-1` vs every node in one run, "
+              f"{samples_word(rounds)} round{'s' if rounds != 1 else ''}; SSH pipelining on and ControlPersist on unless stated. "
               "Its own page has the detail.", "",
               f"| run | 1 node | {nodes} nodes, one run | ratio (target <= {TARGET_FLEET_RATIO:g}x) |",
               "| --- | ---: | ---: | ---: |"]
@@ -753,7 +830,7 @@ def section_fleet(results):
     lines.append(f"| connect + disconnect | {one['cycle_s']:.2f} s | {every['cycle_s']:.2f} s | {r['ratio']['cycle']:.2f}x |")
     fresh, prepared = r["node_role"]["fresh"], r["node_role"]["prepared"]
     lines += ["", f"The `node` role alone on all {nodes} nodes: **{fresh['wall_s']:.2f} s on fresh nodes** (its first run, "
-              f"one sample) and **{prepared['wall_s']:.2f} s on prepared ones** (median of {len(prepared['samples'])}).", "",
+              f"one sample) and **{prepared['wall_s']:.2f} s on prepared ones** ({samples_word(len(prepared['samples']))}).", "",
               "| pipelining | ControlPersist | connect | disconnect | cycle | vs pipelining and ControlPersist on |",
               "| --- | --- | ---: | ---: | ---: | ---: |"]
     base = next(row for row in r["ssh"] if row["pipelining"] and row["control_persist"])
@@ -787,7 +864,7 @@ def section_dhcp(results, plots):
                      f"| {ratio(ours[key]['p99_ms'], theirs[key]['p99_ms'])} |")
     burst = dhcp.get("burst", {})
     per_pod = burst.get("per_pod", {})
-    lines += ["", f"Lost round trips: podnet-dhcpd {ours['lost']}, dnsmasq {theirs['lost']}.", "",
+    lines += ["", _lost_and_paced(dhcp), "",
               f"**{n}-pod burst** (one DISCOVER into each of {n} taps at once): {burst.get('answered')}/{n} answered, "
               f"the last after {fmt(burst.get('all_answered_ms'), 1)} ms; per pod median {fmt(per_pod.get('median_ms'), 1)} ms, "
               f"p99 {fmt(per_pod.get('p99_ms'), 1)} ms. The responder served all {n} pods {dhcp.get('all_served_s')} s after "
@@ -817,7 +894,7 @@ def section_dhcp6(results):
                      f"| {ratio(ours[key]['p90_ms'], theirs[key]['p90_ms'])} |")
     mem, n = dhcp6["memory"], dhcp6["pods"]
     v4, ds = mem["ipv4_only"], mem["dual_stack"]
-    lines += ["", f"Lost round trips: podnet-dhcpd {ours['lost']}, dnsmasq {theirs['lost']}.", "",
+    lines += ["", _lost_and_paced(dhcp6), "",
               f"**Memory with IPv6 on.** A fresh responder with {n} IPv4-only pods, then one with {n} dual-stack pods, "
               "each pod after one DHCPv4 and (dual-stack) one DHCPv6 exchange and the initial Router Advertisements:",
               "", "| responder | RSS MB | PSS MB | RSS kB per pod | PSS kB per pod |",
@@ -830,6 +907,40 @@ def section_dhcp6(results):
               "Per pod: growth from 0 pods without the one-time cost of the first DHCPv4 reply (pyroute2's import).",
               ""]
     return lines
+
+
+def _lost_and_paced(data):
+    """The lost round trips of both servers and the pauses the client took to stay under the responder's limit."""
+    ours, theirs, pacing = data["podnet_dhcpd"], data["dnsmasq"], data.get("pacing")
+    paced = "" if not pacing else (f" The rounds were paced under the responder's per-pod limit "
+                                   f"({pacing['frames_per_s']:g} frames a second, burst {pacing['burst']:g}): "
+                                   f"{pacing['pauses']} pauses, {pacing['paused_s']:.1f} s in all.")
+    return (f"Lost round trips: podnet-dhcpd {ours['lost']} of {ours.get('sent', 'n/a')}, dnsmasq {theirs['lost']} of "
+            f"{theirs.get('sent', 'n/a')}.{paced}")
+
+
+def section_lifecycle(results):
+    """Churn and flood: the headline figures; performance-lifecycle.md has the rest."""
+    churn, flood = results.get("churn"), results.get("flood")
+    lines = ["## Pod lifecycle: churn and flood", ""]
+    if churn:
+        t = churn["times_ms"]["cycle"]
+        grown = [d["label"] for d in churn["verdicts"].values() if d["grows"]]
+        lines += [f"bench/bench_churn.py: {churn['cycles']:,} pods created, plumbed, served and deleted without "
+                  f"`state: absent` under one responder; whole cycle median {t['median']} ms (p90 {t['p90']} ms). "
+                  + (f"Growing: {', '.join(grown)}." if grown else "No resource of the responder grows.")
+                  + f" Left behind: {', '.join(churn['left_behind']) or 'nothing'}.", ""]
+    else:
+        lines += failed_note(results["_steps"].get("churn"))
+    if flood:
+        idle, flooded = flood["idle"], flood["flooded"]
+        lines += [f"bench/bench_flood.py: {flood['pods']} quiet pods renew while one VM floods: REQUEST -> ACK median "
+                  f"{idle['median_ms']} ms idle ({idle['lost']}/{idle['samples']} lost), {flooded['median_ms']} ms during "
+                  f"the flood ({flooded['lost']}/{flooded['samples']} lost), {flood['ratio']}x; "
+                  f"{flood['flood']['frames_per_s']:,} frames/s written by the flooder.", ""]
+    else:
+        lines += failed_note(results["_steps"].get("flood"))
+    return lines + (["Its own page: [performance-lifecycle.md](performance-lifecycle.md).", ""] if churn or flood else [])
 
 
 def _memory_table(results):
@@ -879,7 +990,8 @@ def section_boot(results):
         lines.append(f"| {i} | {b['to_init']:.2f} | {b['to_offer']:.2f} | {b['offer_to_ack']:.0f} | **{b['to_lease']:.2f}** "
                      f"| {b['to_exit']:.2f} |")
     init = sorted(b["to_init"] for b in boot["boots"])[len(boot["boots"]) // 2]
-    lines += ["", f"**Boot to lease: median {boot['median_s']:.2f} s**, of which {init:.2f} s (the median boot's) pass "
+    boot_s = labelled(f"{boot['median_s']:.2f} s", len(boot["boots"]))
+    lines += ["", f"**Boot to lease: {boot_s}**, of which {init:.2f} s (the middle boot's) pass "
               "before /init runs: the emulated firmware and kernel (TCG, no KVM).", ""]
     return lines
 
@@ -895,10 +1007,7 @@ def section_runs(steps, args):
     # Only the pages this run wrote: a page left from an older run is not this run's.
     ok = {key for key, step in steps.items()
           if all(item.error is None for item in (step if isinstance(step, list) else [step]))}
-    page_step = {"performance-cni-bridge.md": "cni", "performance-pod-bridge.md": "pod_bridge", "performance-role.md": "role",
-                 "performance-fleet.md": "fleet", "performance-dhcp.md": "dhcp", "performance-dhcp6.md": "dhcp6",
-                 "performance-vm-boot.md": "vm_boot", "performance-netlink-layers.md": "netlink"}
-    pages = [name for name in PAGES if page_step[name] in ok and (reports / name).exists()]
+    pages = [name for name in PAGES if set(PAGE_STEPS[name]) <= ok and (reports / name).exists()]
     if pages:
         where = "" if reports.resolve() == Path(args.out).resolve() else f" (in {shown_path(reports.resolve())})"
         lines += ["", f"Each benchmark's own page, written by this run{where}: "
@@ -945,6 +1054,7 @@ def main():
         steps["fleet"], results["fleet"] = run_fleet(cfg, reports, work)
         steps["dhcp"], results["dhcp"], steps["dhcp_rss"], results["dhcp_extra"] = run_dhcp(cfg, reports, work)
         steps["dhcp6"], results["dhcp6"] = run_dhcp6(cfg, reports, work)
+        (steps["churn"], results["churn"]), (steps["flood"], results["flood"]) = run_lifecycle(cfg, reports, work)
         steps["vm_boot"], results["vm_boot"] = run_vm_boot(cfg, reports, work)
     results["load_end"] = os.getloadavg()
     results["_steps"] = steps

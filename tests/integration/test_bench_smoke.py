@@ -7,8 +7,9 @@
 A smoke test of the report generators, not of speed: it asserts that the run completes, that
 performance.md and every benchmark's own page are written into a temporary directory, that
 every verdict there was computed by this run (met / missed, or "not measured" only where this
-run's sizes cannot say), that versions were read from the tools, and that no path of this
-machine leaks into a page. It needs no matplotlib: without it the run is ``--no-plots`` and the
+run's sizes cannot say), that a lost round trip misses its latency target, that every page names
+the commit it measured, that figures of fewer than 5 samples are not called medians, that
+versions were read from the tools, and that no path of this machine leaks into a page. It needs no matplotlib: without it the run is ``--no-plots`` and the
 report must say so; with it the plots must exist.
 """
 
@@ -31,18 +32,50 @@ RUN_TIMEOUT = 900  # the quick run takes one to two minutes on 2 loaded cores (o
 
 SECTIONS = ["## Machine", "## Targets", "## Plumbing per pod vs the CNI bridge plugin",
             "## vm_network role: wall time vs number of VMs", "## DHCP: podnet-dhcpd vs dnsmasq",
-            "## DHCPv6: podnet-dhcpd vs dnsmasq", "## A real VM's boot to lease", "## The runs"]
+            "## DHCPv6: podnet-dhcpd vs dnsmasq", "## Pod lifecycle: churn and flood", "## A real VM's boot to lease",
+            "## The runs"]
 PAGES = ["performance-cni-bridge.md", "performance-pod-bridge.md", "performance-dhcp.md", "performance-dhcp6.md",
-         "performance-role.md"]
+         "performance-role.md", "performance-lifecycle.md", "performance-netlink-layers.md"]
 # Targets a quick run measures (tiny sizes still say met or missed); the others need sizes it does not run.
-COMPUTED = ["In-process plumbing <=", "Per-pod plumbing <=", "DHCP DISCOVER->OFFER", "DHCP REQUEST->ACK",
-            "DHCPv6 latency vs dnsmasq"]
+COMPUTED = ["In-process plumbing <=", "Per-pod plumbing <=", "Dual-stack plumbing per pod", "DHCP DISCOVER->OFFER",
+            "DHCP REQUEST->ACK", "DHCPv6 latency vs dnsmasq", "Pod churn", "Flood:"]
+LATENCY = ["DHCP DISCOVER->OFFER", "DHCP REQUEST->ACK", "DHCPv6 latency vs dnsmasq"]
+COMMIT = re.compile(r"commit [0-9a-f]{7,40}(\+dirty)?\b")
+
+
+def target_cells(report):
+    table = report.split("## Targets", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
+    return [cells for cells in rows[2:] if len(cells) >= 3]  # after the header and its rule
 
 
 def target_rows(report):
-    table = report.split("## Targets", 1)[1].split("\n## ", 1)[0]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
-    return {cells[0]: cells[2] for cells in rows[2:] if len(cells) >= 3}  # after the header and its rule
+    return {cells[0]: cells[2] for cells in target_cells(report)}
+
+
+def check_latency_verdicts(report):
+    """Every latency row states its lost round trips and the pacing; a row with any lost is missed."""
+    rows = [cells for cells in target_cells(report) if any(cells[0].startswith(p) for p in LATENCY)]
+    assert rows, "no latency targets"
+    for target, measured, verdict_cell, *_why in rows:
+        lost = re.search(r"(\d+) of (\d+) round trips lost", measured)
+        assert lost and int(lost[2]) > 0, f"{target}: the lost round trips are not part of the verdict: {measured}"
+        assert re.search(r"paced: \d+ pauses", measured), f"{target}: the pacing's pauses are not reported"
+        if int(lost[1]):
+            assert verdict_cell == "**missed**", f"{target}: met with {lost[1]} round trips lost"
+
+
+def check_pages_name_commit(pages_dir, report):
+    assert re.search(r"\| commit \| [0-9a-f]{7,40}(\+dirty)? \|", report), "performance.md has no commit row"
+    for page in pages_dir.glob("*.md"):
+        assert COMMIT.search(page.read_text()), f"{page.name} does not state the commit it measured"
+
+
+def check_no_median_of_few(report, pod_page):
+    """N = 1 in-process and the playbook columns are one sample each: never presented as a median."""
+    row = next(line for line in report.splitlines() if line.startswith("| 1 |"))
+    assert "(one sample)" in row and "(one run)" in row, f"N = 1 shown as a median: {row}"
+    assert re.search(r"\| 1 \| [\d.]+ \(one sample\) \|", pod_page), "the pod bridge page calls one sample a median"
 
 
 def test_quick_bench_writes_computed_reports(tmp_path):
@@ -59,6 +92,9 @@ def test_quick_bench_writes_computed_reports(tmp_path):
         assert f"| {name} |" in report
     assert re.search(r"\| dnsmasq \| \d+\.\d+", report), "dnsmasq's version not read from dnsmasq --version"
     assert "PLACEHOLDER" not in report and "Not measured in this run" not in report
+    fleet = report.split("## A fleet over SSH", 1)[1].split("\n## ", 1)[0]
+    assert "| connect |" in fleet or re.search(r"\*\*Skipped in this run:\*\* skipped: \S.{10,}", fleet), \
+        "the fleet section neither measured nor says why it could not"
 
     rows = target_rows(report)
     for prefix in COMPUTED:
@@ -67,6 +103,10 @@ def test_quick_bench_writes_computed_reports(tmp_path):
     assert all(v in ("met", "**missed**", "not measured") for v in rows.values()), rows
     assert re.search(r"`ip link del` of an empty bridge in a fresh namespace took \d+\.\d+ ms", report), \
         "performance.md does not quote this run's bridge deletion"
+    assert re.search(r"\*\*Unplumbing is (not )?kernel-bound in this run\*\*: .* \d+% of [\d.]+ ms", report), \
+        "the kernel-bound sentence is not computed from this run"
+    check_latency_verdicts(report)
+    check_pages_name_commit(tmp_path, report)
 
     pages = PAGES + (["performance-vm-boot.md"] if shutil.which("qemu-system-x86_64") else [])
     for page in pages:
@@ -74,8 +114,13 @@ def test_quick_bench_writes_computed_reports(tmp_path):
         assert "python bench/" in text, f"{page} does not show the command that wrote it"
     pod_page = (tmp_path / "performance-pod-bridge.md").read_text()
     assert re.search(r"\*\*Target:\*\* at most 5 ms per pod in-process: (met|\*\*missed\*\*) in this run", pod_page)
+    assert re.search(r"\*\*Dual-stack target:\*\* .*: (met|\*\*missed\*\*) in this run \(N = \d+: [\d.]+x", pod_page)
+    check_no_median_of_few(report, pod_page)
     dhcp_page = (tmp_path / "performance-dhcp.md").read_text()
     assert re.search(r"one dnsmasq per pod, \d+ processes running at once", dhcp_page), "dnsmasq PSS not measured"
+    assert re.search(r"Pacing: .* by pausing \d+ times before a round, [\d.]+ s in all", dhcp_page), "pauses not reported"
+    met = re.search(r"DISCOVER -> OFFER met, REQUEST -> ACK met\.", dhcp_page)
+    assert ("## Why it is fast enough" in dhcp_page) == bool(met), "the DHCP page claims speed the run did not measure"
     dhcp6_page = (tmp_path / "performance-dhcp6.md").read_text()
     for label in ("SOLICIT -> ADVERTISE", "REQUEST -> REPLY"):
         assert re.search(rf"\| {label} \| \d+\.\d+ ms \|.*\| \d+\.\d+ ms \| \d+\.\d+x \| \d+\.\d+x \|", dhcp6_page), \
