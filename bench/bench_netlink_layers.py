@@ -188,7 +188,7 @@ def bench_size(n, rounds, workdir, run_dir, mtu=1450):
             checked = pods[:3]
             before = {netns: pod_snapshot(netns) for netns in checked}
             for netns in checked:
-                assert before[netns]["route4"], f"CNI ADD gave {netns} no route"
+                assert ip_json(netns, "-4", "route"), f"CNI ADD gave {netns} no route"
             for layer in order:
                 use_layer(layer)
                 assert planner_layer() == layer
