@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODE_PACKAGES=(systemd systemd-sysv openssh-server sudo iproute2 busybox iputils-ping containernetworking-plugins)
-podman_() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
+podman_() { tools/podman.sh "$@"; }  # runc, cgroupfs, vfs on overlayfs
 die() { echo "$0: $*" >&2; exit 1; }
 
 wait_booted() {  # wait_booted CONTAINER: systemd reached a steady state and sshd listens

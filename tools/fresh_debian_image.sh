@@ -31,7 +31,7 @@ image="localhost/virtnet-podnet-fresh:$key"
 cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/virtnet-podnet/images"
 tarball="$cache_dir/debian12-$key.tar"
 
-podman_() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
+podman_() { "$(dirname "$0")/podman.sh" "$@"; }  # runc, cgroupfs, vfs on overlayfs
 
 if podman_ image exists "$image"; then
   echo "$image"
