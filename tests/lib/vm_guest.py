@@ -166,10 +166,15 @@ for word in $(cat /proc/cmdline); do
     podnet.debug=*) debug=${word#*=} ;;
     esac
 done
-ifname=""
-for dir in /sys/class/net/*; do
-    [ "$(cat "$dir/type" 2>/dev/null)" = 1 ] && [ -e "$dir/device" ] && { ifname=${dir##*/}; break; }
-done
+nic() {  # the first Ethernet link with a device behind it
+    for dir in /sys/class/net/*; do
+        [ "$(cat "$dir/type" 2>/dev/null)" = 1 ] && [ -e "$dir/device" ] && { echo "${dir##*/}"; return; }
+    done
+}
+# udev may still be loading virtio_net when this unit starts (a busy host slows TCG down to
+# minutes): wait for the NIC, bounded by the same $wait as networkd.
+ifname=$(nic) i=0
+while [ -z "$ifname" ] && [ $i -lt $((wait * 5)) ]; do sleep 0.2; i=$((i + 1)); ifname=$(nic); done
 echo "PODNET-UP uptime=$(cut -d' ' -f1 /proc/uptime) ifname=$ifname"
 [ -n "$ifname" ] || { echo "PODNET-ERROR no NIC"; echo PODNET-DONE; systemctl poweroff -ff; }
 mac=$(cat "/sys/class/net/$ifname/address")
