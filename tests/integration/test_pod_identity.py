@@ -22,11 +22,10 @@ import pytest
 from integration.conftest import IS_ROOT
 from lib import plumbing
 from lib.bindings import make_binding
-from lib.cni import CniNetwork, tentative
+from lib.cni import CniNetwork
 from lib.netlab import NetLab, ip_json, link, link_exists, sh, snapshot
 from lib.responder import ResponderProcess
 from lib.standin import TapRelay, udhcpc_script
-from lib.waiting import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not IS_ROOT, reason="needs root: creates network namespaces")]
 
@@ -46,14 +45,6 @@ def addrs(netns, dev, family="-4"):
 
 def sysctl(netns, path):
     return NetLab.run(netns, "cat", f"/proc/sys/net/{path}").stdout.strip()
-
-
-def settled(netns):
-    """The pod's snapshot once no IPv6 address is tentative (DAD runs after a restored address returns)."""
-    wait_for(lambda: not tentative(netns), 10, what=f"IPv6 DAD done in {netns}")
-    shot = snapshot(netns)
-    shot["route6"] = ip_json(netns, "-6", "route", "show")
-    return shot
 
 
 def assert_identity(pod, result):
@@ -76,10 +67,10 @@ def assert_identity(pod, result):
 def test_present_keeps_the_pod_identity_and_absent_restores_it(lab, run_dir, calico):
     pod = lab.add_pod(calico=calico)
     binding = make_binding()
-    before = settled(pod.netns)
+    before = snapshot(pod.netns)
 
     predicted = plumbing.plumb(pod.netns, binding, run_dir, check_mode=True)
-    assert settled(pod.netns) == before, "check mode changed the pod"
+    assert snapshot(pod.netns) == before, "check mode changed the pod"
     real = plumbing.plumb(pod.netns, binding, run_dir)
     assert real["changes"] == predicted["changes"] and real["diff"] == predicted["diff"]
     assert any("set eth0 down and rename it to eth0-nic" in c for c in real["changes"]), real["changes"]
@@ -95,7 +86,7 @@ def test_present_keeps_the_pod_identity_and_absent_restores_it(lab, run_dir, cal
     predicted = plumbing.unplumb(pod.netns, binding, run_dir, check_mode=True)
     real = plumbing.unplumb(pod.netns, binding, run_dir)
     assert real["changes"] == predicted["changes"] and real["diff"] == predicted["diff"]
-    assert settled(pod.netns) == before
+    assert snapshot(pod.netns) == before
     assert sysctl(pod.netns, "ipv4/conf/all/arp_ignore") == "0"
     assert link(pod.netns, "eth0")["linkinfo"]["info_kind"] == "veth"
     assert plumbing.unplumb(pod.netns, binding, run_dir)["changed"] is False
@@ -103,29 +94,29 @@ def test_present_keeps_the_pod_identity_and_absent_restores_it(lab, run_dir, cal
 
 def test_pod_identity_off_keeps_the_layout_of_0_2(lab, run_dir):
     pod = lab.add_pod()
-    before = settled(pod.netns)
+    before = snapshot(pod.netns)
     result = plumbing.plumb(pod.netns, make_binding(), run_dir, pod_identity=False)
     assert link(pod.netns, "eth0")["master"] == "k6t-eth0" and not link_exists(pod.netns, "eth0-nic")
     assert addrs(pod.netns, "eth0") == [] and result["pod_port"] == "eth0"
     undo = plumbing.unplumb(pod.netns, make_binding(), run_dir)
     assert undo["warnings"] == [], undo["warnings"]  # nothing was renamed: nothing to say about it
-    assert settled(pod.netns) == before
+    assert snapshot(pod.netns) == before
 
 
 def test_ethernet_mode_has_no_pod_identity_and_no_warning(lab, run_dir):
     pod = lab.add_pod()
-    before = settled(pod.netns)
+    before = snapshot(pod.netns)
     binding = make_binding(delegate_ip=False)
     assert plumbing.plumb(pod.netns, binding, run_dir)["pod_port"] == "eth0"
     undo = plumbing.unplumb(pod.netns, binding, run_dir)
     assert undo["warnings"] == [], undo["warnings"]
-    assert settled(pod.netns) == before
+    assert snapshot(pod.netns) == before
 
 
 def test_a_record_of_an_older_version_keeps_its_layout(lab, run_dir):
     """A pod plumbed by 0.2 (no identity) is not rebuilt under the VM by a rerun; absent undoes it."""
     pod = lab.add_pod()
-    before = settled(pod.netns)
+    before = snapshot(pod.netns)
     path = plumbing.plumb(pod.netns, make_binding(), run_dir, pod_identity=False)["cache_path"]
     with open(path) as handle:
         record = json.load(handle)
@@ -138,16 +129,16 @@ def test_a_record_of_an_older_version_keeps_its_layout(lab, run_dir):
     assert any("without the pod identity" in w for w in again["warnings"]), again["warnings"]
     assert link(pod.netns, "eth0")["master"] == "k6t-eth0"
     plumbing.unplumb(pod.netns, make_binding(), run_dir)
-    assert settled(pod.netns) == before
+    assert snapshot(pod.netns) == before
 
 
 def test_a_taken_renamed_name_is_refused_before_any_change(lab, run_dir):
     pod = lab.add_pod()
     sh("ip", "-n", pod.netns, "link", "add", "eth0-nic", "type", "bridge")
-    before = settled(pod.netns)
+    before = snapshot(pod.netns)
     with pytest.raises(Exception, match="eth0-nic exists"):
         plumbing.plumb(pod.netns, make_binding(), run_dir)
-    assert settled(pod.netns) == before
+    assert snapshot(pod.netns) == before
 
 
 # -- pods of the real CNI bridge plugin, a VM with a real DHCP client ---------------------------
@@ -174,7 +165,7 @@ def test_cni_pods_vm_reachable_kubelet_sees_the_ip_and_absent_restores(lab, run_
     cni = CniNetwork(lab, tmp_path)
     pod, other = cni.add_pod(), cni.add_pod()
     assert cni.check(pod).returncode == 0  # the plugin's own CHECK passes on its untouched pod
-    before = settled(pod.netns)
+    before = snapshot(pod.netns)
 
     result = plumbing.plumb(pod.netns, make_binding(), run_dir)
     assert_identity(pod, result)
@@ -212,5 +203,5 @@ def test_cni_pods_vm_reachable_kubelet_sees_the_ip_and_absent_restores(lab, run_
         responder.stop()
 
     plumbing.unplumb(pod.netns, make_binding(), run_dir)
-    assert settled(pod.netns) == before
+    assert snapshot(pod.netns) == before
     assert cni.check(pod).returncode == 0, cni.check(pod).stdout

@@ -18,6 +18,8 @@ import secrets
 import subprocess
 from dataclasses import dataclass, field
 
+from lib import pod_snapshot
+
 DEFAULT_TIMEOUT = 20
 
 
@@ -163,30 +165,6 @@ def link_exists(netns: str, name: str) -> bool:
     return sh("ip", "-n", netns, "link", "show", "dev", name, check=False).returncode == 0
 
 
-_VOLATILE = {"ifindex", "stats", "stats64", "link_index", "preferred_life_time", "valid_life_time",
-             "operstate", "flags", "addr_info_changed", "inet6_addr_gen_mode"}
-
-
-def _strip(obj):
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in _VOLATILE}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    return obj
-
-
 def snapshot(netns: str) -> dict:
-    """The pod's ``ip -j addr/route/link`` view, for before/after equality checks.
-
-    Counters and ifindexes are left out; MAC, MTU, addresses, routes, master and state stay.
-    IPv6 link-local addresses are left out since the kernel regenerates them from the MAC.
-    """
-    addrs = _strip(ip_json(netns, "addr"))
-    for entry in addrs:
-        entry["addr_info"] = [a for a in entry.get("addr_info", []) if a.get("scope") != "link" or a.get("family") == "inet"]
-    return {
-        "addr": addrs,
-        "route4": _strip(ip_json(netns, "-4", "route", "show", "table", "all")),
-        "link": [{k: v for k, v in lk.items() if k in ("ifname", "address", "mtu", "master", "link_type")}
-                 | {"up": "UP" in lk.get("flags", [])} for lk in ip_json(netns, "link")],
-    }
+    """The namespace as "restored exactly" compares it (lib.pod_snapshot, which molecule runs too)."""
+    return pod_snapshot.snapshot(netns)
