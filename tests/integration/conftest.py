@@ -23,7 +23,20 @@ IS_ROOT = os.geteuid() == 0
 SUBPROCESS_TIMEOUT = 60
 
 
+# The longest tests first (minutes each, mostly waiting: a container's whole README run, the
+# roles' playbooks, qemu guests), so that pytest-xdist's workers start them at once and the
+# short tests fill the gaps, instead of one long test starting last and alone.
+LONGEST_FIRST = ("test_fresh_machine.py", "test_roles.py", "test_real_vm_networkd.py", "test_galaxy_build.py",
+                 "test_bench_smoke.py", "test_real_vm.py", "test_playbook_plan_and_filters.py")
+
+
+def _cost_rank(item):
+    name = item.path.name
+    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_cost_rank)  # stable: the order within a file stays
     if IS_ROOT:
         return
     skip = pytest.mark.skip(reason="needs root: creates network namespaces and links")
