@@ -317,7 +317,8 @@ def main():
                            "quiet_all_answered": results["flooded"]["lost"] == 0,
                            "flooder_served_after": results["after"]["offer_s"] is not None}
     write_outputs(args, results, "flood", section, ("idle", "flooded", "ratio", "flood", "after", "verdicts"))
-    return 0 if all(results["verdicts"].values()) and results["responder_alive"] else 1
+    # A missed target is a verdict on the page (run_all.py's too), not a failed run; a dead responder is.
+    return 0 if results["responder_alive"] else 1
 
 
 if __name__ == "__main__":

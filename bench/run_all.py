@@ -788,7 +788,7 @@ def section_role(results, plots):
     if not role:
         return lines + failed_note(results["_steps"].get("role"))
     rounds = role["rows"][0].get("rounds") if role["rows"] else None
-    summary = samples_word(rounds) + " rounds" if rounds else "the median of its rounds"
+    summary = _rounds_per_figure(rounds) if rounds else "the median of its rounds per figure"
     lines += ["bench/bench_vm_network_role.py: whole `ansible-playbook` runs of a play with only the `vm_network`",
               f"role, for N VMs on one node (N pods), {summary}, ansible-playbook's start-up included:",
               "connect (changes), connect again (no change), disconnect. Its own page has the detail.", "",
@@ -808,6 +808,10 @@ def section_role(results, plots):
     return lines
 
 
+def _rounds_per_figure(rounds):
+    return f"{rounds} round{'s' if rounds != 1 else ''} per figure ({samples_word(rounds)})"
+
+
 def section_fleet(results):
     fleet = results.get("fleet")
     lines = ["## A fleet over SSH: 1 node vs several in one run", ""]
@@ -820,7 +824,7 @@ def section_fleet(results):
               "`tools/fleet_nodes.sh`), reached over real SSH as `ops` with sudo, on this same machine; in each the CNI",
               f"bridge plugin made {vms} pods. Whole `ansible-playbook` runs of `playbooks/connect.yml` and",
               f"`playbooks/disconnect.yml` ({vms} VMs per node), `--limit fleet-1` vs every node in one run, "
-              f"{samples_word(rounds)} round{'s' if rounds != 1 else ''}; SSH pipelining on and ControlPersist on unless stated. "
+              f"{_rounds_per_figure(rounds)}; SSH pipelining on and ControlPersist on unless stated. "
               "Its own page has the detail.", "",
               f"| run | 1 node | {nodes} nodes, one run | ratio (target <= {TARGET_FLEET_RATIO:g}x) |",
               "| --- | ---: | ---: | ---: |"]
