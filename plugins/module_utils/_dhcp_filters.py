@@ -89,7 +89,10 @@ POD_MATCH = (68, 546, 134)  # from the cluster: DHCPv4 and DHCPv6 to a client, R
 _EXTENSION_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options: one of them is skipped
 
 # Classic BPF opcodes the programs use.
-LDH, LDB, LDH_X, LDB_X, LDXB_MSH = 0x28, 0x30, 0x48, 0x50, 0xB1
+LDW, LDH, LDB, LDH_X, LDB_X, LDXB_MSH = 0x20, 0x28, 0x30, 0x48, 0x50, 0xB1
+# A load from SKF_AD_OFF + SKF_AD_PKTTYPE (-4096 + 4) gives the frame's direction, not its bytes.
+ANCILLARY_PKTTYPE = (-0x1000 + 4) & 0xFFFFFFFF
+PACKET_OUTGOING = 4
 ADD_K, LSH_K, TAX, JEQ, JSET, RET = 0x04, 0x64, 0x07, 0x15, 0x45, 0x06
 
 
@@ -112,15 +115,21 @@ def assemble(code) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def dhcp_program(v4_port, v6_port, icmp6_type, match: int, nomatch: int) -> list[tuple[int, int, int, int]]:
+def dhcp_program(v4_port, v6_port, icmp6_type, match: int, nomatch: int,
+                 incoming_only: bool = False) -> list[tuple[int, int, int, int]]:
     """Classic BPF returning ``match`` for IPv4 UDP to ``v4_port`` (not a later fragment), IPv6 UDP to
     ``v6_port`` or ICMPv6 of type ``icmp6_type`` (directly after the IPv6 header or after one hop-by-hop,
     routing or destination options header), else ``nomatch``. A None leaves that family out.
+    ``incoming_only`` also returns ``nomatch`` for frames the host sends out of the link (a packet
+    socket sees both directions; tc ingress only one).
 
     Run from the Ethernet header: by tc on ingress (cls_bpf pushes the MAC header back) and by a
     packet socket.
     """
-    code = [(LDH, 0, 0, 12)]  # ethertype
+    code = []
+    if incoming_only:
+        code += [(LDW, 0, 0, ANCILLARY_PKTTYPE), (JEQ, "no", 0, PACKET_OUTGOING)]
+    code.append((LDH, 0, 0, 12))  # ethertype
     if v4_port is not None:
         code.append((JEQ, "v4", 0, ETH_P_IP))
     if v6_port is not None:

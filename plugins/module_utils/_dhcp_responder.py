@@ -18,7 +18,8 @@ whatever the families): DHCPv6 (``_dhcp6_codec.answer``, IA_NA with the pod's IP
 and Router Advertisements (M and O set, the default route via the pod's IPv6 gateway), three
 at first, then every 200..600 s and in answer to the VM's Router Solicitations (at most one
 per MIN_DELAY_BETWEEN_RAS). The socket filter takes DHCPv4, DHCPv6 and RS frames as the pod
-needs them; the frame budget and the log budget are the pod's, shared by both families.
+needs them, and only those the VM sends (never those sent to it, see open_client_socket); the
+frame budget and the log budget are the pod's, shared by both families.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ LOG = logging.getLogger("podnet-dhcpd")
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SO_ATTACH_FILTER = 26
+SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23
 SIOCGIFHWADDR = 0x8927
 RESCAN_INTERVAL = 1.0  # also how soon a deleted pod's socket is closed (inotify is sooner for /run/netns)
 STATE_DELAY = 0.5
@@ -96,7 +98,7 @@ def client_filter_program(v4: bool = True, v6: bool = False) -> list[tuple[int, 
     The kernel then wakes us only for DHCP to a server (and RS), not for every frame the VM sends.
     """
     return filters.dhcp_program(67 if v4 else None, 547 if v6 else None, codec6.ICMPV6_RS if v6 else None,
-                                match=0xFFFF, nomatch=0)
+                                match=0xFFFF, nomatch=0, incoming_only=True)
 
 
 _FILTERS = {(v4, v6): b"".join(struct.pack("=HBBI", *insn) for insn in client_filter_program(v4, v6))
@@ -108,6 +110,33 @@ def _attach_filter(sock: socket.socket, v4: bool = True, v6: bool = False) -> No
     buf = ctypes.create_string_buffer(program)
     fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def open_client_socket(tap: str, v4: bool = True, v6: bool = False) -> socket.socket:
+    """The packet socket on a pod's tap, in the current namespace: it wakes only for the DHCP and
+    RS frames the VM sends.
+
+    Never for frames sent to the VM (out of the tap): anyone who reaches the pod's IP could send
+    those to :67/:547 and fill the queue, before any rate limit, so that the VM's own requests
+    are dropped. PACKET_IGNORE_OUTGOING (Linux 4.20) keeps them out of the queue; the filter's
+    direction check does where the kernel lacks it.
+    """
+    # Protocol 0 until bound: nothing queues before the filter is attached.
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        _attach_filter(sock, v4=v4, v6=v6)
+        try:
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:
+            pass  # an older kernel: the filter alone
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        # ETH_P_ALL, not ETH_P_IP: only "all" taps run before tc ingress and the
+        # bridge's rx handler; a protocol-bound socket never sees a bridged frame.
+        sock.bind((tap, ETH_P_ALL))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def lease6_of(decl: dict):
@@ -606,17 +635,11 @@ class Responder:
                 return
             setns(nsfd)
             try:
-                # Protocol 0 until bound: nothing queues before the filter is attached.
-                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                sock = open_client_socket(decl["tap"], v4=bool(decl.get("ip")), v6=pod.v6 is not None)
                 cookie = socket_cookie(sock)
                 if decl.get("netns_cookie") is not None and cookie is not None and cookie != decl["netns_cookie"]:
                     # The kernel gave a freed namespace's inode to a new one: not this pod.
                     raise _Replaced()
-                _attach_filter(sock, v4=bool(decl.get("ip")), v6=pod.v6 is not None)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-                # ETH_P_ALL, not ETH_P_IP: only "all" taps run before tc ingress and the
-                # bridge's rx handler; a protocol-bound socket never sees a bridged frame.
-                sock.bind((decl["tap"], ETH_P_ALL))
                 pod.src_mac = _hwaddr(sock, decl["bridge"]) or _hwaddr(sock, decl["tap"]) or pod.src_mac
             finally:
                 setns(self._own_ns)

@@ -23,15 +23,22 @@ TC_ACT_SHOT, TC_ACT_UNSPEC = 2, 0xFFFFFFFF
 VM, GW = "0a:58:0a:f4:01:0a", "02:00:00:00:00:01"
 
 
-def run_cbpf(program, frame):
-    """Return the program's verdict for ``frame``; 0 when a load runs past the end (as the kernel does)."""
+PACKET_HOST, PACKET_OUTGOING = 0, 4
+ANCILLARY_PKTTYPE = 0xFFFFF004  # SKF_AD_OFF + SKF_AD_PKTTYPE
+
+
+def run_cbpf(program, frame, pkttype=PACKET_HOST):
+    """Return the program's verdict for ``frame`` arriving with ``pkttype`` (the direction a packet
+    socket sees); 0 when a load runs past the end (as the kernel does)."""
     a = x = 0
     pc = 0
     while True:
         code, jt, jf, k = program[pc]
         pc += 1
         try:
-            if code == 0x28:      # ldh [k]
+            if code == 0x20 and k == ANCILLARY_PKTTYPE:  # ld #pkttype
+                a = pkttype
+            elif code == 0x28:      # ldh [k]
                 a = struct.unpack_from("!H", frame, k)[0]
             elif code == 0x30:    # ldb [k]
                 a = frame[k]
@@ -209,3 +216,12 @@ def test_codec_frames_match_the_programs():
     assert run_cbpf(filters.pod_drop_program(), ra) == TC_ACT_SHOT
     assert run_cbpf(filters.pod_drop_program(), reply) == TC_ACT_SHOT
     assert run_cbpf(filters.tap_drop_program(), ra) == TC_ACT_UNSPEC
+
+
+@pytest.mark.parametrize("v4, v6", [(True, False), (False, True), (True, True)])
+def test_the_socket_filter_refuses_what_is_sent_to_the_vm(v4, v6):
+    """A DHCP frame leaving through the tap (to the VM) never wakes the responder; the VM's own does."""
+    program = client_filter_program(v4, v6)
+    frame = udp_frame(67) if v4 else udp6(547)
+    assert run_cbpf(program, frame) == 0xFFFF
+    assert run_cbpf(program, frame, pkttype=PACKET_OUTGOING) == 0
