@@ -61,7 +61,7 @@ REPO = _paths.REPO
 FLEET_NODES = REPO / "tools" / "fleet_nodes.sh"
 CONNECT = REPO / "playbooks" / "connect.yml"
 DISCONNECT = REPO / "playbooks" / "disconnect.yml"
-PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs"]
+PODMAN = [str(REPO / "tools" / "podman.sh")]  # runc, cgroupfs, vfs where the storage is on overlayfs
 TARGET_RATIO = 1.5
 UNAVAILABLE = 3  # the exit code for "this machine cannot run a fleet" (run_all.py --quick reports it as skipped)
 PLAYBOOK_TIMEOUT = 1800
