@@ -222,8 +222,31 @@ def responder(run_dir, tmp_path):
     proc.wait(TIMEOUT)
 
 
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def fd_targets(pid):
+    """What the process's descriptors point at ("socket:[inode]", paths); one closed meanwhile is left out."""
+    targets = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            targets.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            pass
+    return targets
+
+
+def packet_socket_in(pod, pid):
+    """The one packet socket of the pod's namespace that ``pid`` holds, as its fd target."""
+    lines = sh("ip", "netns", "exec", pod.netns, "cat", "/proc/net/packet").stdout.splitlines()[1:]
+    held = {f"socket:[{line.split()[-1]}]" for line in lines if line.strip()} & fd_targets(pid)
+    assert len(held) == 1, (lines, held)
+    return held.pop()
+
+
+def collected(run_dir, proc, log):
+    """The pod's records are gone; a responder that died or left some says so, with its log."""
+    left = files_of(run_dir)
+    if left and proc.poll() is not None:
+        raise AssertionError(f"the responder exited ({proc.returncode}) leaving {left}:\n{log.read_text()}")
+    return not left
 
 
 def test_the_responder_closes_and_collects_a_deleted_pod(lab, run_dir, responder):
@@ -231,11 +254,15 @@ def test_the_responder_closes_and_collects_a_deleted_pod(lab, run_dir, responder
     pod = lab.add_pod()
     present(params(pod, run_dir))
     wait_for(lambda: log.exists() and "serving on tap0" in log.read_text(), TIMEOUT, "the responder to serve the pod")
-    fds = open_fds(proc.pid)
+    # That socket, not a count of descriptors: a rescan holds a directory or a namespace open for a moment.
+    sock = packet_socket_in(pod, proc.pid)
     sh("ip", "netns", "del", pod.netns)
-    wait_for(lambda: files_of(run_dir) == [], TIMEOUT, "the responder to collect the deleted pod's records")
+    try:
+        wait_for(lambda: collected(run_dir, proc, log), TIMEOUT, "the responder to collect the deleted pod's records")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}: left {files_of(run_dir)}; responder log:\n{log.read_text()}") from None
     assert "records removed (namespace gone)" in log.read_text()
-    assert open_fds(proc.pid) == fds - 1, "the pod's packet socket is still open"
+    assert sock not in fd_targets(proc.pid), "the pod's packet socket is still open"
     assert proc.poll() is None
 
 
