@@ -14,17 +14,21 @@ Two drop filters on ingress qdiscs, set through netlink:
   Advertisements (type 134): DHCP replies and RAs from the cluster network never reach the
   VM, which sees only the responder's.
 
-IPv6 extension headers: the programs look at the upper layer right after the IPv6 header or
-after exactly one hop-by-hop, routing or destination options header (what a DHCPv6 client or
-an RS/RA could plausibly carry). A packet with a fragment header or with two or more extension
-headers is not parsed and passes (the responder's socket filter does not take it either), so
-nothing is ever dropped on a guess. ``dhcp_program`` builds the tc programs and the
+IPv6 extension headers: the programs walk up to 8 hop-by-hop, routing, destination options and
+fragment headers, in any order, to the upper layer (issue 18: a rogue RA hid behind two). A first
+fragment (offset 0) is judged as the whole packet; a later fragment passes: classic BPF keeps no
+state to tie it to its datagram, and without its first fragment (dropped if it is a reply or an RA)
+it reassembles into nothing. Dropped as well, since they could hide a match and no real traffic
+has them: a chain that runs off the frame (a first fragment without its upper header, which RFC
+7112 forbids and the later fragments would bring) and one longer than 8 headers. Other headers
+(AH, ESP, no next header, ...) end the walk and pass. ``dhcp_program`` builds the tc programs and the
 responder's socket filter alike, so what tc drops is exactly what the responder is woken for.
 
 The filters are ``protocol all`` since 0.2 (one program for IPv4 and IPv6); the IPv4-only
-programs of 0.1 (``protocol ip``) at our priority are *outdated*: ``dhcp_filters_present``
-reports them False, ``install_dhcp_filters`` replaces them ("replaced") and
-``remove_dhcp_filters`` removes them as it removes the current ones.
+programs of 0.1 (``protocol ip``) at our priority are *outdated*, as are 0.2.0's (one extension
+header skipped; the kernel keeps the bytecode, which tells): ``dhcp_filters_present`` reports
+them False, ``install_dhcp_filters`` replaces them ("replaced") and ``remove_dhcp_filters``
+removes them as it removes the current ones.
 
 Each filter is ``cls_bpf`` in direct-action mode running a classic BPF program that returns
 TC_ACT_SHOT for a match and TC_ACT_UNSPEC (next filter) otherwise. Why not u32 with
@@ -86,10 +90,16 @@ TC_ACT_SHOT, TC_ACT_UNSPEC = 2, 0xFFFFFFFF
 # (IPv4 UDP port, IPv6 UDP port, ICMPv6 type) each filter drops.
 TAP_MATCH = (67, 547, 133)  # from the VM: DHCPv4 and DHCPv6 to a server, Router Solicitation
 POD_MATCH = (68, 546, 134)  # from the cluster: DHCPv4 and DHCPv6 to a client, Router Advertisement
-_EXTENSION_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options: one of them is skipped
+_EXTENSION_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options: (length + 1) * 8 bytes
+FRAGMENT_HEADER = 44  # 8 bytes; its offset field (bytes 2-3, & 0xfff8) is nonzero in a later fragment
+MAX_WALKED_HEADERS = 8  # as the responder's parser (_dhcp6_codec.MAX_EXTENSION_HEADERS)
+IPV6_UPPER = 54  # the Ethernet and IPv6 headers: x counts from here while walking the chain
+UPPER_BYTES = 4  # the most the walk reads at x: an extension header's first 2, UDP's ports, ICMPv6's type
 
 # Classic BPF opcodes the programs use.
 LDW, LDH, LDB, LDH_X, LDB_X, LDXB_MSH = 0x20, 0x28, 0x30, 0x48, 0x50, 0xB1
+LD_IMM, LD_LEN, LD_MEM, ST, LDX_IMM = 0x00, 0x80, 0x60, 0x02, 0x01  # A = k; A = frame length; A = M[k]; M[k] = A; x = k
+SUB_K, ADD_X, JA, JGE, JGE_X = 0x14, 0x0C, 0x05, 0x35, 0x3D
 # A load from SKF_AD_OFF + SKF_AD_PKTTYPE (-4096 + 4) gives the frame's direction, not its bytes.
 ANCILLARY_PKTTYPE = (-0x1000 + 4) & 0xFFFFFFFF
 PACKET_OUTGOING = 4
@@ -97,8 +107,8 @@ ADD_K, LSH_K, TAX, JEQ, JSET, RET = 0x04, 0x64, 0x07, 0x15, 0x45, 0x06
 
 
 def assemble(code) -> list[tuple[int, int, int, int]]:
-    """Classic BPF from a list of ``(op, jt, jf, k)`` and label strings; ``jt``/``jf`` may name a
-    label (forward jumps only, as cBPF has no others) instead of giving an offset."""
+    """Classic BPF from a list of ``(op, jt, jf, k)`` and label strings; ``jt``/``jf`` (``k`` of a JA) may
+    name a label (forward jumps only, as cBPF has no others) instead of giving an offset."""
     labels, insns = {}, []
     for item in code:
         if isinstance(item, str):
@@ -109,7 +119,8 @@ def assemble(code) -> list[tuple[int, int, int, int]]:
     for pc, (op, jt, jf, k) in enumerate(insns):
         jt = labels[jt] - pc - 1 if isinstance(jt, str) else jt
         jf = labels[jf] - pc - 1 if isinstance(jf, str) else jf
-        if not (0 <= jt < 256 and 0 <= jf < 256):
+        k = labels[k] - pc - 1 if isinstance(k, str) else k
+        if not (0 <= jt < 256 and 0 <= jf < 256) or (op == JA and k < 0):
             raise ValueError(f"jump out of range at {pc}")
         out.append((op, jt, jf, k))
     return out
@@ -118,8 +129,8 @@ def assemble(code) -> list[tuple[int, int, int, int]]:
 def dhcp_program(v4_port, v6_port, icmp6_type, match: int, nomatch: int,
                  incoming_only: bool = False) -> list[tuple[int, int, int, int]]:
     """Classic BPF returning ``match`` for IPv4 UDP to ``v4_port`` (not a later fragment), IPv6 UDP to
-    ``v6_port`` or ICMPv6 of type ``icmp6_type`` (directly after the IPv6 header or after one hop-by-hop,
-    routing or destination options header), else ``nomatch``. A None leaves that family out.
+    ``v6_port`` or ICMPv6 of type ``icmp6_type`` (behind up to 8 extension headers, in a first fragment too;
+    see the module's docstring), else ``nomatch``. A None leaves that family out.
     ``incoming_only`` also returns ``nomatch`` for frames the host sends out of the link (a packet
     socket sees both directions; tc ingress only one).
 
@@ -142,20 +153,38 @@ def dhcp_program(v4_port, v6_port, icmp6_type, match: int, nomatch: int,
                  (LDXB_MSH, 0, 0, 14), (LDH_X, 0, 0, 16),       # x = IP header length; UDP destination port
                  (JEQ, "yes", "no", v4_port)]
     if v6_port is not None:
-        code += ["v6",
-                 (LDB, 0, 0, 20),                               # next header
-                 (JEQ, "udp0", 0, 17), (JEQ, "icmp0", 0, 58)]
-        code += [(JEQ, "ext", 0, nh) for nh in _EXTENSION_HEADERS]
-        code += [(RET, 0, 0, nomatch),
-                 "udp0", (LDH, 0, 0, 56), (JEQ, "yes", "no", v6_port),
-                 "icmp0", (LDB, 0, 0, 54), (JEQ, "yes", "no", icmp6_type),
-                 "ext", (LDB, 0, 0, 55), (ADD_K, 0, 0, 1), (LSH_K, 0, 0, 3), (TAX, 0, 0, 0),  # x = its length
-                 (LDB, 0, 0, 54),                               # the extension header's next header
-                 (JEQ, "udp1", 0, 17), (JEQ, "icmp1", "no", 58),
-                 "udp1", (LDH_X, 0, 0, 56), (JEQ, "yes", "no", v6_port),
-                 "icmp1", (LDB_X, 0, 0, 54), (JEQ, "yes", "no", icmp6_type)]
+        code += ["v6"] + _ipv6_walk(v6_port, icmp6_type)
     code += ["no", (RET, 0, 0, nomatch), "yes", (RET, 0, 0, match)]
     return assemble(code)
+
+
+def _fits(short):
+    """Go to ``short`` unless the frame holds UPPER_BYTES at x (its length >= 58, checked first: no underflow)."""
+    return [(LD_LEN, 0, 0, 0), (SUB_K, 0, 0, IPV6_UPPER + UPPER_BYTES), (JGE_X, 0, short, 0)]
+
+
+def _ipv6_walk(v6_port, icmp6_type) -> list:
+    """From the IPv6 header's next header through up to MAX_WALKED_HEADERS extension headers to UDP to
+    ``v6_port`` or ICMPv6 of ``icmp6_type`` ("yes"), anything else "no". cBPF jumps only forward, so the walk
+    is unrolled: step i keeps the next header in M[0] and the offset of its header (from IPV6_UPPER) in x."""
+    code = [(LD_LEN, 0, 0, 0), (JGE, 0, "no", IPV6_UPPER + UPPER_BYTES),  # shorter: nothing to match, malformed
+            (LDB, 0, 0, 20), (ST, 0, 0, 0), (LDX_IMM, 0, 0, 0)]
+    for i in range(MAX_WALKED_HEADERS):
+        code += [f"step{i}", (LD_MEM, 0, 0, 0), (JEQ, "udp", 0, 17), (JEQ, "icmp", 0, 58)]
+        code += [(JEQ, f"walk{i}", 0, nh) for nh in (FRAGMENT_HEADER,) + _EXTENSION_HEADERS[:-1]]
+        code += [(JEQ, f"walk{i}", "no", _EXTENSION_HEADERS[-1]),
+                 f"walk{i}"] + _fits("yes") + [  # a chain running off the frame: dropped
+                 (LD_MEM, 0, 0, 0), (JEQ, 0, f"ext{i}", FRAGMENT_HEADER),
+                 (LDH_X, 0, 0, IPV6_UPPER + 2), (JSET, "no", 0, 0xFFF8),  # a later fragment passes
+                 (LDB_X, 0, 0, IPV6_UPPER), (ST, 0, 0, 0), (LD_IMM, 0, 0, 0), (JA, 0, 0, f"next{i}"),  # 8 bytes long
+                 f"ext{i}", (LDB_X, 0, 0, IPV6_UPPER), (ST, 0, 0, 0), (LDB_X, 0, 0, IPV6_UPPER + 1),
+                 f"next{i}", (ADD_K, 0, 0, 1), (LSH_K, 0, 0, 3), (ADD_X, 0, 0, 0), (TAX, 0, 0, 0)]  # x += (len + 1) * 8
+    code += [(LD_MEM, 0, 0, 0), (JEQ, "udp", 0, 17), (JEQ, "icmp", 0, 58)]
+    code += [(JEQ, "yes", 0, nh) for nh in (FRAGMENT_HEADER,) + _EXTENSION_HEADERS]  # a longer chain: dropped
+    code += [(JA, 0, 0, "no"),
+             "udp"] + _fits("yes") + [(LDH_X, 0, 0, IPV6_UPPER + 2), (JEQ, "yes", "no", v6_port),
+             "icmp"] + _fits("yes") + [(LDB_X, 0, 0, IPV6_UPPER), (JEQ, "yes", "no", icmp6_type)]
+    return code
 
 
 def tap_drop_program() -> list[tuple[int, int, int, int]]:
@@ -256,7 +285,7 @@ def _ours(filters: list) -> bool:
 
 def _state(filters: list, role: str) -> str:
     """"current" (our priority, protocol all, this version's program), "outdated" (ours, another program or
-    protocol: 0.1's IPv4-only one) or "absent"."""
+    protocol: 0.1's IPv4-only one, 0.2.0's that skipped one IPv6 extension header) or "absent"."""
     ours = [(info, ops) for info, kind, ops in filters if info >> 16 == FILTER_PRIO and kind == "bpf"]
     if not ours:
         return "absent"
@@ -296,7 +325,7 @@ def install_dhcp_filters(ipr, tap: str, pod_interface: str) -> dict:
 
     Missing links are skipped (reported in the result), never an error.
     Returns ``{"changed": bool, "tap": "added|replaced|present|missing", "pod_interface": ...}``;
-    "replaced": an outdated filter of ours (0.1's IPv4-only program) was swapped for the current one.
+    "replaced": an outdated filter of ours (an earlier version's program) was swapped for the current one.
     """
     _require_inside(ipr)
     result = {"changed": False}
@@ -358,7 +387,7 @@ def dhcp_filters_state(ipr, tap: str, pod_interface: str) -> dict:
 def dhcp_filters_present(ipr, tap: str, pod_interface: str) -> dict:
     """{"tap": bool, "pod_interface": bool}: whether our current filters are in place (for CHECK/info).
 
-    An outdated filter of ours (0.1's IPv4-only program) is False: a rerun of present replaces it.
+    An outdated filter of ours (an earlier version's program) is False: a rerun of present replaces it.
     Whether anything of ours is there to remove: ``dhcp_filters_state`` (not "absent"/"missing").
     """
     return {role: state == "current" for role, state in dhcp_filters_state(ipr, tap, pod_interface).items()}

@@ -32,6 +32,7 @@ def run_cbpf(program, frame, pkttype=PACKET_HOST):
     socket sees); 0 when a load runs past the end (as the kernel does)."""
     a = x = 0
     pc = 0
+    memory = {}  # M[0..15]; the kernel's checker refuses a program that reads a slot before writing it
     while True:
         code, jt, jf, k = program[pc]
         pc += 1
@@ -46,8 +47,22 @@ def run_cbpf(program, frame, pkttype=PACKET_HOST):
                 a = struct.unpack_from("!H", frame, x + k)[0]
             elif code == 0x50:    # ldb [x + k]
                 a = frame[x + k]
+            elif code == 0x00:    # ld #k
+                a = k
+            elif code == 0x01:    # ldx #k
+                x = k
+            elif code == 0x80:    # ld #len (the frame, from its Ethernet header: tc and packet sockets push it)
+                a = len(frame)
+            elif code == 0x60:    # ld M[k]
+                a = memory[k]
+            elif code == 0x02:    # st M[k]
+                memory[k] = a
             elif code == 0x04:    # add #k
                 a = (a + k) & 0xFFFFFFFF
+            elif code == 0x0C:    # add x
+                a = (a + x) & 0xFFFFFFFF
+            elif code == 0x14:    # sub #k
+                a = (a - k) & 0xFFFFFFFF
             elif code == 0x64:    # lsh #k
                 a = (a << k) & 0xFFFFFFFF
             elif code == 0x07:    # tax
@@ -56,6 +71,12 @@ def run_cbpf(program, frame, pkttype=PACKET_HOST):
                 x = 4 * (frame[k] & 0x0F)
             elif code == 0x15:    # jeq #k
                 pc += jt if a == k else jf
+            elif code == 0x35:    # jge #k (unsigned, as A and k are)
+                pc += jt if a >= k else jf
+            elif code == 0x3D:    # jge x
+                pc += jt if a >= x else jf
+            elif code == 0x05:    # ja +k
+                pc += k
             elif code == 0x45:    # jset #k
                 pc += jt if a & k else jf
             elif code == 0x06:    # ret #k
@@ -163,6 +184,7 @@ def test_combined_drop_programs(role, v4_port, v6_port, icmp):
     drops = [udp_frame(v4_port), with_ip_options(udp_frame(v4_port)), udp6(v6_port), icmp6(icmp)]
     for first in (0, 43, 60):
         drops += [with_ext(udp6(v6_port), first), with_ext(icmp6(icmp), first, 2)]
+    drops += [with_ext(udp6(v6_port), 44), with_two_ext(udp6(v6_port)), with_two_ext(icmp6(icmp))]  # issue 18 M2
     for frame in drops:
         assert run_cbpf(program, frame) == TC_ACT_SHOT, frame.hex()
     other4, other6 = (68, 546) if role == "tap" else (67, 547)
@@ -170,8 +192,7 @@ def test_combined_drop_programs(role, v4_port, v6_port, icmp):
     passes = [udp_frame(other4), udp_frame(53), later_fragment(udp_frame(v4_port)), tcp(udp_frame(v4_port)),
               udp6(other6), udp6(53), icmp6(other_icmp), icmp6(135), icmp6(143),
               with_ext(icmp6(143), 0),  # an MLD report behind hop-by-hop: not ours
-              with_ext(udp6(v6_port), 44),  # a fragment header: not parsed, passes (documented)
-              with_two_ext(udp6(v6_port)),  # two extension headers: not parsed, passes (documented)
+              with_two_ext(udp6(other6)), with_ext(icmp6(other_icmp), 44),
               with_ethertype(udp_frame(v4_port), 0x0806)]
     for frame in passes:
         assert run_cbpf(program, frame) == TC_ACT_UNSPEC, frame.hex()
@@ -182,9 +203,11 @@ def test_programs_are_well_formed():
     programs += [client_filter_program(v4, v6) for v4, v6 in ((True, False), (False, True), (True, True))]
     for program in programs:
         assert program[-1][0] == 0x06 and len(program) < 4096
-        for index, (code, jt, jf, _k) in enumerate(program):
-            if code in (0x15, 0x45):
+        for index, (code, jt, jf, k) in enumerate(program):
+            if code in (0x15, 0x35, 0x3D, 0x45):
                 assert index + 1 + max(jt, jf) < len(program)
+            if code == 0x05:
+                assert index + 1 + k < len(program)
     # The 0.1 program (protocol ip) is not the current one: an install of it is "outdated".
     assert filters._ops(filters.tap_drop_program()) != filters._ops(udp_dport_drop_program(67))
 
@@ -225,3 +248,82 @@ def test_the_socket_filter_refuses_what_is_sent_to_the_vm(v4, v6):
     frame = udp_frame(67) if v4 else udp6(547)
     assert run_cbpf(program, frame) == 0xFFFF
     assert run_cbpf(program, frame, pkttype=PACKET_OUTGOING) == 0
+
+
+# -- IPv6 extension header chains (issue 18 M2) ----------------------------------------------------
+def frag_header(next_header, offset=0, more=True):
+    """A fragment header (8 bytes): ``offset`` in 8-byte units, 0 for a first fragment."""
+    return struct.pack("!BBHI", next_header, 0, offset << 3 | more, 0x12345678)
+
+
+def with_chain(frame, kinds, length8=0, offset=0):
+    """The same upper layer behind extension headers of ``kinds`` in order (44: a fragment header
+    with ``offset``; others ``length8`` + 1 eight-byte units long)."""
+    nxt, upper = frame[20], frame[54:]
+    chain = b""
+    for kind, following in reversed(list(zip(kinds, list(kinds[1:]) + [nxt]))):
+        part = frag_header(following, offset) if kind == 44 else ext_header(following, length8)
+        chain = part + chain
+    return v6_frame(nxt, upper, chain, kinds[0])
+
+
+# Chains of 1 to 8 headers: all one kind, mixed, a fragment header first, last or in between.
+CHAINS = [[60] * n for n in range(1, 9)] + [[0] + [60] * (n - 1) for n in range(1, 9)]
+CHAINS += [[0, 43, 60, 44, 60, 43, 60, 60][:n] for n in range(1, 9)] + [[44], [0, 44], [60] * 7 + [44], [44] + [60] * 7]
+
+
+def tcp6():
+    return v6_frame(6, struct.pack("!HHII", 40000, 546, 1, 0) + bytes(12))
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=lambda chain: "-".join(map(str, chain)))
+@pytest.mark.parametrize("length8", [0, 1, 30])
+def test_pod_program_drops_ras_and_dhcp6_replies_behind_1_to_8_extension_headers(chain, length8):
+    """Behind hop-by-hop, routing, destination options and fragment headers (a first fragment carries the
+    upper header: it is judged as the whole packet would be), in any order and length."""
+    pod, tap, sock = filters.pod_drop_program(), filters.tap_drop_program(), client_filter_program(True, True)
+    for frame in (udp6(546, sport=547), icmp6(134)):
+        assert run_cbpf(pod, with_chain(frame, chain, length8)) == TC_ACT_SHOT, with_chain(frame, chain, length8).hex()
+    for frame in (udp6(547), icmp6(133)):
+        assert run_cbpf(tap, with_chain(frame, chain, length8)) == TC_ACT_SHOT
+        assert run_cbpf(sock, with_chain(frame, chain, length8)) == 0xFFFF
+    for frame in (udp6(53), icmp6(135), icmp6(143), tcp6(), udp6(547), icmp6(133)):
+        assert run_cbpf(pod, with_chain(frame, chain, length8)) == TC_ACT_UNSPEC
+        assert run_cbpf(sock, with_chain(frame, chain, length8)) == (
+            0xFFFF if frame in (udp6(547), icmp6(133)) else 0)
+
+
+def test_rogue_ra_behind_hop_by_hop_and_destination_options_is_dropped():
+    """The finding as reported: an RA behind hop-by-hop + destination options, or two destination options."""
+    ra = c6.build_router_advertisement("02:00:00:00:00:99", "fe80::99", prefix="fd99::/64", mtu=1400)
+    for chain in ([0, 60], [60, 60]):
+        assert run_cbpf(filters.pod_drop_program(), with_chain(ra, chain)) == TC_ACT_SHOT
+
+
+def test_later_fragments_pass_first_fragments_are_judged():
+    """cBPF keeps no state: a later fragment (offset > 0) cannot be tied to its datagram. It passes: the first
+    fragment, which carries the upper header, is dropped when it is a reply or an RA, so nothing reassembles."""
+    pod = filters.pod_drop_program()
+    reply = udp6(546, sport=547)
+    assert run_cbpf(pod, with_chain(reply, [44])) == TC_ACT_SHOT
+    assert run_cbpf(pod, with_chain(reply, [0, 44, 60])) == TC_ACT_SHOT
+    for chain in ([44], [0, 44], [60, 44]):
+        later = with_chain(reply, chain, offset=185)
+        assert run_cbpf(pod, later) == TC_ACT_UNSPEC
+        assert run_cbpf(filters.tap_drop_program(), with_chain(udp6(547), chain, offset=1)) == TC_ACT_UNSPEC
+
+
+def test_chains_that_run_off_the_frame_or_past_eight_headers_are_dropped():
+    """A first fragment whose chain ends before the upper header (RFC 7112 forbids it; the later fragment would
+    bring the RA) and a chain longer than the walk could hide what is dropped: no real traffic has either."""
+    pod = filters.pod_drop_program()
+    reply = with_chain(udp6(546, sport=547), [44, 60])
+    assert run_cbpf(pod, reply[:-12]) == TC_ACT_SHOT  # ends inside the UDP header
+    assert run_cbpf(pod, reply[:-16]) == TC_ACT_SHOT  # ends after the destination options header
+    assert run_cbpf(pod, reply[:-20]) == TC_ACT_SHOT  # ends inside it
+    for frame in (icmp6(134), udp6(53), tcp6()):
+        assert run_cbpf(pod, with_chain(frame, [60] * 9)) == TC_ACT_SHOT
+    # A header pointing at "no next header" with nothing after it is complete, not truncated.
+    nothing = v6_frame(59, b"", ext_header(59), 60)
+    assert run_cbpf(pod, nothing) == TC_ACT_UNSPEC
+    assert run_cbpf(pod, v6_frame(59, b"")) == TC_ACT_UNSPEC
