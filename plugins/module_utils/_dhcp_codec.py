@@ -289,6 +289,11 @@ def encode_message(fields: dict, options: list[tuple[int, object]]) -> bytes:
     return buf
 
 
+def content_length(payload: bytes) -> int:
+    """Bytes of a message from ``encode_message`` up to its END option, without the padding after it."""
+    return len(payload.rstrip(b"\x00"))
+
+
 def decode_message(payload: bytes) -> dict:
     """Decode a DHCP message into a dict; raises ``ValueError`` for anything malformed.
 

@@ -383,15 +383,21 @@ class Pod:
         """
         requested = request["parameter_list"]
         wanted = frozenset(requested).intersection(OPTIONAL) if requested else None
-        limit = UDP_IP_HEADERS + MIN_MAX_MESSAGE_SIZE
-        limit = max(limit, min(self.mtu, request.get("max_message_size") or self.mtu))
+        room = self.reply_room(request)
         template = self._template(reply_type, wanted, self.extra_codes)
-        if len(template) + UDP_IP_HEADERS > limit:
-            template = self._fitting(reply_type, wanted, requested, limit - UDP_IP_HEADERS)
+        if codec.content_length(template) > room:
+            template = self._fitting(reply_type, wanted, requested, room)
             if template is None:
                 return None
+        template = template[:max(room, codec.content_length(template))]  # the padding to 300 bytes may not fit
         ciaddr = request["ciaddr"] if reply_type in (codec.ACK, INFORM_ACK) else "0.0.0.0"
         return codec.patch_reply(template, request["xid"], request["flags"], ciaddr)
+
+    def reply_room(self, request: dict) -> int:
+        """The most DHCP payload a reply may take: what the client takes (option 57, never below the 576 bytes
+        every client must take, RFC 2131 2), but never more than the link carries (its MTU)."""
+        takes = max(UDP_IP_HEADERS + MIN_MAX_MESSAGE_SIZE, request.get("max_message_size") or self.mtu)
+        return min(self.mtu, takes) - UDP_IP_HEADERS
 
     def _fitting(self, reply_type: int, wanted, requested, room: int):
         """The largest reply within ``room`` bytes: what routes the VM always; the optional options
@@ -399,23 +405,23 @@ class Pod:
         many configured dhcpOptions as fit, those option 55 asks for first (in its order of preference,
         RFC 2131), then the others. None when not even the bare lease fits."""
         base = self._template(reply_type, wanted, frozenset())
-        if len(base) > room and wanted != frozenset():
+        if codec.content_length(base) > room and wanted != frozenset():
             wanted = frozenset()  # the optional options do not fit
             base = self._template(reply_type, wanted, frozenset())
-        if len(base) > room:
+        if codec.content_length(base) > room:
             return None
         if not self.extra_options:
             return base
         sizes = {code: codec.option_size(data) for code, data in self.extra_options}
         order = [code for code in dict.fromkeys(requested) if code in sizes]
         order += [code for code, _data in self.extra_options if code not in order]
-        used, chosen = len(base.rstrip(b"\x00")), set()  # the content, without the padding to 300 bytes
+        used, chosen = codec.content_length(base), set()
         for code in order:
             if used + sizes[code] <= room:
                 used += sizes[code]
                 chosen.add(code)
         template = self._template(reply_type, wanted, frozenset(chosen))
-        return template if len(template) <= room else base
+        return template if codec.content_length(template) <= room else base
 
     def _template(self, reply_type: int, wanted, extras):
         cache_key = (reply_type, wanted, extras)
@@ -1002,7 +1008,9 @@ class Responder:
             self.stats["dropped"] += 1  # a full queue: the client retransmits
             return False
         except OSError as exc:
-            if exc.errno == errno.ENOBUFS:
+            # No room in the device queue, or a frame larger than the link: this frame is lost, the socket is
+            # fine. Closing it would make the rescan reopen it every second for as long as the VM asks.
+            if exc.errno in (errno.ENOBUFS, errno.EMSGSIZE):
                 self.stats["dropped"] += 1
                 return False
             self.close_socket(pod, f"send failed: {exc.strerror or exc}")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -56,19 +57,37 @@ def test_server_identifier_is_the_gateway_or_an_on_link_address():
 
 
 class _FakeSocket:
-    def __init__(self):
+    """A packet socket on a link of ``mtu``: the kernel refuses a larger frame with EMSGSIZE; ``strict``
+    makes that a test failure instead (a reply must never be larger than the link)."""
+
+    def __init__(self, mtu=65535, strict=True):
         self.sent = []
+        self.mtu, self.strict = mtu, strict
+
+    def fileno(self):
+        return -1
+
+    def close(self):
+        pass
 
     def send(self, frame):
+        if len(frame) - 14 > self.mtu:
+            assert not self.strict, f"a {len(frame) - 14}-byte reply on a link of MTU {self.mtu}"
+            raise OSError(errno.EMSGSIZE, os.strerror(errno.EMSGSIZE))
         self.sent.append(frame)
+
+
+# The fuzzed pod's replies fill its small MTU: the fuzzer also checks they never exceed it.
+FUZZ_MTU = 400
 
 
 @pytest.fixture(scope="module")
 def responder(tmp_path_factory):
     from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import Responder
     r = Responder(str(tmp_path_factory.mktemp("run")))
-    pod = Pod("pod1__eth0", declaration(), None)
-    pod.sock = _FakeSocket()
+    pod = Pod("pod1__eth0", declaration(mtu=FUZZ_MTU, dns_servers=[f"10.96.0.{i}" for i in range(1, 9)],
+                                        search_domains=[f"d{i}-" + "x" * 40 + ".example" for i in range(4)]), None)
+    pod.sock = _FakeSocket(FUZZ_MTU)
     return r, pod
 
 
@@ -195,6 +214,40 @@ def test_a_reply_larger_than_the_vm_takes_drops_the_optional_options():
     assert 119 in codec.scan_options(roomy.reply_payload(codec.OFFER, request))
     asked_small = dict(request, max_message_size=576)
     assert 119 not in codec.scan_options(roomy.reply_payload(codec.OFFER, asked_small)), "option 57 is honoured"
+
+
+@pytest.mark.parametrize("mtu", [300, 400, 500, 575])
+def test_a_reply_never_exceeds_an_mtu_below_576(mtu):
+    """RFC 2131 makes every client take 576 bytes, but the link carries no more than its MTU (issue 18 M1)."""
+    pod = Pod("pod1__eth0", declaration(mtu=mtu, search_domains=[f"d{i}-" + "x" * 50 + ".example" for i in range(10)],
+                                        dns_servers=[f"10.96.0.{i}" for i in range(1, 17)], hostname="vm1",
+                                        dhcp_options=_big_options()), None)
+    for asked in (None, 576, 1500):
+        request = {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": [1, 3, 6, 12, 15, 119],
+                   "max_message_size": asked}
+        for reply in (codec.OFFER, codec.ACK, codec.NAK, INFORM_ACK):
+            payload = pod.reply_payload(reply, request)
+            if payload is None:
+                assert mtu < 400, "only when not even the bare lease fits"
+                continue
+            assert len(payload) + 28 <= mtu, (reply, asked, len(payload))
+            assert 121 in codec.scan_options(payload) or reply == codec.NAK, "the routes are kept"
+
+
+def test_emsgsize_on_send_is_a_drop_not_a_closed_socket(tmp_path):
+    """A reply the link refuses (EMSGSIZE) is dropped and counted, as a full queue (ENOBUFS) is: closing
+    the socket made the rescan reopen it every second, for as long as the VM asked (issue 18 M1)."""
+    r = responder_module.Responder(str(tmp_path / "run"))
+    pod = Pod("pod1__eth0", declaration(), None)
+    sock = pod.sock = _FakeSocket(mtu=100, strict=False)
+    r.pods[pod.key] = pod
+    dropped = r.stats["dropped"]
+    r.handle_frame(pod, _client(codec.DISCOVER))
+    assert pod.sock is sock and r.stats["dropped"] == dropped + 1 and r.stats["replied"] == 0
+    sock.mtu = 1500
+    r.handle_frame(pod, _client(codec.DISCOVER))
+    assert len(sock.sent) == 1 and r.stats["replied"] == 1, "the same socket answers the next request"
+    r.selector.close()
 
 
 # -- KubeVirt's dhcpOptions ----------------------------------------------------------------------------
