@@ -31,6 +31,8 @@ Decisions (RFC 8415 leaves them to the server):
   allows it; some clients send no ORO in Request).
 - ADVERTISE carries PREFERENCE 255, so clients request at once instead of waiting for
   other servers (RFC 8415 18.2.1): the responder is the only server on the tap.
+- Replies fit the link MTU: the first IA_NA, the configuration, then the other IAs as they fit
+  (``_within``); an IAID repeated within its type is answered once (RFC 8415 21.4).
 - IA_TA is answered NoAddrsAvail and IA_PD NoPrefixAvail; in Renew and Rebind any
   address or prefix the client holds there, or any address in an IA_NA that is not the
   lease address, comes back with lifetimes 0 so the client drops it.
@@ -102,6 +104,8 @@ ICMPV6_RS, ICMPV6_RA = 133, 134
 ND_OPT_SLLA, ND_OPT_PREFIX, ND_OPT_MTU = 1, 3, 5
 
 MAX_MESSAGE = 65535 - 8  # a UDP payload
+IPV6_MIN_MTU = 1280  # every IPv6 link carries it (RFC 8200 5): the MTU of a reply when none is given
+UDP6_HEADERS = 40 + 8  # what a reply's IPv6 and UDP headers take of the link MTU
 MAX_OPTIONS = 1024  # per level; a real client sends a dozen
 _EXTENSION_HEADERS = (0, 43, 60)  # hop-by-hop, routing, destination options: skipped
 MAX_EXTENSION_HEADERS = 8
@@ -420,14 +424,7 @@ def server_duid(node_id: bytes) -> bytes:
 
 # -- the lease ------------------------------------------------------------------------------
 def _ipv6_unicast(value, field, errors):
-    try:
-        address = ipaddress.IPv6Address(value) if isinstance(value, str) else None
-    except ValueError:
-        address = None
-    if address is None or address.is_multicast or address.is_unspecified or address.is_loopback:
-        errors.append(f"{field}: {value!r} is not a unicast IPv6 address")
-        return None
-    return str(address)
+    return fields.ipv6(value, field, errors, link_local=None)  # the one rule: no scope inet_pton would refuse
 
 
 def _lifetime(value, field, errors):
@@ -498,32 +495,77 @@ def _config_options(lease: dict, information: bool = False) -> list[bytes]:
     return out
 
 
-def _answer_ias(request: dict, lease: dict, drop_foreign: bool) -> tuple[list[bytes], bool]:
-    """The IA options of a reply, and whether any address was given."""
+def _unique(ias: list[dict]) -> list[dict]:
+    """Each IAID once: it is unique among the IAs of one type in a message (RFC 8415 21.4, 21.5, 21.21)."""
+    return list({ia["iaid"]: ia for ia in reversed(ias)}.values())[::-1]
+
+
+def _answer_ias(request: dict, lease: dict, drop_foreign: bool) -> list[tuple[bytes, bytes]]:
+    """The answer to each IA of a request, IA_NA first: (full, short). The short one leaves out the addresses
+    and prefixes returned with lifetimes 0, which then simply expire (RFC 8415 18.3.4, 18.3.5)."""
     out = []
     ours = lease["address"]
-    for ia in request["ia_na"]:
-        nested = [iaaddr_option(ours, lease["preferred_lifetime"], lease["valid_lifetime"])]
-        if drop_foreign:
-            foreign = {a["address"] for a in ia["addresses"]} - {ours}
-            nested += [iaaddr_option(address, 0, 0) for address in sorted(foreign)]
-        out.append(ia_na_option(ia["iaid"], lease["t1"], lease["t2"], nested))
-    for ia in request["ia_ta"]:
-        nested = [iaaddr_option(a["address"], 0, 0) for a in ia["addresses"]] if drop_foreign else []
-        out.append(ia_ta_option(ia["iaid"], nested + [status_option(NO_ADDRS_AVAIL, "no temporary addresses")]))
-    for ia in request["ia_pd"]:
-        nested = [iaprefix_option(p["prefix"], 0, 0) for p in ia["prefixes"]] if drop_foreign else []
-        out.append(ia_pd_option(ia["iaid"], 0, 0, nested + [status_option(NO_PREFIX_AVAIL, "no prefix delegation")]))
-    return out, bool(request["ia_na"])
+    mine = iaaddr_option(ours, lease["preferred_lifetime"], lease["valid_lifetime"])
+    for ia in _unique(request["ia_na"]):
+        foreign = sorted({a["address"] for a in ia["addresses"]} - {ours}) if drop_foreign else []
+        expired = [iaaddr_option(address, 0, 0) for address in foreign]
+        out.append((ia_na_option(ia["iaid"], lease["t1"], lease["t2"], [mine] + expired),
+                    ia_na_option(ia["iaid"], lease["t1"], lease["t2"], [mine])))
+    refused = status_option(NO_ADDRS_AVAIL, "no temporary addresses")
+    for ia in _unique(request["ia_ta"]):
+        expired = [iaaddr_option(a["address"], 0, 0) for a in ia["addresses"]] if drop_foreign else []
+        out.append((ia_ta_option(ia["iaid"], expired + [refused]), ia_ta_option(ia["iaid"], [refused])))
+    refused = status_option(NO_PREFIX_AVAIL, "no prefix delegation")
+    for ia in _unique(request["ia_pd"]):
+        expired = [iaprefix_option(p["prefix"], 0, 0) for p in ia["prefixes"]] if drop_foreign else []
+        out.append((ia_pd_option(ia["iaid"], 0, 0, expired + [refused]), ia_pd_option(ia["iaid"], 0, 0, [refused])))
+    return out
 
 
-def answer(message, lease: dict, server_id: bytes, frame_src_mac: str, check_duid_mac: bool = True) -> Answer:
+def _shortest_fitting(answer_ia: tuple[bytes, bytes], room: int):
+    return next((option for option in answer_ia if len(option) <= room), None)
+
+
+def _within(room: int, answers: list[tuple[bytes, bytes]], config: list[bytes], first_required: bool):
+    """(IA options, configuration options) that fit ``room`` bytes, or None when the first IA (the one that
+    gives the VM its address) does not: the first IA, then the configuration, then the other IAs in order.
+    RFC 8415 wants every IA answered (18.3.1, 18.3.2), but a reply larger than the link is never received;
+    a client whose IA is missing from the reply asks for it again (18.2.10.1)."""
+    chosen = []
+    for index, answer_ia in enumerate(answers):
+        option = _shortest_fitting(answer_ia, room)
+        if option is None and index == 0 and first_required:
+            return None
+        if option is not None:
+            chosen.append(option)
+            room -= len(option)
+        if index == 0:
+            config = _fitting_in_order(config, room)
+            room -= sum(len(option) for option in config)
+    if not answers:
+        config = _fitting_in_order(config, room)
+    return chosen, config
+
+
+def _fitting_in_order(options: list[bytes], room: int) -> list[bytes]:
+    """The options, in order, that fit ``room`` bytes together (each taken if it still fits)."""
+    kept = []
+    for option in options:
+        if len(option) <= room:
+            kept.append(option)
+            room -= len(option)
+    return kept
+
+
+def answer(message, lease: dict, server_id: bytes, frame_src_mac: str, check_duid_mac: bool = True,
+           mtu: int = IPV6_MIN_MTU) -> Answer:
     """The server's answer to one client message (bytes or a ``parse_message`` result).
 
     ``lease``: see ``normalise_lease`` (raw or normalised). ``server_id``: our DUID
     (``server_duid``). ``frame_src_mac``: the Ethernet source of the frame it came in.
     Only the VM is served: a frame from another MAC, or (``check_duid_mac``) a client DUID-LL/LLT
-    over another Ethernet address, is ignored.
+    over another Ethernet address, is ignored. ``mtu``: the link's; a reply with its IPv6 and UDP
+    headers never exceeds it (``_within``), else there is none.
     """
     if isinstance(message, dict):
         request = message
@@ -568,38 +610,47 @@ def answer(message, lease: dict, server_id: bytes, frame_src_mac: str, check_dui
     if client_id is not None:
         ids.append(option(OPT_CLIENTID, client_id))
     xid = request["xid"]
+    room = mtu - UDP6_HEADERS - 4  # the message header: type and transaction id
+
+    def sent(msg_type, options, reason):
+        if sum(len(o) for o in options) > room:
+            return ignored(f"no reply fits the link MTU {mtu}")
+        return Answer(encode_message(msg_type, xid, options), request, reason)
 
     if mtype == INFORMATION_REQUEST:
-        return Answer(encode_message(REPLY, xid, ids + _config_options(lease, information=True)),
-                      request, f"{name}: reply")
+        config = _fitting_in_order(_config_options(lease, information=True), room - sum(len(o) for o in ids))
+        return sent(REPLY, ids + config, f"{name}: reply")
     if mtype in (RELEASE, DECLINE):
         text = "released" if mtype == RELEASE else "decline noted"
-        return Answer(encode_message(REPLY, xid, ids + [status_option(SUCCESS, text)]), request, f"{name}: reply")
+        return sent(REPLY, ids + [status_option(SUCCESS, text)], f"{name}: reply")
     if mtype == CONFIRM:
         addresses = [a["address"] for ia in request["ia_na"] + request["ia_ta"] for a in ia["addresses"]]
         if not addresses:
             return ignored("no addresses to confirm (RFC 8415 18.3.3)")
         on_link = all(ipaddress.IPv6Address(a) in lease["network"] for a in addresses)
         status = status_option(SUCCESS, "on link") if on_link else status_option(NOT_ON_LINK, "not on link")
-        return Answer(encode_message(REPLY, xid, ids + [status]), request,
-                      f"{name}: reply " + ("Success" if on_link else "NotOnLink"))
+        return sent(REPLY, ids + [status], f"{name}: reply " + ("Success" if on_link else "NotOnLink"))
 
-    ias, assigned = _answer_ias(request, lease, drop_foreign=mtype in (RENEW, REBIND))
-    if not assigned:
-        ias.append(status_option(NO_ADDRS_AVAIL, "only IA_NA is served"))
-    config = _config_options(lease) if assigned else []
+    assigned = bool(request["ia_na"])
+    head = ids + ([option(OPT_PREFERENCE, b"\xff")] if mtype == SOLICIT and not request["rapid_commit"] else
+                  [option(OPT_RAPID_COMMIT)] if mtype == SOLICIT else [])
+    refused = [] if assigned else [status_option(NO_ADDRS_AVAIL, "only IA_NA is served")]
+    bounded = _within(room - sum(len(o) for o in head + refused),
+                      _answer_ias(request, lease, drop_foreign=mtype in (RENEW, REBIND)),
+                      _config_options(lease) if assigned else [], first_required=assigned)
+    if bounded is None:
+        return ignored(f"no reply fits the link MTU {mtu}")
+    ias, config = bounded
+    outcome = "" if assigned else " NoAddrsAvail"
     if mtype == SOLICIT and not request["rapid_commit"]:
-        extra = [option(OPT_PREFERENCE, b"\xff")]
-        return Answer(encode_message(ADVERTISE, xid, ids + extra + ias + config), request,
-                      f"{name}: advertise" + ("" if assigned else " NoAddrsAvail"))
-    extra = [option(OPT_RAPID_COMMIT)] if mtype == SOLICIT else []
-    return Answer(encode_message(REPLY, xid, ids + extra + ias + config), request,
-                  f"{name}: reply" + ("" if assigned else " NoAddrsAvail"))
+        return sent(ADVERTISE, head + ias + refused + config, f"{name}: advertise{outcome}")
+    return sent(REPLY, head + ias + refused + config, f"{name}: reply{outcome}")
 
 
-def reply_for(message, lease: dict, server_id: bytes, frame_src_mac: str, check_duid_mac: bool = True):
+def reply_for(message, lease: dict, server_id: bytes, frame_src_mac: str, check_duid_mac: bool = True,
+              mtu: int = IPV6_MIN_MTU):
     """The reply payload (bytes) to one client message, or None to stay silent. See ``answer``."""
-    return answer(message, lease, server_id, frame_src_mac, check_duid_mac).reply
+    return answer(message, lease, server_id, frame_src_mac, check_duid_mac, mtu).reply
 
 
 # -- framing --------------------------------------------------------------------------------

@@ -973,7 +973,7 @@ class Responder:
             self.stats["dropped"] += 1
             return
         src_mac, src_ip, _dst_ip, payload = parsed
-        result = codec6.answer(payload, pod.v6, self.server_duid, src_mac)
+        result = codec6.answer(payload, pod.v6, self.server_duid, src_mac, mtu=pod.mtu)
         request = result.request
         if request is None:
             self.stats["dropped"] += 1  # malformed

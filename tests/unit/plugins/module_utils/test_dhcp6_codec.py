@@ -578,6 +578,7 @@ def test_mutated_messages_never_raise_anything_else():
         if result.reply is not None:
             answered += 1
             c.parse_message(result.reply)  # whatever we send decodes
+            assert len(result.reply) + 48 <= c.IPV6_MIN_MTU, "and fits the link"
         frame = udp_to_server(bytes(data))
         c.parse_udp6_frame(frame[:rng.randrange(len(frame) + 1)])
         c.parse_router_solicitation(router_solicitation()[:14] + bytes(data))
@@ -605,3 +606,81 @@ def test_link_local_from_mac_is_modified_eui64():
     assert c.link_local_from_mac("02:00:00:00:00:01") == "fe80::ff:fe00:1"
     with pytest.raises(ValueError):
         c.link_local_from_mac("00:11:22")
+
+
+# -- reply size (issue 18 M1) -----------------------------------------------------------------------
+UDP6_HEADERS = 48  # IPv6 40 + UDP 8: a reply of n bytes takes n + 48 of the link MTU
+
+
+def _many_ias(kind, count):
+    make = {"na": lambda i: ia(i), "na+foreign": lambda i: ia(i, "fd00:10:244::10", f"2001:db8::{i:x}"),
+            "ta": lambda i: c.ia_ta_option(i, [c.iaaddr_option(f"fd00::{i:x}", 1, 2)]),
+            "pd": lambda i: c.ia_pd_option(i, 0, 0, [c.iaprefix_option(f"2001:db8:{i:x}::/56", 1, 2)])}
+    if kind == "mixed":
+        return [_many_ias(("na", "ta", "pd")[i % 3], 1)[0] for i in range(count)]
+    return [make[kind](i) for i in range(1, count + 1)]
+
+
+def _with_ids(mtype):
+    return {c.SOLICIT: [cid()], c.REQUEST: [cid(), sid()], c.RENEW: [cid(), sid()], c.REBIND: [cid()]}[mtype]
+
+
+def test_the_issue_solicit_with_45_ia_tas_fits_the_link():
+    """440 bytes of Solicit with 45 IA_TAs drew a 1,683-byte Advertise: the kernel refused it (EMSGSIZE)."""
+    solicit = msg(c.SOLICIT, cid(), *[c.ia_ta_option(i) for i in range(45)])
+    result = ans(solicit, mtu=1500)
+    assert result.reply is not None and len(result.reply) + UDP6_HEADERS <= 1500, len(result.reply)
+
+
+@pytest.mark.parametrize("count", [45, 100, 170])
+@pytest.mark.parametrize("kind", ["na", "na+foreign", "ta", "pd", "mixed"])
+@pytest.mark.parametrize("mtype", [c.SOLICIT, c.REQUEST, c.RENEW, c.REBIND])
+@pytest.mark.parametrize("mtu", [1280, 1500])
+def test_replies_never_exceed_the_link_mtu(count, kind, mtype, mtu):
+    result = ans(msg(mtype, *_with_ids(mtype), *_many_ias(kind, count)), mtu=mtu)
+    assert result.reply is not None, result.reason
+    assert len(result.reply) + UDP6_HEADERS <= mtu, len(result.reply)
+    parsed = c.parse_message(result.reply)
+    if kind.startswith("na") or kind == "mixed":
+        assert parsed["ia_na"][0]["iaid"] == 1 and parsed["ia_na"][0]["addresses"][0]["address"] == LEASE["address"]
+        assert parsed["dns_servers"] == LEASE["dns_servers"], "the configuration comes before further IAs"
+        assert not result.reason.endswith("NoAddrsAvail")
+    else:
+        assert parsed["status"][0] == c.NO_ADDRS_AVAIL
+
+
+def test_an_iaid_is_answered_once():
+    """RFC 8415 21.4, 21.5, 21.21: the IAID of an IA is unique among the IAs of its type in a message."""
+    parsed = reply_of(msg(c.SOLICIT, cid(), ia(7), ia(7), c.ia_ta_option(8), c.ia_ta_option(8),
+                          c.ia_pd_option(9, 0, 0), c.ia_pd_option(9, 0, 0)))[0]
+    assert [i["iaid"] for i in parsed["ia_na"]] == [7]
+    assert [i["iaid"] for i in parsed["ia_ta"]] == [8] and [i["iaid"] for i in parsed["ia_pd"]] == [9]
+
+
+def test_a_reply_that_cannot_fit_is_not_sent():
+    result = ans(msg(c.SOLICIT, cid(), ia(1)), mtu=100)
+    assert result.reply is None and "MTU" in result.reason, result.reason
+
+
+def test_small_replies_are_unchanged_by_the_bound():
+    payload = msg(c.RENEW, cid(), sid(), ia(5, "fd00:10:244::10", "2001:db8::7"), c.ia_ta_option(6), c.ia_pd_option(7, 0, 0))
+    assert ans(payload, mtu=1280).reply == ans(payload, mtu=9000).reply
+
+
+_IA_STRATEGY = st.tuples(st.sampled_from(["na", "na+foreign", "ta", "pd"]), st.integers(0, 40))
+
+
+@given(mtype=st.sampled_from([c.SOLICIT, c.REQUEST, c.RENEW, c.REBIND, c.CONFIRM, c.RELEASE, c.DECLINE,
+                              c.INFORMATION_REQUEST]),
+       groups=st.lists(_IA_STRATEGY, max_size=6), mtu=st.integers(68, 9000), rapid=st.booleans(),
+       domains=st.integers(0, 64))
+@settings(max_examples=400, deadline=None)
+def test_property_answer_returns_and_fits_the_mtu(mtype, groups, mtu, rapid, domains):
+    ias = [option for kind, count in groups for option in _many_ias(kind, count)]
+    extra = [c.option(c.OPT_RAPID_COMMIT)] if rapid and mtype == c.SOLICIT else []
+    lease = {"search_domains": [f"d{i}." + "x" * 60 + ".example" for i in range(domains)]}
+    result = ans(msg(mtype, *_with_ids(mtype) if mtype in (c.SOLICIT, c.REQUEST, c.RENEW, c.REBIND) else [cid(), sid()],
+                     *extra, *ias), lease=lease, mtu=mtu)
+    if result.reply is not None:
+        assert len(result.reply) + UDP6_HEADERS <= mtu
+        c.parse_message(result.reply)

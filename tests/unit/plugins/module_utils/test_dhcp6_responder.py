@@ -7,8 +7,10 @@ the lease state, the server DUID, and hostile frames."""
 
 from __future__ import annotations
 
+import errno
 import io
 import ipaddress
+import os
 import random
 import struct
 
@@ -34,8 +36,12 @@ DUID_LL_VM = bytes.fromhex("00030001") + bytes.fromhex(MAC.replace(":", ""))
 
 
 class FakeSocket:
-    def __init__(self):
+    """A packet socket on a link of ``mtu``: the kernel refuses a larger frame with EMSGSIZE; ``strict``
+    makes that a test failure instead (a reply must never be larger than the link)."""
+
+    def __init__(self, mtu=65535, strict=True):
         self.sent = []
+        self.mtu, self.strict = mtu, strict
 
     def fileno(self):
         return -1
@@ -44,6 +50,9 @@ class FakeSocket:
         pass
 
     def send(self, frame):
+        if len(frame) - 14 > self.mtu:
+            assert not self.strict, f"a {len(frame) - 14}-byte frame on a link of MTU {self.mtu}"
+            raise OSError(errno.EMSGSIZE, os.strerror(errno.EMSGSIZE))
         self.sent.append(bytes(frame))
 
 
@@ -64,7 +73,7 @@ def served(r, **ipv6):
         extra = {"ip": None, "prefixlen": None, "gateway": None, "routes": [], "dns_servers": []}
     v6 = dict(IPV6, **ipv6)
     pod = dr.Pod("pod1__eth0", declaration(ipv6=v6, **extra), None)
-    pod.sock, pod.src_mac = FakeSocket(), BRIDGE_MAC
+    pod.sock, pod.src_mac = FakeSocket(pod.mtu), BRIDGE_MAC
     pod.ll_src = c6.link_local_from_mac(BRIDGE_MAC)
     r.pods[pod.key] = pod
     return pod
@@ -314,11 +323,47 @@ def test_rs_and_dhcpv6_share_the_pods_log_budget(responder):
     assert responder.stats["suppressed_lines"] == 10
 
 
+# -- reply size (issue 18 M1) ---------------------------------------------------------------------
+def many_ias(r, mtype, count):
+    ids = [c6.option(c6.OPT_CLIENTID, DUID_LL_VM)] + ([c6.option(c6.OPT_SERVERID, r.server_duid)]
+                                                       if mtype in (c6.REQUEST, c6.RENEW) else [])
+    ias = [c6.ia_ta_option(i) if i % 2 else c6.ia_na_option(i, 0, 0) for i in range(count)]
+    return client_frame(mtype, ids + ias)
+
+
+@pytest.mark.parametrize("count", [45, 100, 170])
+@pytest.mark.parametrize("mtype", [c6.SOLICIT, c6.REQUEST, c6.RENEW, c6.REBIND])
+@pytest.mark.parametrize("mtu", [1280, 1450, 1500])
+def test_dhcpv6_replies_fit_the_pods_mtu(responder, count, mtype, mtu):
+    pod = served(responder)
+    pod.mtu = pod.sock.mtu = mtu
+    responder.handle_frame(pod, many_ias(responder, mtype, count))
+    assert pod.sock is not None and len(pod.sock.sent) == 1, log(responder)
+    assert len(pod.sock.sent[0]) - 14 <= mtu
+    assert reply_of(pod.sock.sent[0])[4]["ia_na"][0]["addresses"][0]["address"] == IPV6["address"]
+
+
+def test_emsgsize_on_send_is_a_drop_not_a_closed_socket(responder):
+    """The link refusing a frame (EMSGSIZE) is a drop, counted, as ENOBUFS is: closing the socket made the
+    rescan reopen it a second later and restart the initial RAs, for as long as the VM asked (issue 18 M1)."""
+    pod = served(responder)
+    sock = pod.sock = FakeSocket(mtu=60, strict=False)
+    dropped = responder.stats["dropped"]
+    responder.handle_frame(pod, solicit())
+    responder.send_ra(pod, 0.0)
+    assert pod.sock is sock and "socket closed" not in log(responder)
+    assert responder.stats["dropped"] == dropped + 2 and responder.stats["replied"] == 0
+    sock.mtu = 1500
+    responder.handle_frame(pod, solicit())
+    assert len(sock.sent) == 1 and responder.stats["replied"] == 1
+
+
 # -- hostile frames -------------------------------------------------------------------------------
 def test_mutated_frames_never_raise(responder):
     pod = served(responder)
     rng = random.Random(12)
-    seeds = [solicit(), request(responder), router_solicitation()]
+    seeds = [solicit(), request(responder), router_solicitation(), many_ias(responder, c6.RENEW, 60)]
+    pod.mtu = pod.sock.mtu = 1280  # the socket fails the test on any frame larger than the link
     for _round in range(3000):
         frame = bytearray(rng.choice(seeds))
         for _flip in range(rng.randint(1, 6)):
