@@ -119,14 +119,16 @@ def test_malformed_frames_never_stop_the_responder(tmp_path):
                         # by the responder (not lost to a full queue), and it still answers.
                         probes += 1
                         os.write(fd, client_frame(pod.mac, 1, 0xF0000000 + probes))
-                        assert read_reply(fd, 0xF0000000 + probes, timeout=5) is not None, \
-                            f"no OFFER after {written} malformed frames"
+                        probe = read_reply(fd, 0xF0000000 + probes, timeout=5)
+                        assert probe is not None, f"no OFFER after {written} malformed frames"
+                        assert len(probe[0]) - 14 <= pod.mtu, f"a {len(probe[0]) - 14}-byte reply, MTU {pod.mtu}"
                 assert written >= COUNT * 0.95 and probes >= COUNT * 0.95 // PACE, (written, failed, probes)
                 # Still serving, right away.
                 os.write(fd, client_frame(pod.mac, 1, 0xC0FFEE, [(55, [1, 3, 121])]))
                 reply = read_reply(fd, 0xC0FFEE, timeout=10)
                 assert reply is not None, "no OFFER after the fuzzing"
                 assert reply[1]["message_type"] == 2 and reply[1]["yiaddr"] == pod.ip
+                assert len(reply[0]) - 14 <= pod.mtu
             finally:
                 os.close(fd)
             assert responder.proc.poll() is None, "responder died"
