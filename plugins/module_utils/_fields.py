@@ -36,32 +36,45 @@ def int_in(value, low, high, field, errors, unit=""):
     return value
 
 
+def ip_address(value, version):
+    """The one parse of an address text, IPv4 (``version`` 4) or IPv6 (6): an ``ipaddress`` object, None if bad.
+
+    Python 3.9+ takes a scope (``fe80::1%eth0``, whatever follows the '%'). No address we keep, serve or give
+    ``inet_pton`` has one, so it is refused here, for every caller (issue 18 M3).
+    """
+    if not isinstance(value, str) or "%" in value:
+        return None
+    try:
+        return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+    except ValueError:
+        return None
+
+
 def ipv4(value, field, errors, allow_none=False):
     if value is None and allow_none:
         return None
-    if not isinstance(value, str):
+    address = ip_address(value, 4)
+    if address is None:
         errors.append(f"{field}: {value!r} is not an IPv4 address")
         return None
-    try:
-        return str(ipaddress.IPv4Address(value))
-    except ValueError:
-        errors.append(f"{field}: {value!r} is not an IPv4 address")
-        return None
+    return str(address)
+
+
+IPV6_KINDS = {False: "a global unicast IPv6 address", True: "a link-local unicast IPv6 address (fe80::/10)",
+              None: "a unicast IPv6 address"}
 
 
 def ipv6(value, field, errors, allow_none=False, link_local=False):
     """A unicast IPv6 address, compressed: global (not link-local) unless ``link_local``, which asks for
-    a link-local one (a router's, fe80::/10). No scope, multicast, loopback or unspecified address."""
+    a link-local one (a router's, fe80::/10), or either with ``link_local=None``. No scope, multicast,
+    loopback or unspecified address."""
     if value is None and allow_none:
         return None
-    try:
-        address = ipaddress.IPv6Address(value) if isinstance(value, str) else None
-    except ValueError:
-        address = None
+    address = ip_address(value, 6)
     bad = address is None or address.is_multicast or address.is_unspecified or address.is_loopback
-    if bad or address.is_link_local != link_local:
-        kind = "a link-local unicast IPv6 address (fe80::/10)" if link_local else "a global unicast IPv6 address"
-        errors.append(f"{field}: {value!r} is not {kind}")
+    if bad or link_local not in (None, address.is_link_local):
+        scoped = ": a %zone means nothing to the VM" if isinstance(value, str) and "%" in value else ""
+        errors.append(f"{field}: {value!r} is not {IPV6_KINDS[link_local]}{scoped}")
         return None
     return str(address)
 

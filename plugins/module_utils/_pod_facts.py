@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import ipaddress
 import os
 import re
 import stat
@@ -198,12 +197,10 @@ def parse_resolv_conf(lines, family=4):
     for line in lines:
         words = line.split("#", 1)[0].split(";", 1)[0].split()
         if len(words) >= 2 and words[0] == "nameserver":
-            try:
-                address = ipaddress.ip_address(words[1])
-            except ValueError:
-                continue
-            if address.version == family:
-                servers.append(str(address))
+            # what the options would refuse (a scoped or link-local server, the other family) is left out
+            address = (fields.ipv4 if family == 4 else fields.ipv6)(words[1], "nameserver", [])
+            if address is not None:
+                servers.append(address)
         elif words and words[0] in ("search", "domain"):
             search = words[1:]  # the last search/domain line wins, as in the resolver
     ignored = []

@@ -17,7 +17,6 @@ Validation never stops at the first problem: every violation is collected as a
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -265,10 +264,8 @@ def _ntp_servers(value, path, errors):
         return None
     servers = []
     for index, item in enumerate(value):
-        try:
-            servers.append(str(ipaddress.IPv4Address(item)) if isinstance(item, str) else None)
-        except ValueError:
-            servers.append(None)
+        address = fields.ip_address(item, 4)
+        servers.append(None if address is None else str(address))
         if servers[-1] is None:
             errors.append(SpecError(f"{path}[{index}]", f"{describe(item)} is not an IPv4 address", "an IPv4 address"))
     return servers if None not in servers else None

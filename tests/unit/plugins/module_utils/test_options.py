@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_facts
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 from ansible_collections.virtnet.podnet.plugins.module_utils._options import (
     POD_OPTIONS, bridge_argument_spec, info_argument_spec, validate_options)
@@ -37,6 +38,9 @@ def test_options_defaults():
     ({"lease_time": True}, "lease_time"),
     ({"run_dir": "relative/dir"}, "run_dir"),
     ({"dns_servers": [f"10.96.0.{i}" for i in range(1, 65)]}, "dns_servers: 64 entries, at most 16"),
+    ({"dns_servers6": ["fd00::53", "fd00::53%eth0"]}, "dns_servers6[1]: 'fd00::53%eth0' is not"),  # issue 18 M3
+    ({"dns_servers6": ["fd00::53%\x1b[2J" + "x" * 4000]}, "dns_servers6[0]"),
+    ({"dns_servers": ["10.96.0.10%eth0"]}, "dns_servers[0]"),
 ])
 def test_bad_options_name_the_option(bad, field):
     with pytest.raises(PodnetError) as err:
@@ -76,3 +80,11 @@ def test_trailing_newline_is_rejected(bad, field):
 def test_in_process_callers_default_to_no_responder():
     assert options()["responder"] == "skip"
     assert options(responder="auto")["responder"] == "auto"
+
+
+def test_a_scoped_nameserver_in_the_pods_resolv_conf_never_reaches_the_options(tmp_path, monkeypatch):
+    """Issue 18 M3: the pod's files fill unset DNS options; a scoped server there is left out, not failed on."""
+    (tmp_path / "resolv.conf").write_text("nameserver fd00::53%\x1b[2J" + "x" * 4000 + "\nnameserver fd00::10\n")
+    monkeypatch.setattr(_pod_facts, "pod_files_dir", lambda netns: (str(tmp_path), ""))
+    p = options(netns="/proc/1/ns/net")
+    assert p["dns_servers6"] == ["fd00::10"] and p["warnings"] == []

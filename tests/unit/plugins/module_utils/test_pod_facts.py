@@ -104,3 +104,15 @@ def test_dns_defaults_warn_and_fall_back(pod_root, monkeypatch):
     servers, search, hostname, servers6, warnings = _pod_facts.pod_dns_defaults("/proc/1/ns/net")
     assert (servers, search, hostname, servers6) == (["10.96.0.10"], ["svc.cluster.local"], None, [])
     assert len(warnings) == 1 and "hostname" in warnings[0] and "not a regular file" in warnings[0]
+
+
+# Issue 18 M3: Python's ipaddress takes "fd00::53%<scope>", whatever the scope holds.
+HOSTILE_SCOPED = "fd00::53%\x1b[2J" + "x" * 4000
+
+
+@pytest.mark.parametrize("scoped", ["fd00::53%eth0", HOSTILE_SCOPED, "fe80::1%eth0"])
+def test_scoped_nameservers_are_skipped_like_other_unusable_lines(pod_root, monkeypatch, scoped):
+    (pod_root / "etc" / "resolv.conf").write_text(f"nameserver 10.96.0.10\nnameserver {scoped}\nnameserver fd00::10\n")
+    monkeypatch.setattr(_pod_facts, "pod_files_dir", lambda netns: (str(pod_root), "etc/"))
+    servers, _search, _hostname, servers6, warnings = _pod_facts.pod_dns_defaults("/proc/1/ns/net")
+    assert (servers, servers6, warnings) == (["10.96.0.10"], ["fd00::10"], [])

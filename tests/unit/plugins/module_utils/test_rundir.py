@@ -392,6 +392,9 @@ def test_ipv6_only_declaration(tmp_path):
     ({"ipv6": dict(IPV6_BLOCK, dns_servers=[f"fd00::{i}" for i in range(1, 10)])},
      ["ipv6.dns_servers: 9 entries, at most 8"]),
     ({"ipv6": dict(IPV6_BLOCK, extra=1)}, ["ipv6.extra: unknown field"]),
+    ({"ipv6": dict(IPV6_BLOCK, address="fd00:58::7%eth0")}, ["ipv6.address: 'fd00:58::7%eth0' is not"]),  # issue 18 M3
+    ({"ipv6": dict(IPV6_BLOCK, gateway="fe80::1c38:fbff:fec0:1bf0%eth0")}, ["ipv6.gateway"]),
+    ({"ipv6": dict(IPV6_BLOCK, dns_servers=["fd00:96::a", "fd00::53%\x1b[2J" + "x" * 4000])}, ["ipv6.dns_servers[1]"]),
     ({"ip": None}, ["ip: null without an ipv6 block"]),
     ({"ip": None, "ipv6": None}, ["ip: null without an ipv6 block"]),
     (dict(V6_ONLY, ipv6=IPV6_BLOCK, prefixlen=24), ["prefixlen: 24 without ip"]),
@@ -405,6 +408,19 @@ def test_ipv6_block_errors_name_the_field(extra, fragments):
     text = "; ".join(info.value.details["errors"])
     for fragment in fragments:
         assert fragment in text, text
+
+
+def test_a_declaration_file_with_a_scoped_address_is_refused(tmp_path):
+    """Issue 18 M3: what the responder reads is checked again; a scope would reach inet_pton at serve time."""
+    path = _rundir.write_declaration(str(tmp_path), declaration(ipv6=IPV6_BLOCK))
+    with open(path) as handle:
+        data = json.load(handle)
+    data["ipv6"]["dns_servers"] = ["fd00::53%eth0"]
+    with open(path, "w") as handle:
+        json.dump(data, handle)
+    with pytest.raises(PodnetError) as info:
+        _rundir.read_declaration(path)
+    assert "ipv6.dns_servers[0]: 'fd00::53%eth0' is not" in "; ".join(info.value.details["errors"])
 
 
 def test_dhcp6_node_id_is_kept_and_hidden(tmp_path):
