@@ -156,8 +156,9 @@ options:
   dns_servers6:
     description:
       - IPv6 DNS servers the responder hands to the VM by DHCPv6 (option 23), for pods with a global IPv6
-        address.
-      - Unset, the IPv6 C(nameserver) lines of the pod's resolv.conf, as for O(dns_servers); V([]) sends none.
+        address. Each a global unicast address without a zone (V(fd00::53), not V(fd00::53%eth0)).
+      - Unset, the IPv6 C(nameserver) lines of the pod's resolv.conf, as for O(dns_servers), less those the
+        VM cannot use (link-local or with a zone); V([]) sends none.
     type: list
     elements: str
     version_added: 0.2.0
