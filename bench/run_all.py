@@ -264,6 +264,8 @@ def run_fleet(cfg, reports, work):
     script = BENCH / "bench_fleet.py"
     if not script.exists():
         return skipped("fleet over SSH", "bench/bench_fleet.py is not in the repository"), None
+    if not cfg["fleet"]:
+        return skipped("fleet over SSH", "skipped: --no-fleet (three nodes booting and the node role over SSH take minutes)"), None
     missing = [tool for tool in ("podman", "ssh") if shutil.which(tool) is None]
     if missing:
         return skipped("fleet over SSH", f"skipped: {', '.join(missing)} not found"), None
@@ -1027,6 +1029,7 @@ def main():
     parser.add_argument("--json", help="also write all collected results as JSON to this file")
     parser.add_argument("--no-plots", action="store_true", help="draw no plots (they need matplotlib)")
     parser.add_argument("--no-playbook", action="store_true", help="skip the ansible-playbook plumbing runs")
+    parser.add_argument("--no-fleet", action="store_true", help="skip the fleet over SSH (its page says so)")
     parser.add_argument("--sizes", type=int, nargs="+", help="pod counts for the plumbing comparison")
     parser.add_argument("--playbook-sizes", type=int, nargs="+",
                         help="pod counts also run through ansible-playbook (default 1 10 100: ~1 s per pod each way)")
@@ -1037,6 +1040,7 @@ def main():
     cfg = dict(QUICK if args.quick else FULL)
     if args.no_playbook:
         cfg["playbook"] = False
+    cfg["fleet"] = not args.no_fleet
     if args.sizes:
         cfg["sizes"] = args.sizes
     if args.playbook_sizes:

@@ -74,11 +74,11 @@ scenarios() {
     | xargs -r -n1 basename | sort
 }
 
-molecule_run() {  # every scenario, one after another
+molecule_run() {  # molecule_run [SCENARIO...]: those (default: every one), one after another
   # molecule 26 (collection mode) runs from the collection root: it finds the scenarios as
   # extensions/molecule/*/molecule.yml and the shared extensions/molecule/config.yml there.
-  local list
-  mapfile -t list < <(scenarios)
+  local list=("$@")
+  [ ${#list[@]} -gt 0 ] || mapfile -t list < <(scenarios)
   # A suite without scenarios is a broken checkout, not a pass.
   [ ${#list[@]} -gt 0 ] || { echo "no molecule scenario found under extensions/molecule" >&2; return 1; }
   collection_link
@@ -94,11 +94,23 @@ molecule_run() {  # every scenario, one after another
   return "$rc"
 }
 
-molecule_then_checks() {
+# Two molecule lanes beside pytest: the fleet (containers booting, SSH) then sanity, and the
+# scenarios on localhost then ansible-lint. Each static check follows a lane's scenarios.
+fleet_then_sanity() {
   local rc=0
-  molecule_run || rc=1
+  molecule_run fleet || rc=1
   echo "--- sanity"
-  checks_run || rc=1
+  sanity_run || rc=1
+  return "$rc"
+}
+
+local_scenarios_then_lint() {
+  local rc=0 list
+  mapfile -t list < <(scenarios | grep -vx fleet)
+  [ ${#list[@]} -gt 0 ] || { echo "no molecule scenario on localhost under extensions/molecule" >&2; rc=1; }
+  [ ${#list[@]} -eq 0 ] || molecule_run "${list[@]}" || rc=1
+  echo "--- ansible-lint"
+  lint_run || rc=1
   return "$rc"
 }
 
@@ -189,8 +201,8 @@ case $what in
     finish_lanes
     ;;
   all)
-    # Molecule, then the static checks, beside pytest.
-    lane molecule-checks molecule_then_checks
+    lane molecule-fleet fleet_then_sanity
+    lane molecule-local local_scenarios_then_lint
     step pytest pytest_run pytest -q "${PARALLEL[@]}" --durations=25 tests/unit tests/integration
     finish_lanes
     ;;

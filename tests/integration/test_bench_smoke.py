@@ -80,7 +80,9 @@ def check_no_median_of_few(report, pod_page):
 
 def test_quick_bench_writes_computed_reports(tmp_path):
     plots = importlib.util.find_spec("matplotlib") is not None
-    argv = [sys.executable, str(REPO / "bench" / "run_all.py"), "--quick", "--out", str(tmp_path)]
+    # No fleet: its three nodes and SSH playbooks take minutes beside the rest of make test, and
+    # molecule's fleet scenario runs the same path there; the section must say it was skipped.
+    argv = [sys.executable, str(REPO / "bench" / "run_all.py"), "--quick", "--no-fleet", "--out", str(tmp_path)]
     if not plots:
         argv.append("--no-plots")
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
@@ -93,8 +95,7 @@ def test_quick_bench_writes_computed_reports(tmp_path):
     assert re.search(r"\| dnsmasq \| \d+\.\d+", report), "dnsmasq's version not read from dnsmasq --version"
     assert "PLACEHOLDER" not in report and "Not measured in this run" not in report
     fleet = report.split("## A fleet over SSH", 1)[1].split("\n## ", 1)[0]
-    assert "| connect |" in fleet or re.search(r"\*\*Skipped in this run:\*\* skipped: \S.{10,}", fleet), \
-        "the fleet section neither measured nor says why it could not"
+    assert "**Skipped in this run:** skipped: --no-fleet" in fleet, "the fleet section does not say it was skipped"
 
     rows = target_rows(report)
     for prefix in COMPUTED:
