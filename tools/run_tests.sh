@@ -132,22 +132,24 @@ lane() {  # lane NAME COMMAND...: run in the background, output to $LOGS/NAME.lo
   local name=$1; shift
   echo "=== started $name: $*"
   lane_start[$name]=$SECONDS
-  ( "$@" > "$LOGS/$name.log" 2>&1 ) &
+  # The lane writes its own wall time: it may end long before finish_lanes collects it.
+  ( "$@" > "$LOGS/$name.log" 2>&1; rc=$?; echo $((SECONDS - lane_start[$name])) > "$LOGS/$name.seconds"; exit $rc ) &
   lane_pid[$name]=$!
 }
 
 finish_lanes() {  # wait for every lane, print its log, record its result
-  local name rc
+  local name rc took
   while [ ${#lane_pid[@]} -gt 0 ]; do
     wait -n -p done_pid "${lane_pid[@]}"
     rc=$?
     for name in "${!lane_pid[@]}"; do
       [ "${lane_pid[$name]}" = "$done_pid" ] || continue
       unset "lane_pid[$name]"
+      took=$(cat "$LOGS/$name.seconds" 2>/dev/null || echo $((SECONDS - lane_start[$name])))
       echo
-      echo "=== $name ($([ $rc -eq 0 ] && echo ok || echo "FAILED, exit $rc"), $((SECONDS - lane_start[$name]))s)"
+      echo "=== $name ($([ $rc -eq 0 ] && echo ok || echo "FAILED, exit $rc"), ${took}s)"
       cat "$LOGS/$name.log"
-      record "$name" "$rc" "$((SECONDS - lane_start[$name]))"
+      record "$name" "$rc" "$took"
     done
   done
 }
@@ -184,7 +186,7 @@ print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
 EOF
 }
 
-rm -f "$LOGS"/*.xml
+rm -f "$LOGS"/*.xml "$LOGS"/*.seconds
 case $what in
   unit) step unit pytest_run unit tests/unit -q "${PARALLEL[@]}" ;;
   integration) step integration pytest_run integration tests/integration -q "${PARALLEL[@]}" ;;

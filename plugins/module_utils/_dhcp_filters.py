@@ -172,18 +172,18 @@ def _ipv6_walk(v6_port, icmp6_type) -> list:
     for i in range(MAX_WALKED_HEADERS):
         code += [f"step{i}", (LD_MEM, 0, 0, 0), (JEQ, "udp", 0, 17), (JEQ, "icmp", 0, 58)]
         code += [(JEQ, f"walk{i}", 0, nh) for nh in (FRAGMENT_HEADER,) + _EXTENSION_HEADERS[:-1]]
-        code += [(JEQ, f"walk{i}", "no", _EXTENSION_HEADERS[-1]),
-                 f"walk{i}"] + _fits("yes") + [  # a chain running off the frame: dropped
-                 (LD_MEM, 0, 0, 0), (JEQ, 0, f"ext{i}", FRAGMENT_HEADER),
+        code += [(JEQ, f"walk{i}", "no", _EXTENSION_HEADERS[-1]), f"walk{i}"]
+        code += _fits("yes")  # a chain running off the frame: dropped
+        code += [(LD_MEM, 0, 0, 0), (JEQ, 0, f"ext{i}", FRAGMENT_HEADER),
                  (LDH_X, 0, 0, IPV6_UPPER + 2), (JSET, "no", 0, 0xFFF8),  # a later fragment passes
                  (LDB_X, 0, 0, IPV6_UPPER), (ST, 0, 0, 0), (LD_IMM, 0, 0, 0), (JA, 0, 0, f"next{i}"),  # 8 bytes long
                  f"ext{i}", (LDB_X, 0, 0, IPV6_UPPER), (ST, 0, 0, 0), (LDB_X, 0, 0, IPV6_UPPER + 1),
                  f"next{i}", (ADD_K, 0, 0, 1), (LSH_K, 0, 0, 3), (ADD_X, 0, 0, 0), (TAX, 0, 0, 0)]  # x += (len + 1) * 8
     code += [(LD_MEM, 0, 0, 0), (JEQ, "udp", 0, 17), (JEQ, "icmp", 0, 58)]
     code += [(JEQ, "yes", 0, nh) for nh in (FRAGMENT_HEADER,) + _EXTENSION_HEADERS]  # a longer chain: dropped
-    code += [(JA, 0, 0, "no"),
-             "udp"] + _fits("yes") + [(LDH_X, 0, 0, IPV6_UPPER + 2), (JEQ, "yes", "no", v6_port),
-             "icmp"] + _fits("yes") + [(LDB_X, 0, 0, IPV6_UPPER), (JEQ, "yes", "no", icmp6_type)]
+    code += [(JA, 0, 0, "no"), "udp"]
+    code += _fits("yes") + [(LDH_X, 0, 0, IPV6_UPPER + 2), (JEQ, "yes", "no", v6_port), "icmp"]
+    code += _fits("yes") + [(LDB_X, 0, 0, IPV6_UPPER), (JEQ, "yes", "no", icmp6_type)]
     return code
 
 

@@ -613,7 +613,7 @@ UDP6_HEADERS = 48  # IPv6 40 + UDP 8: a reply of n bytes takes n + 48 of the lin
 
 
 def _many_ias(kind, count):
-    make = {"na": lambda i: ia(i), "na+foreign": lambda i: ia(i, "fd00:10:244::10", f"2001:db8::{i:x}"),
+    make = {"na": ia, "na+foreign": lambda i: ia(i, "fd00:10:244::10", f"2001:db8::{i:x}"),
             "ta": lambda i: c.ia_ta_option(i, [c.iaaddr_option(f"fd00::{i:x}", 1, 2)]),
             "pd": lambda i: c.ia_pd_option(i, 0, 0, [c.iaprefix_option(f"2001:db8:{i:x}::/56", 1, 2)])}
     if kind == "mixed":

@@ -325,8 +325,9 @@ def test_rs_and_dhcpv6_share_the_pods_log_budget(responder):
 
 # -- reply size (issue 18 M1) ---------------------------------------------------------------------
 def many_ias(r, mtype, count):
-    ids = [c6.option(c6.OPT_CLIENTID, DUID_LL_VM)] + ([c6.option(c6.OPT_SERVERID, r.server_duid)]
-                                                       if mtype in (c6.REQUEST, c6.RENEW) else [])
+    ids = [c6.option(c6.OPT_CLIENTID, DUID_LL_VM)]
+    if mtype in (c6.REQUEST, c6.RENEW):
+        ids.append(c6.option(c6.OPT_SERVERID, r.server_duid))
     ias = [c6.ia_ta_option(i) if i % 2 else c6.ia_na_option(i, 0, 0) for i in range(count)]
     return client_frame(mtype, ids + ias)
 

@@ -306,6 +306,6 @@ def test_long_int_keeps_msg_bounded():
 def test_error_text_pattern():
     """Every listed error reads '<path>: <problem>' optionally followed by ' (allowed: ...)'."""
     exc = _clear_failure({"kind": "VM", "spec": {"devices": {"interfaces": [{"name": "red", "bridge": {"delegateIp": 1}}]},
-                                                         "networks": [{"name": "red", "pod": {}}]}})
+                                                 "networks": [{"name": "red", "pod": {}}]}})
     assert re.fullmatch(r"invalid VM spec \(1 error\): spec\.devices\.interfaces\[0\]\.bridge\.delegateIp: "
                         r"must be a boolean, got number 1 \(allowed: true, false\)", exc.msg)
