@@ -32,8 +32,8 @@ VM_MAC = "0a:58:0a:f4:01:0a"
 FLOOD = 2000  # far more than the 64 KiB queue holds
 
 
-def readable(sock, timeout=0.5):
-    return bool(select.select([sock], [], [], timeout)[0])
+def readable(sock_or_fd, timeout=0.5):
+    return bool(select.select([sock_or_fd], [], [], timeout)[0])
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_frames_sent_to_the_vm_never_wake_the_socket(tap_pod):
         for _frame in range(FLOOD):
             sender.send(discover)  # out of the tap, to the VM, as the bridge forwards the cluster's DHCP
         received_by_vm = 0
-        while readable_fd(vm_fd):
+        while readable(vm_fd):
             os.read(vm_fd, 2048)
             received_by_vm += 1
         assert received_by_vm > 0  # the frames really left through the tap
@@ -72,7 +72,3 @@ def test_frames_sent_to_the_vm_never_wake_the_socket(tap_pod):
         assert readable(served, timeout=5)
         frame, addr = served.recvfrom(2048)
         assert frame[:len(discover)] == discover and addr[2] != responder.PACKET_OUTGOING
-
-
-def readable_fd(fd, timeout=0.5):
-    return bool(select.select([fd], [], [], timeout)[0])
