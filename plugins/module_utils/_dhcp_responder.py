@@ -460,9 +460,10 @@ class Responder:
         self.selector = selectors.DefaultSelector()
         self.running = True
         self.rescan_wanted = True
+        self.stats_wanted = False
         self.next_rescan = 0.0
         self.stats = {"received": 0, "dropped": 0, "replied": 0, "rate_limited": 0, "suppressed_lines": 0,
-                      "ras": 0}
+                      "lost_lines": 0, "ras": 0}
         self.paused: dict[str, Pod] = {}
         self.event_stream = None  # set by main(): where lease event lines go, bypassing logging
         self.event_stamped = True  # the lines carry time and PID (not on the journal, which adds its own)
@@ -489,6 +490,17 @@ class Responder:
         signal.signal(signal.SIGHUP, self._on_hup)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+
+    def _on_usr1(self, *_):
+        self.stats_wanted = True
+
+    def report_stats(self) -> None:
+        """One line of the counters (SIGUSR1): ``stats pods=N received=N dropped=N ...``."""
+        self.stats_wanted = False
+        counters = " ".join(f"{name}={value}" for name, value in self.stats.items())
+        LOG.info("stats pods=%d serving=%d %s", len(self.pods),
+                 sum(1 for pod in self.pods.values() if pod.sock is not None), counters)
 
     def _on_hup(self, *_):
         self.rescan_wanted = True
@@ -882,7 +894,8 @@ class Responder:
             line = f"pod={pod.key} mac={pod.decl['vm_mac']} ip6={pod.v6['address']} {text}"
         else:
             line = f"pod={pod.key} {pod.who} {text}"
-        stream = self.event_stream
+        # With a log file, its handler's current stream: a rotation (by a LOG line too) replaces it.
+        stream = self.log_handler.stream if self.log_handler is not None else self.event_stream
         if stream is None:
             LOG.log(logging.WARNING if level == "WARNING" else logging.INFO, "%s", line)
             return
@@ -898,9 +911,10 @@ class Responder:
             stream.flush()
             if self.log_handler is not None and stream.tell() >= self.log_handler.maxBytes > 0:
                 self.log_handler.doRollover()
-                self.event_stream = self.log_handler.stream
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError) as exc:
+            self.stats["lost_lines"] += 1
+            if self.stats["lost_lines"] == 1:
+                LOG.error("cannot write lease events: %r", exc)
 
     def update_state(self, pod: Pod, mtype: int, reply) -> None:
         now = time.time()
@@ -1110,6 +1124,8 @@ class Responder:
                 self.rescan()
                 self.report_suppressed()
                 self.next_rescan = time.monotonic() + self.rescan_interval
+            if self.stats_wanted:
+                self.report_stats()
             self.resume_paused(now)
             self.run_timers(now)
             ra_due = self.next_timer()
