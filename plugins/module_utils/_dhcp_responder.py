@@ -38,6 +38,7 @@ import random
 import selectors
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -542,20 +543,34 @@ class Responder:
 
     def _load_declaration(self, key: str, path: str) -> None:
         """(Re)load one declaration file if it changed; a bad one is logged once and not served."""
+        # One open, never following a link nor blocking (a FIFO), and every check on that descriptor:
+        # what is checked is what is read.
         try:
-            st = os.stat(path)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            fd, open_error = None, exc
+        try:
+            st = os.fstat(fd) if fd is not None else os.lstat(path)
         except OSError:
+            if fd is not None:
+                os.close(fd)
             return
         # ctime, mode and owner too: a chmod that makes a file untrusted changes nothing else.
         file_id = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_mode, st.st_uid)
         pod = self.pods.get(key)
-        if (pod is not None and pod.file_id == file_id) or self.bad_files.get(key) == file_id:
-            return
         try:
+            if (pod is not None and pod.file_id == file_id) or self.bad_files.get(key) == file_id:
+                return
+            if fd is None:
+                raise PodnetError(f"cannot open {path}: {open_error.strerror or open_error}")
+            if not stat.S_ISREG(st.st_mode):
+                raise PodnetError(f"{path} is not a regular file")
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
                 # Declarations decide who gets which address: only ours (root's) count.
                 raise PodnetError(f"{path} is not owned by uid {os.geteuid()} or is writable by others")
-            decl = rundir.read_declaration(path)
+            decl = rundir.read_declaration_fd(fd, path)
             if decl["key"] != key:
                 raise PodnetError(f"key {decl['key']!r} does not match the file name")
         except PodnetError as exc:
@@ -564,6 +579,9 @@ class Responder:
             if pod is not None:
                 self.forget(pod, "declaration not trusted")
             return
+        finally:
+            if fd is not None:
+                os.close(fd)
         self.bad_files.pop(key, None)
         if pod is not None:
             self.forget(pod, "declaration changed", quiet=True)
@@ -629,9 +647,16 @@ class Responder:
         if why() is None:
             return
         current = identity(decl["netns"])
-        outer = rundir.pod_lock(self.run_dir, current) if current is not None else contextlib.nullcontext()
-        with outer:
-            removed = rundir.collect(self.run_dir, pod.key, record, why)
+        # Never wait on a lock here: the loop serves every pod, and a module run may hold this
+        # pod's lock for seconds. A busy lock is tried again at the next rescan.
+        try:
+            outer = rundir.pod_lock(self.run_dir, current, blocking=False) if current is not None \
+                else contextlib.nullcontext()
+            with outer:
+                removed = rundir.collect(self.run_dir, pod.key, record, why, blocking=False)
+        except rundir.LockBusy as exc:
+            LOG.debug("pod=%s not collected yet: %s", pod.key, exc.msg)
+            return
         if removed:
             LOG.info("pod=%s %s records removed (%s): %s", pod.key, pod.who, why(),
                      " ".join(os.path.basename(p) for p in removed))

@@ -177,14 +177,32 @@ def read_json(path):
     """The JSON document at ``path``, or None when there is none; PodnetError when unreadable."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_RECORD + 1)
-        if len(data) > MAX_RECORD:
-            raise ValueError(f"larger than {MAX_RECORD} bytes")
-        return json.loads(data)
+            return _json_of(handle.read(MAX_RECORD + 1))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise PodnetError(f"cannot read {path}: {exc}; remove it if the pod is gone", path=path) from None
+
+
+def read_json_fd(fd, path):
+    """The JSON document in the open file ``fd`` (read from its start; ``path`` names it in errors)."""
+    try:
+        chunks, size = [], 0
+        while size <= MAX_RECORD:
+            chunk = os.pread(fd, MAX_RECORD + 1 - size, size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return _json_of(b"".join(chunks))
+    except (OSError, ValueError) as exc:
+        raise PodnetError(f"cannot read {path}: {exc}; remove it if the pod is gone", path=path) from None
+
+
+def _json_of(data):
+    if len(data) > MAX_RECORD:
+        raise ValueError(f"larger than {MAX_RECORD} bytes")
+    return json.loads(data)
 
 
 def remove(path):
@@ -196,19 +214,30 @@ def remove(path):
     return True
 
 
+class LockBusy(PodnetError):
+    """A non-blocking ``pod_lock`` found the lock held (a module run on that pod): try again later."""
+
+
 @contextlib.contextmanager
-def pod_lock(run_dir, ident):
+def pod_lock(run_dir, ident, blocking=True):
     """Hold an exclusive ``flock`` for the pod namespace ``ident``; two runs on one pod serialize,
     whatever name each gives it. Yields the lock's path.
 
     Lock files of pods that are gone are removed (``collect``) while held: a waiter that then
     gets the lock of a removed file opens the path again, so all lock the same inode.
+    ``blocking=False`` (the responder's loop, which serves every pod) raises ``LockBusy`` at once
+    instead of waiting.
     """
     ensure_dirs(run_dir)
     path = lock_path(run_dir, ident)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # Python retries EINTR itself (PEP 475)
+        try:
+            # Python retries EINTR itself (PEP 475)
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockBusy(f"{path} is held", path=path) from None
         try:
             current = os.stat(path)
         except FileNotFoundError:
@@ -328,16 +357,17 @@ def save_record(run_dir, key, record):
     register(run_dir, key, record_identity(record), record["binding"]["pod_interface"])
 
 
-def collect(run_dir, key, record, why, held=False):
+def collect(run_dir, key, record, why, held=False, blocking=True):
     """Remove every file of a pod whose namespace is gone (or is another one now), under its lock.
 
     ``why`` is re-checked under the lock (``why()`` returns None when the record turned out
-    to be alive after all). Returns the removed paths.
+    to be alive after all). Returns the removed paths. ``blocking=False``: ``LockBusy`` when
+    the lock is held.
     """
     ident = record_identity(record)
     if ident["inode"] is None and ident["cookie"] is None:
         return []
-    lock = contextlib.nullcontext(lock_path(run_dir, ident)) if held else pod_lock(run_dir, ident)
+    lock = contextlib.nullcontext(lock_path(run_dir, ident)) if held else pod_lock(run_dir, ident, blocking)
     with lock as lock_file:
         try:
             current = read_json(cache_path(run_dir, key))
@@ -522,6 +552,15 @@ def read_declaration(path):
         raise PodnetError(f"cannot read lease declaration {path}: {exc.msg}") from None
     if data is None:
         raise PodnetError(f"lease declaration {path} is gone")
+    return validate_declaration(data)
+
+
+def read_declaration_fd(fd, path):
+    """Validate the declaration in the open file ``fd`` (the responder checks its owner on the same descriptor)."""
+    try:
+        data = read_json_fd(fd, path)
+    except PodnetError as exc:
+        raise PodnetError(f"cannot read lease declaration {path}: {exc.msg}") from None
     return validate_declaration(data)
 
 

@@ -6,13 +6,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import glob
+import json
 import logging
 import logging.handlers
+import os
+import threading
 
 import pytest
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as dr
+from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
 from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import Pod
 
 from lib.pod_samples import declaration
@@ -79,3 +84,58 @@ def test_a_lost_event_line_is_counted_and_said_once(responder, tmp_path, caplog)
         responder._write_event(pod, "two")
     assert responder.stats["lost_lines"] == 2
     assert len([r for r in caplog.records if "cannot write lease events" in r.getMessage()]) == 1
+
+
+# -- L3: the loop never waits on a file or a lock ---------------------------------------------------
+
+def _in_thread(func, timeout=5.0):
+    """Run ``func`` in a thread; True when it returned within ``timeout`` (a blocked loop would not)."""
+    done = threading.Event()
+
+    def body():
+        try:
+            func()
+        finally:
+            done.set()
+
+    threading.Thread(target=body, daemon=True).start()
+    return done.wait(timeout)
+
+
+def test_collect_never_waits_for_a_pod_lock(responder, tmp_path):
+    """A module run holding a gone pod's lock used to stall the loop - DHCP for every pod - until it
+    let go. Now the pod is collected at a later rescan instead."""
+    decl = declaration(netns=str(tmp_path / "gone-netns"), netns_inode=[4, 1])
+    lease = rundir.save_declaration(responder.run_dir, decl)
+    pod = Pod(decl["key"], decl, None)
+    responder.pods[pod.key] = pod
+    lock = rundir.lock_path(responder.run_dir, rundir.record_identity(decl))
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    holder = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        assert _in_thread(lambda: responder.collect(pod)), "collect() waited for the lock"
+        assert os.path.exists(lease) and pod.key in responder.pods  # not collected while held
+    finally:
+        os.close(holder)
+    responder.collect(pod)
+    assert not os.path.exists(lease) and pod.key not in responder.pods
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_a_declaration_that_is_not_a_regular_file_is_refused_without_blocking(responder, tmp_path, kind, caplog):
+    """Owner check and read on one descriptor, opened O_NOFOLLOW|O_NONBLOCK: a FIFO used to block the
+    loop in open(); a link was followed to a file elsewhere, checked and read by path."""
+    leases = os.path.join(responder.run_dir, rundir.LEASES)
+    path = os.path.join(leases, "pod1__eth0.json")
+    if kind == "fifo":
+        os.mkfifo(path, 0o600)
+    else:
+        target = tmp_path / "elsewhere.json"
+        target.write_text(json.dumps(declaration()))
+        target.chmod(0o600)
+        os.symlink(target, path)
+    with caplog.at_level(logging.ERROR, logger="podnet-dhcpd"):
+        assert _in_thread(responder.rescan), "rescan() blocked on the declaration"
+    assert responder.pods == {}
+    assert any("ignoring lease declaration" in r.getMessage() for r in caplog.records)
