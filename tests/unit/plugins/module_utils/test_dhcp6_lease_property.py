@@ -77,11 +77,19 @@ def test_scoped_addresses_are_refused(field, value):
     assert field in info.value.msg
 
 
-@given(raw=leases())
-@example(raw=dict(LEASE, dns_servers=[HOSTILE_SCOPED]))
-@example(raw=dict(LEASE, address="fd00:10:244::10%eth0"))
+MTU = st.one_of(st.integers(1280, 1500), st.sampled_from([1280, 1281, 1500, 9000]), st.integers(1501, 65535),
+                st.integers(68, 1279))
+UDP6_HEADERS = 48  # IPv6 40 + UDP 8: a reply of n bytes takes n + 48 of the link MTU
+
+
+@given(raw=leases(), mtu=MTU)
+@example(raw=dict(LEASE, dns_servers=[HOSTILE_SCOPED]), mtu=1280)
+@example(raw=dict(LEASE, address="fd00:10:244::10%eth0"), mtu=1280)
+@example(raw=dict(LEASE, search_domains=[f"d{i}." + "x" * 60 + ".example" for i in range(64)],
+                  dns_servers=[f"fd00:96::{i:x}" for i in range(1, 9)]), mtu=1280)
 @settings(max_examples=300, deadline=None)
-def test_property_every_accepted_lease_is_answered(raw):
+def test_property_every_accepted_lease_is_answered(raw, mtu):
+    """... and within the link MTU (issue 18 M1): the largest lease (64 long search domains, 8 servers) too."""
     try:
         lease = c.normalise_lease(raw)
     except PodnetError:
@@ -89,7 +97,10 @@ def test_property_every_accepted_lease_is_answered(raw):
         return  # refused, with its fields named: never served
     for message in MESSAGES:
         for given_lease in (lease, raw):  # answer() takes the lease raw or normalised
-            result = c.answer(message, given_lease, SERVER_ID, VM_MAC)
+            result = c.answer(message, given_lease, SERVER_ID, VM_MAC, mtu=mtu)
             assert isinstance(result, c.Answer)
+            if mtu >= c.IPV6_MIN_MTU:
+                assert result.reply is not None, result.reason  # every IPv6 link carries the lease itself
             if result.reply is not None:
+                assert len(result.reply) + UDP6_HEADERS <= mtu, (len(result.reply), mtu)
                 c.parse_message(result.reply)
