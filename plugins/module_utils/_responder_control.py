@@ -6,7 +6,9 @@
 
 The responder (``_dhcp_responder``) holds ``<run_dir>/podnet-dhcpd.pid`` under flock while
 it runs. Under systemd the ``node`` role's unit runs it; elsewhere ``vm_pod_bridge`` (with
-``responder: auto``) and ``podnet-dhcpd --ensure-daemon`` start it detached.
+``responder: auto``) and ``podnet-dhcpd --ensure-daemon`` start it detached. Where systemd is
+PID 1 and knows the unit, nothing here starts one: an unmanaged, unsandboxed responder would
+hold the pidfile the unit needs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from ansible_collections.virtnet.podnet.plugins.module_utils._errors import Podn
 
 RESPONDER_MODULE = "ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder"
 RESPONDER_RELPATH = os.path.join(*RESPONDER_MODULE.split(".")) + ".py"
+UNIT = "podnet-dhcpd.service"
+# systemd is PID 1 when this directory exists (sd_booted(3)).
+SYSTEMD_RUNTIME_DIR = "/run/systemd/system"
+# Where systemd looks for a system unit (systemd.unit(5)), the node role's /etc first.
+UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
+             "/usr/lib/systemd/system", "/lib/systemd/system")
 
 
 def running_pid(pidfile):
@@ -110,13 +118,57 @@ def code_root(pythonpath):
     return None
 
 
-def ensure_responder(params, check_mode):
-    """Start podnet-dhcpd unless one holds the run dir's pidfile; return ``(change text or None, pid)``."""
+def systemd_unit(systemd_dir=SYSTEMD_RUNTIME_DIR, unit_dirs=UNIT_DIRS, unit=UNIT):
+    """The file of ``unit`` when systemd is PID 1 and has it, else None. Two stats, no D-Bus, no systemctl."""
+    if not os.path.isdir(systemd_dir):
+        return None
+    for directory in unit_dirs:
+        path = os.path.join(directory, unit)
+        if os.path.lexists(path):
+            return path
+    return None
+
+
+def _unit_state(path, unit_dirs, unit):
+    """What the unit files alone say: ``masked``, ``enabled`` or ``disabled`` (no systemctl needed)."""
+    try:
+        if os.path.realpath(path) == os.devnull:
+            return "masked"
+    except OSError:
+        pass
+    wanted = any(os.path.lexists(os.path.join(d, target, unit))
+                 for d in unit_dirs for target in ("multi-user.target.wants", "default.target.wants"))
+    return "enabled" if wanted else "disabled"
+
+
+def unit_not_running_error(path, pidfile, unit_dirs=UNIT_DIRS, unit=UNIT):
+    """The PodnetError for a unit systemd knows that runs no responder: never start one beside it."""
+    state = _unit_state(path, unit_dirs, unit)
+    start = f"systemctl start {unit}"
+    if state == "masked":
+        start = f"systemctl unmask {unit} && {start}"
+    return PodnetError(
+        f"podnet-dhcpd is not running (no process holds {pidfile}), and systemd manages it here as {unit} "
+        f"({path}, {state}; stopped or failed): start the unit with `{start}` (`systemctl status {unit}` and "
+        f"`journalctl -u {unit}` say why it stopped), or set responder=skip. An unmanaged responder is not started "
+        "beside the unit: it would run without the unit's sandbox and keep the unit from taking its pidfile",
+        pidfile=pidfile, unit=unit, unit_file=path, unit_state=state)
+
+
+def ensure_responder(params, check_mode, systemd_dir=SYSTEMD_RUNTIME_DIR, unit_dirs=UNIT_DIRS):
+    """Start podnet-dhcpd unless one holds the run dir's pidfile; return ``(change text or None, pid)``.
+
+    Where systemd is PID 1 and knows ``podnet-dhcpd.service`` (the node role installed it), a
+    missing responder is an error naming the unit and how to start it, in check mode too.
+    """
     run_dir = params["run_dir"]
     pidfile = _rundir.pidfile_path(run_dir)
     pid = running_pid(pidfile)
     if pid:
         return None, pid
+    unit_file = systemd_unit(systemd_dir, unit_dirs)
+    if unit_file is not None:
+        raise unit_not_running_error(unit_file, pidfile, unit_dirs)
     root = code_root(params["responder_pythonpath"])
     if root is None:
         raise PodnetError(f"podnet-dhcpd is not running (no process holds {pidfile}) and is not installed under "

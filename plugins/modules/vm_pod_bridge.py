@@ -181,8 +181,12 @@ options:
     default: 86400
   responder:
     description:
-      - V(auto) starts the node's DHCP responder C(podnet-dhcpd) when a binding delegates its IP and no
-        responder holds C(<run_dir>/podnet-dhcpd.pid) (where systemd runs it, this finds it running).
+      - V(auto) makes sure the node's DHCP responder C(podnet-dhcpd) runs when a binding delegates its IP:
+        one that holds C(<run_dir>/podnet-dhcpd.pid) is used as it is; else, where systemd is PID 1
+        (C(/run/systemd/system) exists) and has the unit C(podnet-dhcpd.service) (as the C(virtnet.podnet.node)
+        role installs it), the module fails before any change, in check mode too, naming the unit, its state and
+        the command to start it (C(systemctl start podnet-dhcpd.service)) - it never starts a responder outside
+        the unit's sandbox; elsewhere it starts one, detached, from O(responder_pythonpath).
       - V(skip) leaves the responder alone.
     type: str
     choices: [auto, skip]
