@@ -48,13 +48,13 @@ DOCS = _paths.DOCS
 FULL = {"sizes": [1, 10, 50, 100, 200], "playbook": True, "playbook_sizes": [1, 10, 100], "dhcp_pods": 500,
         "dhcp_rounds": 1000, "rss_pods": [50, 100, 200], "rss_rounds": 50, "dhcp6_pods": 200, "dhcp6_rounds": 1000,
         "boots": 3, "role_vms": [1, 50, 100, 250], "role_rounds": 3, "floor_rounds": 10, "fleet_vms": 20,
-        "fleet_rounds": 3, "lifecycle": [], "fleet_may_skip": False,
+        "fleet_rounds": 3, "lifecycle": [], "fleet_may_skip": False, "burst_pods": 1000,
         "timeout": 1500}
 # N = 5 is the smallest size whose per-pod figures are medians (MIN_MEDIAN_SAMPLES), so the quick run judges some.
 QUICK = {"sizes": [1, MIN_MEDIAN_SAMPLES], "playbook": True, "playbook_sizes": [1], "dhcp_pods": 6, "dhcp_rounds": 30, "rss_pods": [3],
          "rss_rounds": 10, "dhcp6_pods": 3, "dhcp6_rounds": 30, "boots": 1, "role_vms": [1, 3], "role_rounds": 1,
          "floor_rounds": 3, "fleet_vms": 2, "fleet_rounds": 1, "lifecycle": ["--quick"],
-         "fleet_may_skip": True, "timeout": 300}  # a smoke run on a machine that cannot run a fleet says so and goes on
+         "fleet_may_skip": True, "burst_pods": 10, "timeout": 300}  # a smoke run on a machine that cannot run a fleet says so and goes on
 
 TARGET_PLUMB_MS = 5.0          # in-process plumbing per pod
 TARGET_PLUMB_CNI_RATIO = 0.3   # per-pod plumbing at most 0.3x the CNI bridge plugin's ADD, same run
@@ -71,6 +71,7 @@ FLEET_UNAVAILABLE = 3          # bench_fleet.py's exit code when this machine ca
 # Each page and the steps that write it (all of them must succeed for the page to be this run's).
 PAGE_STEPS = {"performance-cni-bridge.md": ("cni",), "performance-pod-bridge.md": ("pod_bridge",),
               "performance-role.md": ("role",), "performance-fleet.md": ("fleet",), "performance-dhcp.md": ("dhcp",),
+              "performance-dhcp-burst.md": ("dhcp_burst",),
               "performance-dhcp6.md": ("dhcp6",), "performance-vm-boot.md": ("vm_boot",),
               "performance-netlink-layers.md": ("netlink",), "performance-lifecycle.md": ("churn", "flood")}
 PAGES = list(PAGE_STEPS)
@@ -190,6 +191,16 @@ def run_dhcp(cfg, reports, work):
         if data:
             extra.append(data)
     return step, main, extra_steps, extra
+
+
+def run_dhcp_burst(cfg, reports, work):
+    """bench/bench_dhcp_burst.py: N pods' DISCOVERs at once (1,000 in the full run), its own page."""
+    if not cfg["burst"]:
+        return skipped("DISCOVER burst", "skipped: --no-burst"), None
+    out = work / "dhcp-burst.json"
+    step = Step("DISCOVER burst", python_argv("bench_dhcp_burst.py", "--pods", cfg["burst_pods"], "--json", out,
+                                              "--report", reports / "performance-dhcp-burst.md"), cfg["timeout"] * 2)
+    return step, step.json(out)
 
 
 def run_dhcp6(cfg, reports, work):
@@ -461,7 +472,7 @@ def role_margin(rows, key):
 def targets(results):
     """(target, measured, met, why) rows: every verdict computed from this run's figures."""
     return [*_plumb_targets(results), _dual_stack_target(results), *_role_targets(results), _fleet_target(results),
-            *_dhcp_targets(results), *_dhcp6_targets(results), *_lifecycle_targets(results), _boot_target(results)]
+            *_dhcp_targets(results), _burst_target(results), *_dhcp6_targets(results), *_lifecycle_targets(results), _boot_target(results)]
 
 
 def _load_note(results):
@@ -573,6 +584,19 @@ def _dhcp_targets(results):
     else:
         out.append((label, f"not measured ({rss_mb:.1f} MB with {n} pods)", None, f"{n} pods in this run"))
     return out
+
+
+def _burst_target(results):
+    """bench_dhcp_burst.py's own verdict: judged at 1,000 pods, else not measured (its figure still shown)."""
+    burst = results.get("dhcp_burst")
+    label = "DISCOVER burst: 1,000 pods' DISCOVERs at once, all answered <= 0.5 s"
+    if not burst:
+        return (label, "not measured", None, "bench_dhcp_burst.py skipped or failed (see the runs)")
+    b = burst["burst"]
+    shown = f"{b['answered']}/{burst['pods']} answered in {b['all_answered_ms'] / 1000:.3f} s"
+    if burst["verdict"] is None:
+        return (label, f"not measured ({shown})", None, f"{burst['pods']} pods in this run")
+    return (label, shown, burst["verdict"], "" if burst["verdict"] else _load_note(results))
 
 
 def _dhcp6_targets(results):
@@ -1030,6 +1054,8 @@ def main():
     parser.add_argument("--no-plots", action="store_true", help="draw no plots (they need matplotlib)")
     parser.add_argument("--no-playbook", action="store_true", help="skip the ansible-playbook plumbing runs")
     parser.add_argument("--no-fleet", action="store_true", help="skip the fleet over SSH (its page says so)")
+    parser.add_argument("--no-burst", action="store_true", help="skip the DISCOVER burst (bench_dhcp_burst.py)")
+    parser.add_argument("--burst-pods", type=int, help="pods in the DISCOVER burst (default 1000; --quick 10)")
     parser.add_argument("--sizes", type=int, nargs="+", help="pod counts for the plumbing comparison")
     parser.add_argument("--playbook-sizes", type=int, nargs="+",
                         help="pod counts also run through ansible-playbook (default 1 10 100: ~1 s per pod each way)")
@@ -1041,6 +1067,9 @@ def main():
     if args.no_playbook:
         cfg["playbook"] = False
     cfg["fleet"] = not args.no_fleet
+    cfg["burst"] = not args.no_burst
+    if args.burst_pods:
+        cfg["burst_pods"] = args.burst_pods
     if args.sizes:
         cfg["sizes"] = args.sizes
     if args.playbook_sizes:
@@ -1061,6 +1090,7 @@ def main():
         steps["role"], results["role"] = run_role(cfg, reports, work)
         steps["fleet"], results["fleet"] = run_fleet(cfg, reports, work)
         steps["dhcp"], results["dhcp"], steps["dhcp_rss"], results["dhcp_extra"] = run_dhcp(cfg, reports, work)
+        steps["dhcp_burst"], results["dhcp_burst"] = run_dhcp_burst(cfg, reports, work)
         steps["dhcp6"], results["dhcp6"] = run_dhcp6(cfg, reports, work)
         (steps["churn"], results["churn"]), (steps["flood"], results["flood"]) = run_lifecycle(cfg, reports, work)
         steps["vm_boot"], results["vm_boot"] = run_vm_boot(cfg, reports, work)
