@@ -1,30 +1,46 @@
-"""podnet-dhcpd keeps serving after >= 10,000 malformed frames on the pod's tap.
+"""podnet-dhcpd keeps serving after >= 10,000 malformed frames on the pod's tap, and every reply it sends fits
+the pod's link (issue 18: the fuzzers, DHCPv4, DHCPv6 and Router Solicitation, assert reply size <= MTU).
 
-Frames come from a seeded generator (reproducible: the seed is in the test id) in four
+Frames come from a seeded generator (reproducible: the seed is in the test id) in five
 families: random bytes; valid Ethernet/IPv4/UDP to port 67 around random payloads; real
-DISCOVERs and REQUESTs from the VM's MAC with mutated, truncated or extended bytes; and
-broken IPv4/UDP headers. They are written into the tap exactly as a VM's NIC would. The
+DISCOVERs and REQUESTs from the VM's MAC with mutated, truncated or extended bytes; broken
+IPv4/UDP headers; and valid DISCOVERs, REQUESTs and INFORMs with huge option 55 lists (200-600
+codes) and any option 57. They are written into the tap exactly as a VM's NIC would. The
 responder must stay up, log no traceback, answer a valid DISCOVER right after, and then
 give a real client (busybox udhcpc) its lease.
+
+The IPv6 fuzzer does the same on a dual-stack pod with DHCPv6 messages of every client type
+carrying 45-170 IA_NA/IA_TA/IA_PD (as many as a 1,500-byte frame holds), their mutations, and
+Router Solicitations, valid and mutated.
+
+Every frame the tap hands back is read (``Wire``), and each reply of the responder - DHCPv4,
+DHCPv6, Router Advertisement - is checked on the wire: its length - 14 never exceeds the MTU in
+the pod's declaration, nor, for DHCPv4, what the request's option 57 allows (never below 576).
+The link itself carries 1,500 bytes while the declaration says less (576 for DHCPv4, 1,280
+for DHCPv6): the kernel would not refuse an oversized reply, so the check is the test's.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import selectors
 import shutil
 import struct
 import subprocess
+import time
+from collections import Counter
 
 import pytest
 
+from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as c6
 from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_codec import inet_checksum
 from lib import plumbing
 from lib.bindings import make_binding
-from lib.dhcpwire import client_frame, read_reply
+from lib.dhcpwire import client_frame
 from lib.netlab import NetLab, sh
 from lib.responder import ResponderProcess
-from lib.standin import TapRelay, open_tap, udhcpc_script
+from lib.standin import TapRelay, dhcp_reply_of, open_tap, udhcpc_script
 
 pytestmark = [pytest.mark.root, pytest.mark.dhcp_client, pytest.mark.slow]
 
@@ -34,19 +50,138 @@ if shutil.which("busybox") is None:
     pytest.skip("busybox (udhcpc) missing", allow_module_level=True)
 
 COUNT = 10_000
+COUNT6 = 6_000
 SEED = 20261128
 PACE = 25  # well under what the responder's 64 KiB socket queue holds
+LINK_MTU = 1500  # what the tap carries; the declarations say less
+ETHERNET = 14
+MIN_DATAGRAM = 576  # RFC 2131: every DHCPv4 client takes a 576-byte datagram, whatever its option 57
+# A declaration whose full DHCPv4 reply is several times any MTU: every reply is cut to fit.
+BIG_OPTIONS = {"private_options": [{"option": code, "value": "v" * 255} for code in range(224, 255)],
+               "ntp_servers": [f"10.1.0.{i}" for i in range(1, 9)]}
+BIG_DNS = [f"10.96.0.{i}" for i in range(1, 17)]
+BIG_SEARCH = [f"d{i}-" + "x" * 50 + ".example" for i in range(15)]
+FIRST_XID4, PROBE_XID4 = 0xE0000000, 0xF0000000
 
 
-def malformed_frames(rng: random.Random, vm_mac: str, count: int):
+class Wire:
+    """The VM's side of the tap: every frame read is kept out of the way, and each reply of the responder in
+    it - DHCPv4, DHCPv6, RA - is checked against the declared MTU (and a DHCPv4 request's option 57)."""
+
+    def __init__(self, fd: int, mtu: int) -> None:
+        self.fd, self.mtu = fd, mtu
+        self.option_57 = {}  # xid -> option 57 of a DHCPv4 request we wrote
+        self.checked = Counter()  # replies checked, by kind
+        self.xids = Counter()  # (kind, xid) of the replies seen
+        self.largest = Counter()  # the largest reply of each kind, for the failure messages
+        self.server_duid = None
+
+    @staticmethod
+    def kind(frame: bytes):
+        """("dhcp4" | "dhcp6" | "ra", xid or None) of a reply of the responder, else None."""
+        if len(frame) >= 42 + 240 and frame[12:14] == b"\x08\x00" and frame[23] == 17 and frame[34:38] == b"\x00\x43\x00\x44":
+            return "dhcp4", struct.unpack("!I", frame[46:50])[0]
+        if len(frame) >= 62 and frame[12:14] == b"\x86\xdd":
+            if frame[20] == 17 and frame[54:58] == b"\x02\x23\x02\x22":  # UDP 547 -> 546
+                return "dhcp6", int.from_bytes(frame[63:66], "big")
+            if frame[20] == 58 and frame[54] == 134:
+                return "ra", None
+        return None
+
+    def limit(self, kind: str, xid) -> int:
+        option_57 = self.option_57.get(xid) if kind == "dhcp4" else None
+        return min(self.mtu, max(MIN_DATAGRAM, option_57 or self.mtu))
+
+    def check(self, frame: bytes):
+        found = self.kind(frame)
+        if found is None:
+            return None
+        kind, xid = found
+        size, limit = len(frame) - ETHERNET, self.limit(kind, xid)
+        assert size <= limit, f"a {size}-byte {kind} reply (xid {xid}), limit {limit}, declared MTU {self.mtu}"
+        self.checked[kind] += 1
+        self.xids[kind, xid] += 1
+        self.largest[kind] = max(self.largest[kind], size)
+        if kind == "dhcp6" and self.server_duid is None:
+            self.server_duid = c6.parse_message(frame[62:])["server_id"]
+        return found
+
+    def wait(self, kind: str, xid, timeout: float = 5.0):
+        """Read (and check) frames until a reply of ``kind`` with ``xid`` (any xid for None); that frame, else None."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.fd, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                while True:
+                    try:
+                        frame = os.read(self.fd, 65536)
+                    except BlockingIOError:
+                        break
+                    found = self.check(frame)
+                    if found is not None and found[0] == kind and xid in (None, found[1]):
+                        return frame
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                sel.select(left)
+        finally:
+            sel.close()
+
+
+class _Recording:
+    """A socket that keeps what is sent through it."""
+
+    def __init__(self, sock, kept: list) -> None:
+        self.sock, self.kept = sock, kept
+
+    def send(self, frame: bytes) -> int:
+        self.kept.append(bytes(frame))
+        return self.sock.send(frame)
+
+
+class CheckedRelay(TapRelay):
+    """The VM stand-in's relay, keeping each frame it carries to the VM (``carried``) for the test to check."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.carried: list[bytes] = []
+
+    def _tap_to_vm(self, tun, sock):
+        return super()._tap_to_vm(tun, _Recording(sock, self.carried))
+
+
+def option_55_57(rng: random.Random, vm_mac: str, xid: int, ip: str, server_id: str):
+    """A valid DISCOVER, REQUEST or INFORM with a huge option 55 (RFC 3396: several instances) and any
+    option 57; ``(frame, option 57)``."""
+    codes = [rng.randrange(256) for _code in range(rng.randint(200, 600))]
+    option_57 = rng.choice([None, 0, 1, 575, 576, 577, 1000, 1500, 65535, rng.randint(0, 65535)])
+    options = [(55, bytes(codes))] + ([] if option_57 is None else [(57, struct.pack("!H", option_57))])
+    mtype = rng.choice([1, 3, 8])
+    if mtype == 3:
+        return client_frame(vm_mac, 3, xid, options + [(50, ip), (54, server_id)]), option_57
+    if mtype == 8:
+        return client_frame(vm_mac, 8, xid, options, ciaddr=ip), option_57
+    return client_frame(vm_mac, 1, xid, options), option_57
+
+
+def malformed_frames(rng: random.Random, vm_mac: str, count: int, answered=None, ip="10.244.0.9",
+                     server_id="10.244.0.1"):
+    """The frames of the DHCPv4 fuzzer; ``answered`` (a dict) gets xid -> option 57 of each valid request of the
+    fifth family, every one of which must be answered."""
     from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
     mac = codec.mac_bytes(vm_mac)
+    answered = {} if answered is None else answered
     bases = [client_frame(vm_mac, mtype, rng.getrandbits(32), options)
              for mtype, options in ((1, [(55, [1, 3, 6, 121])]), (3, [(50, "10.1.2.3"), (54, "10.1.2.1")]),
                                     (3, []), (8, []), (7, []), (4, [(50, "1.2.3.4")]))]
     for i in range(count):
-        family = i % 4
-        if family == 0:
+        family = i % 5
+        if family == 4:
+            xid = FIRST_XID4 + i
+            frame, answered[xid] = option_55_57(rng, vm_mac, xid, ip, server_id)
+            yield frame
+        elif family == 0:
             yield rng.randbytes(rng.randint(14, 600))
         elif family == 1:
             payload = rng.randbytes(rng.randint(0, 700))
@@ -72,7 +207,7 @@ def malformed_frames(rng: random.Random, vm_mac: str, count: int):
             else:                    # header fields: op, htype, hlen, giaddr, flags
                 frame[42 + rng.choice([0, 1, 2, 10, 11, 24, 25])] = rng.getrandbits(8)
             yield bytes(frame)
-        else:
+        elif family == 3:
             frame = bytearray(rng.choice(bases))
             field = rng.randrange(5)
             if field == 0:
@@ -90,22 +225,36 @@ def malformed_frames(rng: random.Random, vm_mac: str, count: int):
             yield bytes(frame)
 
 
-def test_malformed_frames_never_stop_the_responder(tmp_path):
+def served_pod(lab: NetLab, run_dir: str, declared_mtu: int, **changes):
+    """A pod plumbed on a link of LINK_MTU whose declaration says ``declared_mtu``, with ``changes``: as the module
+    wrote it, taken back and written again before the responder reads it."""
+    pod = lab.add_pod(mtu=LINK_MTU)
+    result = plumbing.plumb(pod.netns, make_binding(), run_dir, dns_servers=["10.96.0.10"],
+                            search_domains=["default.svc.cluster.local"], hostname="vm1")
+    assert result["vm_mac"] == pod.mac and result["ip"] == pod.ip
+    decl = plumbing.take_declaration(run_dir, result["key"])
+    assert decl["mtu"] == LINK_MTU
+    decl.update(changes, mtu=declared_mtu)
+    plumbing.write_declaration(run_dir, decl)
+    return pod, decl
+
+
+@pytest.mark.parametrize("declared_mtu", [MIN_DATAGRAM, LINK_MTU])
+def test_malformed_frames_never_stop_the_responder(tmp_path, declared_mtu):
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir, mode=0o700)
     with NetLab() as lab:
-        pod = lab.add_pod()
-        decl = plumbing.plumb(pod.netns, make_binding(), run_dir, dns_servers=["10.96.0.10"],
-                              search_domains=["default.svc.cluster.local"], hostname="vm1")
-        assert decl["vm_mac"] == pod.mac and decl["ip"] == pod.ip
+        pod, decl = served_pod(lab, run_dir, declared_mtu, dhcp_options=BIG_OPTIONS, dns_servers=BIG_DNS,
+                               search_domains=BIG_SEARCH)
         # No frame-rate limit: every malformed frame must reach the parser (the limit has its own tests).
         with ResponderProcess(run_dir, extra_args=("--frame-rate", "0")) as responder:
             responder.wait_serving(decl["key"])
             fd = open_tap(pod.netns)
+            wire = Wire(fd, declared_mtu)
             written = failed = probes = 0
             try:
                 rng = random.Random(SEED)
-                for frame in malformed_frames(rng, pod.mac, COUNT):
+                for frame in malformed_frames(rng, pod.mac, COUNT, wire.option_57, pod.ip, pod.gateway):
                     try:
                         os.write(fd, frame)
                         written += 1
@@ -117,25 +266,32 @@ def test_malformed_frames_never_stop_the_responder(tmp_path):
                         # A valid DISCOVER after every PACE frames, and wait for its OFFER: the
                         # socket queue is FIFO, so every frame before it was read and judged
                         # by the responder (not lost to a full queue), and it still answers.
+                        # Every frame the tap handed back meanwhile was read and checked (Wire).
                         probes += 1
-                        os.write(fd, client_frame(pod.mac, 1, 0xF0000000 + probes))
-                        probe = read_reply(fd, 0xF0000000 + probes, timeout=5)
+                        os.write(fd, client_frame(pod.mac, 1, PROBE_XID4 + probes))
+                        probe = wire.wait("dhcp4", PROBE_XID4 + probes)
                         assert probe is not None, f"no OFFER after {written} malformed frames"
-                        assert len(probe[0]) - 14 <= pod.mtu, f"a {len(probe[0]) - 14}-byte reply, MTU {pod.mtu}"
                 assert written >= COUNT * 0.95 and probes >= COUNT * 0.95 // PACE, (written, failed, probes)
                 # Still serving, right away.
                 os.write(fd, client_frame(pod.mac, 1, 0xC0FFEE, [(55, [1, 3, 121])]))
-                reply = read_reply(fd, 0xC0FFEE, timeout=10)
+                reply = wire.wait("dhcp4", 0xC0FFEE, timeout=10)
                 assert reply is not None, "no OFFER after the fuzzing"
-                assert reply[1]["message_type"] == 2 and reply[1]["yiaddr"] == pod.ip
-                assert len(reply[0]) - 14 <= pod.mtu
+                reply = dhcp_reply_of(reply)
+                assert reply["type"] == 2 and reply["yiaddr"] == pod.ip
+                # Each valid request with a huge option 55 was answered (before the last OFFER), within the
+                # declared MTU and its option 57.
+                unanswered = [x for x in wire.option_57 if not wire.xids["dhcp4", x]]
+                assert len(wire.option_57) >= COUNT // 5 * 0.95 and not unanswered, (len(wire.option_57), unanswered[:5])
+                assert wire.checked["dhcp4"] >= probes + len(wire.option_57)
+                # The replies were cut to the MTU: the declaration's full reply is several times larger.
+                assert wire.largest["dhcp4"] > MIN_DATAGRAM - 100, wire.largest
             finally:
                 os.close(fd)
             assert responder.proc.poll() is None, "responder died"
             assert "Traceback" not in responder.log()
             # And a real client gets its lease afterwards.
             vm = lab.add_namespace("vm")
-            with TapRelay(pod.netns, vm, pod.mac, pod.mtu) as relay:
+            with CheckedRelay(pod.netns, vm, pod.mac, pod.mtu) as relay:
                 result = subprocess.run(
                     ["ip", "netns", "exec", vm, "busybox", "udhcpc", "-i", relay.vm_ifname, "-f", "-q", "-n",
                      "-t", "5", "-T", "1", "-s", udhcpc_script(tmp_path)], capture_output=True, text=True, timeout=40,
@@ -143,6 +299,11 @@ def test_malformed_frames_never_stop_the_responder(tmp_path):
                 assert result.returncode == 0, result.stdout + result.stderr
                 addrs = sh("ip", "-n", vm, "-4", "-o", "addr", "show", "dev", relay.vm_ifname).stdout
                 assert f"{pod.ip}/{pod.prefixlen}" in addrs
+            # The client's exchange fit too: what the relay carried to the VM, after the relay stopped.
+            before = wire.checked["dhcp4"]
+            for frame in relay.carried:
+                wire.check(frame)
+            assert wire.checked["dhcp4"] >= before + 2, "an OFFER and an ACK"
             assert responder.proc.poll() is None and "Traceback" not in responder.log()
             served = responder.log().count("reply=")
         assert responder.proc is None  # stopped cleanly by the context manager
