@@ -181,7 +181,7 @@ options:
     default: 86400
   responder:
     description:
-      - V(auto) makes sure the node's DHCP responder C(podnet-dhcpd) runs when a binding delegates its IP:
+      - V(auto) makes sure the node's DHCP responder C(podnet-dhcpd) runs when a binding delegates its IP -
         one that holds C(<run_dir>/podnet-dhcpd.pid) is used as it is; else, where systemd is PID 1
         (C(/run/systemd/system) exists) and has the unit C(podnet-dhcpd.service) (as the C(virtnet.podnet.node)
         role installs it), the module fails before any change, in check mode too, naming the unit, its state and
