@@ -30,7 +30,6 @@ import ctypes
 import errno
 import fcntl
 import heapq
-import ipaddress
 import logging
 import logging.handlers
 import os
@@ -43,13 +42,17 @@ import struct
 import sys
 import time
 
+from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp4_server as dhcp4
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec6
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_filters as filters
+from ansible_collections.virtnet.podnet.plugins.module_utils import _lease_state as lease_state
 from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_control as control
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
+from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp4_server import INFORM_ACK
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 from ansible_collections.virtnet.podnet.plugins.module_utils._netns import identity, setns, socket_cookie
+from ansible_collections.virtnet.podnet.plugins.module_utils._version import VERSION
 
 LOG = logging.getLogger("podnet-dhcpd")
 ETH_P_ALL = 0x0003
@@ -71,21 +74,9 @@ LOG_LINES_PER_WINDOW = 20  # per pod; the rest are counted and reported once per
 LOG_WINDOW = 10.0
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3
-INFORM_ACK = 0x108  # internal marker: an ACK without lease times (RFC 2131 4.3.5)
 IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
 IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_NONBLOCK, IN_CLOEXEC = 0x100, 0x200, 0x400, 0o4000, 0o2000000
 
-# Options sent whatever option 55 says: what the VM needs to be addressed and routed.
-ALWAYS = (codec.OPT_SUBNET_MASK, codec.OPT_ROUTER, codec.OPT_CLASSLESS_ROUTES, codec.OPT_MTU)
-# Options sent only when asked for (or when the client sends no option 55).
-ON_REQUEST = (codec.OPT_DNS, codec.OPT_HOSTNAME, codec.OPT_DOMAIN_NAME, codec.OPT_SEARCH)
-OPTIONAL = frozenset(ON_REQUEST + (codec.OPT_MS_CLASSLESS_ROUTES,))
-# The pod's configured dhcpOptions (KubeVirt's: 66, 67, 42, 224-254) are sent whatever option 55 says,
-# as KubeVirt does: udhcpc, dhclient and dhcpcd ask for none of them by default. When a reply does not
-# fit the VM, they are the first to go, those the client did not ask for before those it did.
-MAX_TEMPLATES = 256  # cached replies per pod; a VM cycling through option 55 lists cannot grow it further
-UDP_IP_HEADERS = 28
-MIN_MAX_MESSAGE_SIZE = 548  # RFC 2131: every client takes a 576-byte IP datagram
 # Router Advertisements (RFC 4861 6.2.4, 10): a few at first, then periodically, and answers to RS
 # never closer together than MIN_DELAY_BETWEEN_RAS.
 INITIAL_RAS = 3
@@ -94,6 +85,13 @@ RA_INTERVAL = (200.0, 600.0)  # MinRtrAdvInterval .. MaxRtrAdvInterval
 MIN_DELAY_BETWEEN_RAS = 3.0
 ROUTER_LIFETIME = 1800
 MACHINE_ID = "/etc/machine-id"
+# What each exchange does to a lease (_lease_state): by reply, else by message (negated).
+_EVENTS4 = {codec.OFFER: lease_state.OFFERED, codec.ACK: lease_state.RENEWED, codec.NAK: lease_state.NAKED,
+            INFORM_ACK: lease_state.INFORMED, -codec.RELEASE: lease_state.RELEASED,
+            -codec.DECLINE: lease_state.DECLINED}
+_EVENTS6 = {codec6.ADVERTISE: lease_state.ADVERTISED, codec6.SOLICIT: lease_state.BOUND,
+            codec6.REQUEST: lease_state.BOUND, codec6.RENEW: lease_state.RENEWED, codec6.REBIND: lease_state.RENEWED,
+            -codec6.RELEASE: lease_state.RELEASED, -codec6.DECLINE: lease_state.DECLINED}
 
 
 def client_filter_program(v4: bool = True, v6: bool = False) -> list[tuple[int, int, int, int]]:
@@ -231,22 +229,6 @@ class Inotify:
         os.close(self.fd)
 
 
-def server_identifier(decl: dict) -> str:
-    """The address the VM's unicast renewal goes to, so it passes through the tap.
-
-    The gateway when there is one. Without, another on-link address of the pod's subnet:
-    nobody may answer its ARP, so the renewal at T1 fails, but the broadcast rebinding at T2
-    still reaches us and the lease lives on.
-    """
-    if decl.get("gateway"):
-        return decl["gateway"]
-    network = ipaddress.IPv4Network(f"{decl['ip']}/{decl['prefixlen']}", strict=False)
-    for candidate in (network.network_address + 1, network.broadcast_address - 1):
-        if network.prefixlen < 31 and str(candidate) != decl["ip"]:
-            return str(candidate)
-    return decl["ip"]
-
-
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up."""
 
@@ -302,9 +284,8 @@ class LineBudget:
 class Pod:
     """One declared lease: the declaration, the socket in the pod's namespace, cached replies."""
 
-    __slots__ = ("key", "decl", "file_id", "sock", "src_mac", "mac_bytes", "replies", "state", "dirty",
-                 "ns_id", "unseen_warned", "last_error", "server_id", "bucket", "resume_at", "log_budget", "mtu",
-                 "extra_options", "extra_codes", "boot_fields", "v6", "who", "ll_src", "ra_at", "ra_initial",
+    __slots__ = ("key", "decl", "file_id", "sock", "src_mac", "mac_bytes", "lease4", "state", "dirty",
+                 "ns_id", "unseen_warned", "last_error", "server_id", "bucket", "resume_at", "log_budget", "mtu", "v6", "who", "ll_src", "ra_at", "ra_initial",
                  "ra_last", "ra_token")
 
     def __init__(self, key: str, decl: dict, file_id) -> None:
@@ -314,15 +295,13 @@ class Pod:
         self.sock: socket.socket | None = None
         self.src_mac = "02:00:00:00:00:01"
         self.mac_bytes = codec.mac_bytes(decl["vm_mac"])
-        self.replies: dict = {}
+        self.lease4 = dhcp4.Lease4(decl) if decl.get("ip") else None  # None: no IPv4 served
         self.state: dict = {}
         self.dirty = False
         self.ns_id = None
         self.unseen_warned = False  # warned that its netns path holds no namespace in our view
         self.last_error = None
-        # The gateway: the VM's unicast renewal at T1 goes towards it through the tap,
-        # where our packet socket sees it. Without a gateway, the VM's own address side.
-        self.server_id = server_identifier(decl) if decl.get("ip") else None
+        self.server_id = self.lease4.server_id if self.lease4 else None
         self.v6 = lease6_of(decl)  # the DHCPv6 lease, None when no IPv6 is served
         who = f"mac={decl['vm_mac']}"
         if decl.get("ip") or not self.v6:
@@ -337,118 +316,10 @@ class Pod:
         self.resume_at = None  # set while the socket is paused for sending too much
         self.log_budget = LineBudget()
         self.mtu = decl.get("mtu") or 1500
-        # KubeVirt's dhcpOptions, encoded once: [(code, payload)], and the BOOTP header fields for network boot.
-        self.extra_options = codec.encode_dhcp_options(decl.get("dhcp_options"))
-        self.extra_codes = frozenset(code for code, _data in self.extra_options)
-        self.boot_fields = codec.boot_header_fields(decl.get("dhcp_options"))
-
-    # -- replies -----------------------------------------------------------------------
-    def options_for(self, reply_type: int, wanted, extras=frozenset()) -> list:
-        """The options of a reply; ``wanted`` is the set of optional options asked for, None when
-        the client sent no option 55 (then every option we have is sent); ``extras`` the codes of
-        the configured dhcpOptions to send."""
-        decl = self.decl
-        opts: list = [(codec.OPT_MESSAGE_TYPE, reply_type), (codec.OPT_SERVER_ID, self.server_id)]
-        if reply_type == codec.NAK:
-            opts.append((codec.OPT_MESSAGE, "wrong address for this client"))
-            return opts
-        if reply_type != INFORM_ACK:
-            lease_time = decl["lease_time"]
-            opts += [(codec.OPT_LEASE_TIME, lease_time), (codec.OPT_RENEWAL_TIME, lease_time // 2),
-                     (codec.OPT_REBINDING_TIME, lease_time * 7 // 8)]
-        mask = str(ipaddress.IPv4Network(f"0.0.0.0/{decl['prefixlen']}").netmask)
-        opts.append((codec.OPT_SUBNET_MASK, mask))
-        if decl.get("gateway"):
-            opts.append((codec.OPT_ROUTER, [decl["gateway"]]))
-        routes = decl.get("routes") or []
-        if routes:
-            data = codec.encode_classless_routes(routes)
-            opts.append((codec.OPT_CLASSLESS_ROUTES, data))
-            if wanted is not None and codec.OPT_MS_CLASSLESS_ROUTES in wanted:
-                opts.append((codec.OPT_MS_CLASSLESS_ROUTES, data))
-        if decl.get("mtu"):
-            opts.append((codec.OPT_MTU, decl["mtu"]))
-
-        def asked(code):
-            return wanted is None or code in wanted
-
-        if decl.get("dns_servers") and asked(codec.OPT_DNS):
-            opts.append((codec.OPT_DNS, decl["dns_servers"]))
-        if decl.get("hostname") and asked(codec.OPT_HOSTNAME):
-            opts.append((codec.OPT_HOSTNAME, decl["hostname"]))
-        search = decl.get("search_domains") or []
-        if search and asked(codec.OPT_DOMAIN_NAME):
-            opts.append((codec.OPT_DOMAIN_NAME, search[0]))
-        if search and asked(codec.OPT_SEARCH):
-            opts.append((codec.OPT_SEARCH, codec.encode_search_domains(search, validate=False)))
-        opts.extend((code, data) for code, data in self.extra_options if code in extras)
-        return opts
 
     def reply_payload(self, reply_type: int, request: dict):
-        """The reply's DHCP payload, or None when even the shortest reply exceeds what the VM takes.
-
-        Templates are cached per reply type and the options the request asked for among
-        those that depend on asking (so at most 5 x 33 of them whatever option 55 lists a
-        client cycles through); a reply is a template with xid, flags and ciaddr patched in.
-        """
-        requested = request["parameter_list"]
-        wanted = frozenset(requested).intersection(OPTIONAL) if requested else None
-        room = self.reply_room(request)
-        template = self._template(reply_type, wanted, self.extra_codes)
-        if codec.content_length(template) > room:
-            template = self._fitting(reply_type, wanted, requested, room)
-            if template is None:
-                return None
-        template = template[:max(room, codec.content_length(template))]  # the padding to 300 bytes may not fit
-        ciaddr = request["ciaddr"] if reply_type in (codec.ACK, INFORM_ACK) else "0.0.0.0"
-        return codec.patch_reply(template, request["xid"], request["flags"], ciaddr)
-
-    def reply_room(self, request: dict) -> int:
-        """The most DHCP payload a reply may take: what the client takes (option 57, never below the 576 bytes
-        every client must take, RFC 2131 2), but never more than the link carries (its MTU)."""
-        takes = max(UDP_IP_HEADERS + MIN_MAX_MESSAGE_SIZE, request.get("max_message_size") or self.mtu)
-        return min(self.mtu, takes) - UDP_IP_HEADERS
-
-    def _fitting(self, reply_type: int, wanted, requested, room: int):
-        """The largest reply within ``room`` bytes: what routes the VM always; the optional options
-        (DNS, host name, search list) if they fit, all or none, as before dhcpOptions existed; then as
-        many configured dhcpOptions as fit, those option 55 asks for first (in its order of preference,
-        RFC 2131), then the others. None when not even the bare lease fits."""
-        base = self._template(reply_type, wanted, frozenset())
-        if codec.content_length(base) > room and wanted != frozenset():
-            wanted = frozenset()  # the optional options do not fit
-            base = self._template(reply_type, wanted, frozenset())
-        if codec.content_length(base) > room:
-            return None
-        if not self.extra_options:
-            return base
-        sizes = {code: codec.option_size(data) for code, data in self.extra_options}
-        order = [code for code in dict.fromkeys(requested) if code in sizes]
-        order += [code for code, _data in self.extra_options if code not in order]
-        used, chosen = codec.content_length(base), set()
-        for code in order:
-            if used + sizes[code] <= room:
-                used += sizes[code]
-                chosen.add(code)
-        template = self._template(reply_type, wanted, frozenset(chosen))
-        return template if codec.content_length(template) <= room else base
-
-    def _template(self, reply_type: int, wanted, extras):
-        cache_key = (reply_type, wanted, extras)
-        template = self.replies.get(cache_key)
-        if template is None:
-            wire_type = codec.ACK if reply_type == INFORM_ACK else reply_type
-            yiaddr = self.decl["ip"] if reply_type in (codec.OFFER, codec.ACK) else "0.0.0.0"
-            opts = self.options_for(reply_type, wanted, extras)
-            opts[0] = (codec.OPT_MESSAGE_TYPE, wire_type)
-            header = {"chaddr": self.decl["vm_mac"], "yiaddr": yiaddr}
-            if reply_type != codec.NAK:
-                header.update(self.boot_fields)
-            template = codec.encode_message(header, opts)
-            if len(self.replies) >= MAX_TEMPLATES:
-                self.replies.clear()
-            self.replies[cache_key] = template
-        return template
+        """``Lease4.reply_payload`` of the pod's IPv4 lease."""
+        return self.lease4.reply_payload(reply_type, request)
 
 
 class Responder:
@@ -819,88 +690,33 @@ class Responder:
         except OSError:  # BlockingIOError: the queue is empty
             pass
 
-    def _request_from(self, pod: Pod, frame: bytes):
-        """``(request, destination IP)`` of a DHCP request from this pod's VM, or None (counted as dropped)."""
-        parsed = codec.parse_frame(frame)
-        if parsed is None:
-            return None
-        _src_mac, _src_ip, dst_ip, payload = parsed
-        # Cheap test first: is it our VM at all (chaddr at offset 28)?
-        if len(payload) < 240 or payload[28:34] != pod.mac_bytes:
-            return None
-        try:
-            request = codec.parse_request(payload)
-        except ValueError:
-            return None
-        if request["giaddr"] != "0.0.0.0":
-            return None  # relayed: not from the VM on this tap
-        return request, dst_ip
-
-    def _answer_request(self, pod: Pod, request: dict, dst_ip: str):
-        """The reply to a REQUEST (``(reply, detail)``), or ``(None, detail)`` when it is not for us."""
-        if request["server_id"] is not None:
-            if request["server_id"] != pod.server_id:
-                return None, "selecting another server"
-            detail, wanted = "selecting", request["requested_ip"]
-        elif request["requested_ip"] is not None:
-            detail, wanted = "init-reboot", request["requested_ip"]
-        elif request["ciaddr"] != "0.0.0.0":
-            # RENEWING is unicast to the server identifier, REBINDING is broadcast.
-            detail = f"renewing to {dst_ip}" if dst_ip == pod.server_id else f"rebinding to {dst_ip}"
-            wanted = request["ciaddr"]
-        else:
-            return None, None
-        if wanted == pod.decl["ip"]:
-            return codec.ACK, detail
-        return codec.NAK, detail + f", asked for {wanted}"
-
     def handle_frame(self, pod: Pod, frame: bytes) -> None:
         if frame[12:14] == b"\x86\xdd":
             self.handle_frame6(pod, frame)
             return
-        if not pod.decl.get("ip"):
+        parsed = codec.parse_frame(frame) if pod.lease4 is not None else None
+        if parsed is None:
             self.stats["dropped"] += 1
             return
-        found = self._request_from(pod, frame)
-        if found is None:
+        _src_mac, _src_ip, dst_ip, payload = parsed
+        result = dhcp4.answer4(pod.lease4, payload, dst_ip)
+        request = result.request
+        if result.payload is None:
             self.stats["dropped"] += 1
+            if request is None:
+                return  # not our VM's, or malformed: silently
+            if result.reply is not None:  # a reply that does not fit what the VM takes
+                self._note_error(pod, result.reason)
+            elif result.detail is not None:  # noted: another server selected, RELEASE, DECLINE
+                self.log_event(pod, request, result.detail, None)
+                if request["message_type"] in (codec.RELEASE, codec.DECLINE):
+                    self.update_state(pod, request["message_type"], None)
             return
-        request, dst_ip = found
-        mtype = request["message_type"]
-        detail = ""
-        if mtype == codec.DISCOVER:
-            reply = codec.OFFER
-        elif mtype == codec.REQUEST:
-            reply, detail = self._answer_request(pod, request, dst_ip)
-            if reply is None:
-                if detail is None:
-                    self.stats["dropped"] += 1
-                else:
-                    self.log_event(pod, request, detail, None)
-                return
-        elif mtype == codec.INFORM:
-            reply = INFORM_ACK
-        elif mtype in (codec.RELEASE, codec.DECLINE):
-            self.log_event(pod, request, "", None)  # logged only: the lease stays offered
-            self.update_state(pod, mtype, None)
-            return
-        else:
-            self.stats["dropped"] += 1
-            return
-        if self._send_reply(pod, request, reply):
+        if self._send(pod, codec.build_frame(pod.src_mac, result.dst_mac, pod.server_id, result.dst_ip,
+                                             result.payload)):
             self.stats["replied"] += 1
-            self.log_event(pod, request, detail, reply)
-            self.update_state(pod, mtype, reply)
-
-    def _send_reply(self, pod: Pod, request: dict, reply: int) -> bool:
-        payload_out = pod.reply_payload(reply, request)
-        if payload_out is None:
-            self.stats["dropped"] += 1
-            self._note_error(pod, f"a reply does not fit the VM's MTU {pod.mtu} (or its option 57)")
-            return False
-        wire = codec.ACK if reply == INFORM_ACK else reply
-        dst_mac, dst_ip = codec.reply_destination(request, wire, pod.decl["vm_mac"], pod.decl["ip"])
-        return self._send(pod, codec.build_frame(pod.src_mac, dst_mac, pod.server_id, dst_ip, payload_out))
+            self.log_event(pod, request, result.detail, result.reply)
+            self.update_state(pod, request["message_type"], result.reply)
 
     def log_event(self, pod: Pod, request: dict, detail: str, reply) -> None:
         name = codec.MESSAGE_NAMES[request["message_type"]]
@@ -958,28 +774,11 @@ class Responder:
                 LOG.error("cannot write lease events: %r", exc)
 
     def update_state(self, pod: Pod, mtype: int, reply) -> None:
-        now = time.time()
-        state = self._state(pod)
-        state["last_message"] = codec.MESSAGE_NAMES[mtype]
-        state["last_reply"] = {None: None, INFORM_ACK: "ACK"}.get(reply, codec.MESSAGE_NAMES.get(reply))
-        state["updated_at"] = now
-        if reply == codec.OFFER:
-            state["offered_at"] = now
-            state.setdefault("state", "offered")
-        elif reply == codec.ACK:
-            if state.get("state") == "bound":
-                state["last_renewal"] = now
-            state["state"] = "bound"
-            state.setdefault("bound_at", now)
-            state["expires_at"] = now + pod.decl["lease_time"]
-        elif reply == codec.NAK:
-            state["last_nak"] = now
-        elif reply == INFORM_ACK:
-            state["last_inform"] = now
-        elif mtype == codec.RELEASE:
-            state["state"], state["released_at"] = "released", now
-        elif mtype == codec.DECLINE:
-            state["state"], state["declined_at"] = "declined", now
+        """The IPv4 lease's state after a DHCPv4 exchange (``_lease_state``)."""
+        event = _EVENTS4.get(reply) or _EVENTS4.get(-mtype)
+        reply_name = {None: None, INFORM_ACK: "ACK"}.get(reply, codec.MESSAGE_NAMES.get(reply))
+        lease_state.record(self._state(pod), event, codec.MESSAGE_NAMES[mtype], reply_name, time.time(),
+                           pod.decl["lease_time"])
         pod.dirty = True
 
     @staticmethod
@@ -992,26 +791,17 @@ class Responder:
         return state
 
     def update_state6(self, pod: Pod, mtype: int, reply: int | None, assigned: bool) -> None:
-        """The IPv6 lease's state (``ipv6`` of the lease state): advertised, bound, released, declined."""
-        now = time.time()
+        """The IPv6 lease's state (``ipv6`` of the lease state) after a DHCPv6 exchange (``_lease_state``)."""
+        if mtype in (codec6.RELEASE, codec6.DECLINE):
+            event = _EVENTS6[-mtype]
+        elif reply == codec6.REPLY:
+            event = _EVENTS6.get(mtype) if assigned else None
+        else:
+            event = _EVENTS6.get(reply)
         state = self._state(pod).setdefault("ipv6", {"address": pod.v6["address"]})
-        state["last_message"] = codec6.MESSAGE_NAMES.get(mtype, str(mtype))
-        state["last_reply"] = codec6.MESSAGE_NAMES.get(reply) if reply is not None else None
-        state["updated_at"] = now
-        if reply == codec6.ADVERTISE:
-            state["advertised_at"] = now
-            state.setdefault("state", "advertised")
-        elif mtype == codec6.RELEASE:
-            state["state"], state["released_at"] = "released", now
-        elif mtype == codec6.DECLINE:
-            state["state"], state["declined_at"] = "declined", now
-        elif reply == codec6.REPLY and assigned and mtype in (codec6.SOLICIT, codec6.REQUEST, codec6.RENEW,
-                                                              codec6.REBIND):
-            if state.get("state") == "bound" and mtype in (codec6.RENEW, codec6.REBIND):
-                state["last_renewal"] = now
-            state["state"] = "bound"
-            state.setdefault("bound_at", now)
-            state["expires_at"] = now + pod.decl["lease_time"]
+        lease_state.record(state, event, codec6.MESSAGE_NAMES.get(mtype, str(mtype)),
+                           codec6.MESSAGE_NAMES.get(reply) if reply is not None else None, time.time(),
+                           pod.decl["lease_time"])
         pod.dirty = True
 
     # -- IPv6: DHCPv6 and router advertisements ------------------------------------------------
@@ -1265,6 +1055,7 @@ def stderr_is_journal() -> bool:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="podnet-dhcpd", description="DHCP responder handing pod IPs to VMs")
+    parser.add_argument("--version", action="version", version=f"podnet-dhcpd {VERSION}")
     parser.add_argument("--run-dir", default=rundir.DEFAULT_RUN_DIR)
     parser.add_argument("--pidfile", default=None)
     parser.add_argument("--log-file", default=None,

@@ -12,7 +12,9 @@ import json
 import logging
 import logging.handlers
 import os
+import re
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +141,12 @@ def test_a_declaration_that_is_not_a_regular_file_is_refused_without_blocking(re
         assert _in_thread(responder.rescan), "rescan() blocked on the declaration"
     assert responder.pods == {}
     assert any("ignoring lease declaration" in r.getMessage() for r in caplog.records)
+
+
+def test_version_is_the_collections(capsys):
+    galaxy = (Path(__file__).resolve().parents[4] / "galaxy.yml").read_text()
+    version = re.search(r"^version:\s*(\S+)", galaxy, re.M).group(1)
+    with pytest.raises(SystemExit) as exited:
+        dr.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"podnet-dhcpd {version}"

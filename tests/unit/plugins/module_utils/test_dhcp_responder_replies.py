@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 pytest.importorskip("pyroute2")
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec  # noqa: E402
+from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp4_server as dhcp4  # noqa: E402
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder_module  # noqa: E402
 from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import Pod, INFORM_ACK  # noqa: E402
 
@@ -49,7 +50,7 @@ def test_inform_ack_carries_no_lease():
 
 
 def test_server_identifier_is_the_gateway_or_an_on_link_address():
-    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import server_identifier
+    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp4_server import server_identifier
     assert server_identifier(declaration()) == "10.244.1.1"
     assert server_identifier(declaration(gateway=None)) == "10.244.1.1"
     assert server_identifier(declaration(gateway=None, ip="10.244.1.1")) == "10.244.1.254"
@@ -198,7 +199,7 @@ def test_reply_cache_stays_bounded_whatever_option_55_lists(lists):
     for requested in lists:
         for reply in (codec.OFFER, codec.ACK):
             pod.reply_payload(reply, {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
-    assert len(pod.replies) <= 2 * 33
+    assert len(pod.lease4.replies) <= 2 * 33
 
 
 def test_a_reply_larger_than_the_vm_takes_drops_the_optional_options():
@@ -330,7 +331,7 @@ def test_reply_cache_stays_bounded_with_dhcp_options(lists):
         for reply in (codec.OFFER, codec.ACK):
             payload = pod.reply_payload(reply, {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
             assert payload is not None and len(payload) + 28 <= 576
-    assert len(pod.replies) <= responder_module.MAX_TEMPLATES
+    assert len(pod.lease4.replies) <= dhcp4.MAX_TEMPLATES
 
 
 def test_stderr_is_the_journal_only_when_journal_stream_names_it(monkeypatch, tmp_path):
