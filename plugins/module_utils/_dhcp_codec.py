@@ -22,7 +22,6 @@ cost the daemon ~12 MB of RSS for ``dhcp4msg`` alone).
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import struct
 from socket import AF_INET, inet_aton, inet_ntoa, inet_ntop, inet_pton
@@ -30,9 +29,6 @@ from socket import AF_INET, inet_aton, inet_ntoa, inet_ntop, inet_pton
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
-# Nothing here needs pyroute2 any more. Kept for callers that still check it (``_dhcp_responder.main``);
-# find_spec looks for the package without importing it.
-HAS_PYROUTE2 = importlib.util.find_spec("pyroute2") is not None
 
 # Message types (RFC 2132 option 53).
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)

@@ -1092,9 +1092,6 @@ def main(argv=None) -> int:
     LOG.setLevel(logging.DEBUG if args.debug else logging.INFO)
     LOG.propagate = False
     os.umask(0o077)
-    if not codec.HAS_PYROUTE2:
-        LOG.error("podnet-dhcpd needs the Python library pyroute2 (>= 0.9)")
-        return 1
     pidfile = None
     try:
         if args.pidfile:
