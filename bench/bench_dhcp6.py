@@ -62,6 +62,7 @@ from lib.standin import open_tap
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as c6
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder_module
+from ansible_collections.virtnet.podnet.plugins.module_utils import _router_adverts as router_adverts
 
 REPO = _paths.REPO
 PREFIX = "pb6"
@@ -463,8 +464,8 @@ def memory_part(stack, tmp, n, dual_stack, results):
             if dual_stack:
                 # The initial RAs go out INITIAL_RA_INTERVAL apart from when a pod is served; the first
                 # may come before its VM opened the tap (then the tap drops it).
-                want = responder_module.INITIAL_RAS
-                drain_ras(vms, served_at + (want - 1) * responder_module.INITIAL_RA_INTERVAL + 1.0, want - 1)
+                want = router_adverts.INITIAL_RAS
+                drain_ras(vms, served_at + (want - 1) * router_adverts.INITIAL_RA_INTERVAL + 1.0, want - 1)
                 out["ras_seen"] = sum(vm.ras for vm in vms)
                 out["pods_with_all_initial_ras"] = sum(vm.ras >= want for vm in vms)
                 out["min_ras_per_pod"] = min(vm.ras for vm in vms)
@@ -618,7 +619,7 @@ def write_doc(r):
         "pods (IPv4 and IPv6 in the declaration), each pod's tap opened by its VM side as soon as the plumbing made",
         "it. Figures after every pod had one DHCPv4 exchange (DISCOVER -> OFFER, REQUEST -> ACK) and, dual-stack,",
         "one DHCPv6 exchange (SOLICIT -> ADVERTISE, REQUEST -> REPLY) and the "
-        f"{responder_module.INITIAL_RAS} initial Router Advertisements, the lease state files written.",
+        f"{router_adverts.INITIAL_RAS} initial Router Advertisements, the lease state files written.",
         "",
         "| responder | 0 pods RSS | PSS | all pods served RSS | after the first pod's exchanges RSS "
         "| after every exchange RSS | PSS |",
@@ -648,7 +649,7 @@ def write_doc(r):
         f"Exchanges lost: IPv4-only pods {v4['lost_dhcp4_exchanges']} DHCPv4; dual-stack pods "
         f"{ds['lost_dhcp4_exchanges']} DHCPv4, {ds['lost_dhcp6_exchanges']} DHCPv6. Router Advertisements read by the",
         f"dual-stack pods' VM sides: {ds['ras_seen']} in all, at least {ds['min_ras_per_pod']} per pod; "
-        f"{ds['pods_with_all_initial_ras']}/{n} saw all {responder_module.INITIAL_RAS} (the first RA of a pod served "
+        f"{ds['pods_with_all_initial_ras']}/{n} saw all {router_adverts.INITIAL_RAS} (the first RA of a pod served "
         "before its VM side opened the tap is dropped by the tap). Responder warnings logged: IPv4-only "
         f"{v4['responder_warnings']}, dual-stack {ds['responder_warnings']}.",
         "",

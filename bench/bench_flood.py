@@ -48,6 +48,7 @@ from lib.responder import ResponderProcess
 from lib.standin import open_tap
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder_code
+from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_pod as responder_pod
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
 
 PREFIX = "pfl"
@@ -306,7 +307,7 @@ def main():
                "load_start": load_text(os.getloadavg()),
                "pods": args.pods, "samples": args.samples, "duration": args.duration,
                "defaults": {"frame_rate": responder_code.FRAMES_PER_SECOND, "frame_burst": responder_code.FRAME_BURST,
-                            "log_lines": responder_code.LOG_LINES_PER_WINDOW, "log_window": responder_code.LOG_WINDOW}}
+                            "log_lines": responder_pod.LOG_LINES_PER_WINDOW, "log_window": responder_pod.LOG_WINDOW}}
     run(args, results)
     results["load_end"] = load_text(os.getloadavg())
     idle, flooded = results["idle"]["median_ms"], results["flooded"]["median_ms"]

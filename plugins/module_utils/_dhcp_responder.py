@@ -26,65 +26,43 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import errno
 import fcntl
-import heapq
 import logging
 import logging.handlers
 import os
-import random
 import selectors
 import signal
 import socket
 import stat
-import struct
 import sys
 import time
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp4_server as dhcp4
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec6
-from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_filters as filters
 from ansible_collections.virtnet.podnet.plugins.module_utils import _lease_state as lease_state
 from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_control as control
+from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_sockets as sockets
+from ansible_collections.virtnet.podnet.plugins.module_utils import _router_adverts as ra_module
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
 from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp4_server import INFORM_ACK
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 from ansible_collections.virtnet.podnet.plugins.module_utils._netns import identity, setns, socket_cookie
+from ansible_collections.virtnet.podnet.plugins.module_utils._responder_pod import (
+    FRAME_BURST, FRAMES_PER_SECOND, LOG_WINDOW, MACHINE_ID, Pod, TokenBucket, node_id)
 from ansible_collections.virtnet.podnet.plugins.module_utils._version import VERSION
 
 LOG = logging.getLogger("podnet-dhcpd")
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
-SO_ATTACH_FILTER = 26
-SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23
-SIOCGIFHWADDR = 0x8927
 RESCAN_INTERVAL = 1.0  # also how soon a deleted pod's socket is closed (inotify is sooner for /run/netns)
 STATE_DELAY = 0.5
-# A DHCP client sends a handful of frames a minute; a VM sending more is paused (its socket
-# is not read, the kernel drops what overflows it) so one VM cannot starve the others.
-FRAMES_PER_SECOND = 20.0
-FRAME_BURST = 40.0
 # The node's budget, whatever many VMs send: a frame that defeats the reply cache costs ~0.8 ms,
 # so 500 a second hold the one thread under half a core; the burst answers 1,000 VMs booting at once.
 NODE_FRAMES_PER_SECOND = 500.0
 NODE_FRAME_BURST = 2000.0
-LOG_LINES_PER_WINDOW = 20  # per pod; the rest are counted and reported once per window
-LOG_WINDOW = 10.0
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3
-IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
-IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_NONBLOCK, IN_CLOEXEC = 0x100, 0x200, 0x400, 0o4000, 0o2000000
 
-# Router Advertisements (RFC 4861 6.2.4, 10): a few at first, then periodically, and answers to RS
-# never closer together than MIN_DELAY_BETWEEN_RAS.
-INITIAL_RAS = 3
-INITIAL_RA_INTERVAL = 4.0  # "a few seconds apart" (at most MAX_INITIAL_RTR_ADVERT_INTERVAL, 16 s)
-RA_INTERVAL = (200.0, 600.0)  # MinRtrAdvInterval .. MaxRtrAdvInterval
-MIN_DELAY_BETWEEN_RAS = 3.0
-ROUTER_LIFETIME = 1800
-MACHINE_ID = "/etc/machine-id"
 # What each exchange does to a lease (_lease_state): by reply, else by message (negated).
 _EVENTS4 = {codec.OFFER: lease_state.OFFERED, codec.ACK: lease_state.RENEWED, codec.NAK: lease_state.NAKED,
             INFORM_ACK: lease_state.INFORMED, -codec.RELEASE: lease_state.RELEASED,
@@ -94,232 +72,8 @@ _EVENTS6 = {codec6.ADVERTISE: lease_state.ADVERTISED, codec6.SOLICIT: lease_stat
             -codec6.RELEASE: lease_state.RELEASED, -codec6.DECLINE: lease_state.DECLINED}
 
 
-def client_filter_program(v4: bool = True, v6: bool = False) -> list[tuple[int, int, int, int]]:
-    """Classic BPF for the packet socket: IPv4 UDP to port 67 (not a later fragment) with ``v4``; IPv6 UDP to
-    port 547 and ICMPv6 Router Solicitations with ``v6`` (the frames the tap's tc filter drops, the same code).
-
-    The kernel then wakes us only for DHCP to a server (and RS), not for every frame the VM sends.
-    """
-    return filters.dhcp_program(67 if v4 else None, 547 if v6 else None, codec6.ICMPV6_RS if v6 else None,
-                                match=0xFFFF, nomatch=0, incoming_only=True)
-
-
-_FILTERS = {(v4, v6): b"".join(struct.pack("=HBBI", *insn) for insn in client_filter_program(v4, v6))
-            for v4 in (True, False) for v6 in (True, False) if v4 or v6}
-
-
-def _attach_filter(sock: socket.socket, v4: bool = True, v6: bool = False) -> None:
-    program = _FILTERS[(v4, v6)]
-    buf = ctypes.create_string_buffer(program)
-    fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-
-
-def open_client_socket(tap: str, v4: bool = True, v6: bool = False) -> socket.socket:
-    """The packet socket on a pod's tap, in the current namespace: it wakes only for the DHCP and
-    RS frames the VM sends.
-
-    Never for frames sent to the VM (out of the tap): anyone who reaches the pod's IP could send
-    those to :67/:547 and fill the queue, before any rate limit, so that the VM's own requests
-    are dropped. PACKET_IGNORE_OUTGOING (Linux 4.20) keeps them out of the queue; the filter's
-    direction check does where the kernel lacks it.
-    """
-    # Protocol 0 until bound: nothing queues before the filter is attached.
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    try:
-        _attach_filter(sock, v4=v4, v6=v6)
-        try:
-            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        except OSError:
-            pass  # an older kernel: the filter alone
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        # ETH_P_ALL, not ETH_P_IP: only "all" taps run before tc ingress and the
-        # bridge's rx handler; a protocol-bound socket never sees a bridged frame.
-        sock.bind((tap, ETH_P_ALL))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def lease6_of(decl: dict):
-    """The DHCPv6 lease (``_dhcp6_codec.normalise_lease``) of a declaration with an ``ipv6`` block, else None.
-
-    Valid and preferred lifetimes are the declaration's lease_time (T1, T2: 0.5 and 0.8 of it).
-    """
-    v6 = decl.get("ipv6")
-    if not v6:
-        return None
-    return codec6.normalise_lease({
-        "vm_mac": decl["vm_mac"], "address": v6["address"], "prefixlen": v6["prefixlen"],
-        "dns_servers": v6.get("dns_servers") or [], "search_domains": decl.get("search_domains") or [],
-        "preferred_lifetime": decl["lease_time"], "valid_lifetime": decl["lease_time"]})
-
-
-def node_id(run_dir: str, path: str = MACHINE_ID) -> bytes:
-    """The stable node value the server DUID is hashed from: /etc/machine-id, else a random value kept
-    in the run dir (the same DUID until the node reboots)."""
-    try:
-        with open(path, "rb") as handle:
-            value = handle.read(4096).strip()
-        if value:
-            return value
-    except OSError:
-        pass
-    return rundir.dhcp6_node_id(run_dir)
-
-
-def _hwaddr(sock: socket.socket, name: str) -> str | None:
-    try:
-        raw = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", name.encode()[:15]))
-    except OSError:
-        return None
-    return raw[18:24].hex(":")
-
-
 class _Replaced(Exception):
     """The namespace at a declaration's path is another one than the declaration's."""
-
-
-def _ns_id(path: str):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_dev, st.st_ino]
-
-
-def _nsfs_device():
-    """The device of the namespace filesystem: every namespace file lives on it."""
-    return os.stat("/proc/self/ns/net").st_dev
-
-
-class Inotify:
-    """The few inotify calls we need, through ctypes (no third-party dependency)."""
-
-    def __init__(self) -> None:
-        self._libc = ctypes.CDLL(None, use_errno=True)
-        fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        if fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        self.fd = fd
-        self.watches: dict[str, int] = {}
-
-    def watch(self, path: str, mask: int) -> bool:
-        wd = self._libc.inotify_add_watch(self.fd, path.encode(), mask)
-        if wd < 0:
-            return False
-        self.watches[path] = wd
-        return True
-
-    def drain(self) -> bool:
-        """Read (and discard) pending events; True if there were any."""
-        got = False
-        while True:
-            try:
-                if not os.read(self.fd, 65536):
-                    return got
-                got = True
-            except BlockingIOError:
-                return got
-            except OSError:
-                return got
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up."""
-
-    __slots__ = ("rate", "burst", "tokens", "stamp")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
-
-    def take(self, now: float) -> bool:
-        if not self.available(now):
-            return False
-        if self.rate > 0:
-            self.tokens -= 1.0
-        return True
-
-    def available(self, now: float) -> bool:
-        """Whether a token is there (none is taken)."""
-        if self.rate <= 0:
-            return True  # unlimited (--frame-rate 0)
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        return self.tokens >= 1.0
-
-    def next_token(self, now: float) -> float:
-        """When the next token is there."""
-        return now + max(0.0, 1.0 - self.tokens) / self.rate
-
-
-class LineBudget:
-    """At most LOG_LINES_PER_WINDOW lines per LOG_WINDOW seconds; the rest only counted."""
-
-    __slots__ = ("start", "used", "suppressed")
-
-    def __init__(self) -> None:
-        self.start, self.used, self.suppressed = 0.0, 0, 0
-
-    def roll(self, now: float) -> int:
-        """Start a new window when this one is over; return how many lines the old one suppressed."""
-        if now - self.start < LOG_WINDOW:
-            return 0
-        suppressed = self.suppressed
-        self.start, self.used, self.suppressed = now, 0, 0
-        return suppressed
-
-    def allow(self) -> bool:
-        if self.used < LOG_LINES_PER_WINDOW:
-            self.used += 1
-            return True
-        self.suppressed += 1
-        return False
-
-
-class Pod:
-    """One declared lease: the declaration, the socket in the pod's namespace, cached replies."""
-
-    __slots__ = ("key", "decl", "file_id", "sock", "src_mac", "mac_bytes", "lease4", "state", "dirty",
-                 "ns_id", "unseen_warned", "last_error", "server_id", "bucket", "resume_at", "log_budget", "mtu", "v6", "who", "ll_src", "ra_at", "ra_initial",
-                 "ra_last", "ra_token")
-
-    def __init__(self, key: str, decl: dict, file_id) -> None:
-        self.key = key
-        self.decl = decl
-        self.file_id = file_id
-        self.sock: socket.socket | None = None
-        self.src_mac = "02:00:00:00:00:01"
-        self.mac_bytes = codec.mac_bytes(decl["vm_mac"])
-        self.lease4 = dhcp4.Lease4(decl) if decl.get("ip") else None  # None: no IPv4 served
-        self.state: dict = {}
-        self.dirty = False
-        self.ns_id = None
-        self.unseen_warned = False  # warned that its netns path holds no namespace in our view
-        self.last_error = None
-        self.server_id = self.lease4.server_id if self.lease4 else None
-        self.v6 = lease6_of(decl)  # the DHCPv6 lease, None when no IPv6 is served
-        who = f"mac={decl['vm_mac']}"
-        if decl.get("ip") or not self.v6:
-            who += f" ip={decl.get('ip')}"
-        self.who = who + (f" ip6={self.v6['address']}" if self.v6 and not decl.get("ip") else "")
-        self.ll_src = None  # our link-local (EUI-64 of the bridge's MAC): the source of DHCPv6 replies
-        self.ra_at = None  # when the next RA is due (monotonic), None: none scheduled
-        self.ra_initial = 0  # initial RAs still to send
-        self.ra_last = None  # when the last RA went out
-        self.ra_token = 0  # invalidates the timer entries of earlier schedules
-        self.bucket = TokenBucket(FRAMES_PER_SECOND, FRAME_BURST)
-        self.resume_at = None  # set while the socket is paused for sending too much
-        self.log_budget = LineBudget()
-        self.mtu = decl.get("mtu") or 1500
-
-    def reply_payload(self, reply_type: int, request: dict):
-        """``Lease4.reply_payload`` of the pod's IPv4 lease."""
-        return self.lease4.reply_payload(reply_type, request)
 
 
 class Responder:
@@ -334,8 +88,7 @@ class Responder:
         rundir.ensure_dirs(run_dir)
         # The DHCPv6 server DUID: one per node, read once (a VM's Renew names it).
         self.server_duid = codec6.server_duid(node_id(run_dir, machine_id))
-        self.ra_timers: list = []  # heap of (due, seq, pod key, pod's ra_token)
-        self._ra_seq = 0
+        self.ra_timers = ra_module.RaTimers()
         self.leases_dir = os.path.join(run_dir, rundir.LEASES)
         self.rescan_interval = rescan_interval
         self.pods: dict[str, Pod] = {}
@@ -359,10 +112,10 @@ class Responder:
         self._wake_w.setblocking(False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         try:
-            self.inotify = Inotify()
-            self.inotify.watch(self.leases_dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
+            self.inotify = sockets.Inotify()
+            self.inotify.watch(self.leases_dir, sockets.IN_CLOSE_WRITE | sockets.IN_MOVED_TO | sockets.IN_MOVED_FROM | sockets.IN_DELETE | sockets.IN_CREATE)
             if os.path.isdir("/run/netns"):
-                self.inotify.watch("/run/netns", IN_DELETE | IN_CREATE | IN_MOVED_FROM)
+                self.inotify.watch("/run/netns", sockets.IN_DELETE | sockets.IN_CREATE | sockets.IN_MOVED_FROM)
             self.selector.register(self.inotify.fd, selectors.EVENT_READ, "inotify")
         except OSError as exc:
             LOG.warning("inotify unavailable (%s): relying on SIGHUP and the periodic rescan", exc)
@@ -482,8 +235,8 @@ class Responder:
 
     def check_pod(self, pod: Pod) -> None:
         """Close sockets whose namespace is gone (and collect its records); (re)open where it is back or new."""
-        current = _ns_id(pod.decl["netns"])
-        if current is not None and current[0] != _nsfs_device():
+        current = sockets.ns_id(pod.decl["netns"])
+        if current is not None and current[0] != sockets.nsfs_device():
             # The path is there but holds no namespace in this process's view: a pod being
             # deleted (the path goes next), or a mount namespace (the unit's sandbox) that pods
             # do not propagate into. Never collect on that - only a missing path means gone.
@@ -561,12 +314,12 @@ class Responder:
                 return
             setns(nsfd)
             try:
-                sock = open_client_socket(decl["tap"], v4=bool(decl.get("ip")), v6=pod.v6 is not None)
+                sock = sockets.open_client_socket(decl["tap"], v4=bool(decl.get("ip")), v6=pod.v6 is not None)
                 cookie = socket_cookie(sock)
                 if decl.get("netns_cookie") is not None and cookie is not None and cookie != decl["netns_cookie"]:
                     # The kernel gave a freed namespace's inode to a new one: not this pod.
                     raise _Replaced()
-                pod.src_mac = _hwaddr(sock, decl["bridge"]) or _hwaddr(sock, decl["tap"]) or pod.src_mac
+                pod.src_mac = sockets.hwaddr(sock, decl["bridge"]) or sockets.hwaddr(sock, decl["tap"]) or pod.src_mac
             finally:
                 setns(self._own_ns)
         except _Replaced:
@@ -589,7 +342,7 @@ class Responder:
         extra = ""
         if pod.v6 is not None:
             pod.ll_src = codec6.link_local_from_mac(pod.src_mac)
-            pod.ra_initial = INITIAL_RAS
+            pod.ra.initial = ra_module.INITIAL_RAS
             self.schedule_ra(pod, time.monotonic())
             extra = " with DHCPv6 and router advertisements" + ("" if decl.get("ip") else " (IPv6 only)")
         LOG.info("pod=%s %s serving on %s%s", pod.key, pod.who, decl["tap"], extra)
@@ -612,8 +365,7 @@ class Responder:
         pod.sock.close()
         pod.sock = None
         pod.ns_id = None
-        pod.ra_at = None
-        pod.ra_token += 1  # its RA timer entries are void
+        pod.ra.stop()
         LOG.info("pod=%s %s socket closed: %s", pod.key, pod.who, why)
 
     def forget(self, pod: Pod, why: str, quiet: bool = False, drop_state: bool = False) -> None:
@@ -646,7 +398,7 @@ class Responder:
                 # ENETDOWN/ENXIO: the tap went down or away; the rescan reopens it if it returns.
                 self.close_socket(pod, f"socket error: {exc.strerror or exc}")
                 return
-            if addr[2] == PACKET_OUTGOING:
+            if addr[2] == sockets.PACKET_OUTGOING:
                 continue
             self.stats["received"] += 1
             now = time.monotonic()
@@ -863,76 +615,50 @@ class Responder:
         return True
 
     def schedule_ra(self, pod: Pod, when: float) -> None:
-        """The pod's next RA at ``when`` (its earlier timer, if any, is void)."""
-        pod.ra_token += 1
-        pod.ra_at = when
-        self._ra_seq += 1
-        heapq.heappush(self.ra_timers, (when, self._ra_seq, pod.key, pod.ra_token))
+        self.ra_timers.schedule(pod.key, pod.ra, when)
 
     def on_router_solicitation(self, pod: Pod, now: float) -> None:
-        """Answer an RS with an RA, at once unless one went out less than MIN_DELAY_BETWEEN_RAS ago: then at
-        that time (RFC 4861 6.2.6), one RA for however many RS came meanwhile."""
-        earliest = now if pod.ra_last is None else max(now, pod.ra_last + MIN_DELAY_BETWEEN_RAS)
-        if earliest <= now:
+        """Answer an RS with an RA, at once or when the RFC lets us (``RaSchedule.on_solicitation``)."""
+        what, when = pod.ra.on_solicitation(now)
+        if what == ra_module.NOW:
             self.log_line(pod, "msg=RS reply=RA", ip6=True)
             self.send_ra(pod, now, solicited=True)
-        elif pod.ra_at is None or pod.ra_at > earliest:
-            self.log_line(pod, f"msg=RS reply=RA(in {earliest - now:.1f} s)", ip6=True)
-            self.schedule_ra(pod, earliest)
+        elif what == ra_module.LATER:
+            self.log_line(pod, f"msg=RS reply=RA(in {when - now:.1f} s)", ip6=True)
+            self.schedule_ra(pod, when)
         else:
             self.stats["dropped"] += 1  # an RA is already due by then: it answers this RS too
 
     def router_advertisement(self, pod: Pod) -> bytes:
-        """The pod's RA frame: from the gateway's link-local and MAC (ours without), M and O set, router
-        lifetime 0 without a gateway, MTU, and the on-link prefix (L=1, A=0) unless the address is a /128."""
-        v6, decl = pod.decl["ipv6"], pod.decl
-        src_mac = v6.get("gateway_mac") or pod.src_mac
-        src_ip = v6.get("gateway") or pod.ll_src
-        prefix = f"{v6['address']}/{v6['prefixlen']}" if v6["prefixlen"] < 128 else None
-        lifetime = decl["lease_time"]
-        return codec6.build_router_advertisement(
-            src_mac, src_ip, prefix=prefix, mtu=decl.get("mtu"),
-            router_lifetime=ROUTER_LIFETIME if v6.get("gateway") else 0,
-            prefix_valid=lifetime, prefix_preferred=lifetime)
+        return ra_module.router_advertisement(pod.decl, pod.src_mac, pod.ll_src)
 
     def send_ra(self, pod: Pod, now: float, solicited: bool = False) -> None:
-        """Send the pod's RA now and schedule the next: the initial ones INITIAL_RA_INTERVAL apart, then one
-        every RA_INTERVAL (random, RFC 4861 6.2.4)."""
+        """Send the pod's RA now and schedule the next."""
         if pod.sock is None or pod.v6 is None:
             return
-        if self._send(pod, self.router_advertisement(pod)):
+        sent = self._send(pod, self.router_advertisement(pod))
+        if sent:
             self.stats["ras"] += 1
-            pod.ra_last = now
         if pod.sock is None:
             return  # the send closed it
-        if pod.ra_initial > 0:
-            pod.ra_initial -= 1
-        if pod.ra_initial > 0:
-            self.schedule_ra(pod, now + INITIAL_RA_INTERVAL)
-        elif not solicited or pod.ra_at is None or pod.ra_at <= now:
-            self.schedule_ra(pod, now + random.uniform(*RA_INTERVAL))
+        when = pod.ra.after_send(now, sent, solicited)
+        if when is not None:
+            self.schedule_ra(pod, when)
+
+    def _ra_live(self, key: str, token: int) -> bool:
+        pod = self.pods.get(key)
+        return pod is not None and pod.ra.token == token and pod.sock is not None
 
     def run_timers(self, now: float) -> None:
         """Send the RAs that are due."""
-        timers = self.ra_timers
-        while timers and timers[0][0] <= now:
-            _due, _seq, key, token = heapq.heappop(timers)
-            pod = self.pods.get(key)
-            if pod is None or pod.ra_token != token or pod.sock is None:
-                continue  # rescheduled, closed or forgotten since
-            pod.ra_at = None
+        for key in self.ra_timers.pop_due(now, self._ra_live):
+            pod = self.pods[key]
+            pod.ra.at = None
             self.send_ra(pod, now)
 
     def next_timer(self):
-        """When the earliest live RA timer is due (void entries dropped on the way), or None."""
-        timers = self.ra_timers
-        while timers:
-            _due, _seq, key, token = timers[0]
-            pod = self.pods.get(key)
-            if pod is not None and pod.ra_token == token and pod.sock is not None:
-                return timers[0][0]
-            heapq.heappop(timers)
-        return None
+        """When the earliest live RA timer is due, or None."""
+        return self.ra_timers.next_due(self._ra_live)
 
     def flush_state(self, pod: Pod) -> None:
         if not pod.dirty:

@@ -21,7 +21,7 @@ import socket
 
 import pytest
 
-from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder
+from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_sockets as sockets
 from lib.dhcpwire import client_frame
 from lib.netlab import NetLab, sh
 from lib.standin import netns_entered, open_tap
@@ -54,7 +54,7 @@ def test_frames_sent_to_the_vm_never_wake_the_socket(tap_pod):
     netns, vm_fd = tap_pod
     discover = client_frame(VM_MAC, 1, 0x1234, [(55, [1, 3, 6])])
     with netns_entered(netns):
-        served = responder.open_client_socket("tap0", v4=True, v6=True)
+        served = sockets.open_client_socket("tap0", v4=True, v6=True)
         sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         sender.bind(("tap0", 0))
     with served, sender:
@@ -71,4 +71,4 @@ def test_frames_sent_to_the_vm_never_wake_the_socket(tap_pod):
         os.write(vm_fd, discover)  # the VM's own DISCOVER still does
         assert readable(served, timeout=5)
         frame, addr = served.recvfrom(2048)
-        assert frame[:len(discover)] == discover and addr[2] != responder.PACKET_OUTGOING
+        assert frame[:len(discover)] == discover and addr[2] != sockets.PACKET_OUTGOING

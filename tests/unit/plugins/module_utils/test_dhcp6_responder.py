@@ -21,6 +21,8 @@ pytest.importorskip("pyroute2")
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as c6  # noqa: E402
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec  # noqa: E402
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as dr  # noqa: E402
+from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_pod as responder_pod  # noqa: E402
+from ansible_collections.virtnet.podnet.plugins.module_utils import _router_adverts as router_adverts  # noqa: E402
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir  # noqa: E402
 
 from lib.pod_samples import MAC, declaration  # noqa: E402
@@ -134,12 +136,12 @@ def log(r):
 
 # -- the lease ------------------------------------------------------------------------------------
 def test_lease6_of_a_declaration_lifetimes_and_t1_t2():
-    lease = dr.lease6_of(declaration(ipv6=IPV6, lease_time=600))
+    lease = responder_pod.lease6_of(declaration(ipv6=IPV6, lease_time=600))
     assert lease["address"] == "fd00:58::7" and lease["prefixlen"] == 64 and lease["vm_mac"] == MAC
     assert lease["preferred_lifetime"] == lease["valid_lifetime"] == 600
     assert (lease["t1"], lease["t2"]) == (300, 480)
     assert lease["dns_servers"] == ["fd00:96::a"] and lease["search_domains"] == ["svc.cluster.local"]
-    assert dr.lease6_of(declaration()) is None and dr.lease6_of(declaration(ipv6=None)) is None
+    assert responder_pod.lease6_of(declaration()) is None and responder_pod.lease6_of(declaration(ipv6=None)) is None
 
 
 def test_server_duid_from_machine_id_else_a_kept_random_value(tmp_path):
@@ -273,7 +275,7 @@ def test_ra_for_a_128_has_no_prefix_and_without_a_gateway_no_default_route(respo
 def test_three_initial_ras_then_periodic_driven_by_timers(responder, monkeypatch):
     pod = served(responder)
     monkeypatch.setattr(random, "uniform", lambda low, high: 400.0)
-    pod.ra_initial = dr.INITIAL_RAS
+    pod.ra.initial = router_adverts.INITIAL_RAS
     responder.schedule_ra(pod, 1000.0)
     assert responder.next_timer() == 1000.0
     responder.run_timers(999.0)
@@ -289,21 +291,21 @@ def test_three_initial_ras_then_periodic_driven_by_timers(responder, monkeypatch
 
 def test_rs_is_answered_at_once_then_rate_limited(responder):
     pod = served(responder)
-    pod.ra_initial = 0
+    pod.ra.initial = 0
     responder.handle_frame(pod, router_solicitation())
     assert len(pod.sock.sent) == 1 and ra_of(pod.sock.sent[0])["src"] == GW_LL
     assert "msg=RS reply=RA\n" in log(responder)
-    last = pod.ra_last
-    periodic = pod.ra_at
+    last = pod.ra.last
+    periodic = pod.ra.at
     assert periodic is not None and periodic - last >= 200
     for _round in range(10):  # a burst of RS: one RA MIN_DELAY_BETWEEN_RAS after the last, not ten
         responder.on_router_solicitation(pod, last + 1.0)
-    assert len(pod.sock.sent) == 1 and pod.ra_at == last + dr.MIN_DELAY_BETWEEN_RAS
+    assert len(pod.sock.sent) == 1 and pod.ra.at == last + router_adverts.MIN_DELAY_BETWEEN_RAS
     responder.run_timers(last + 2.9)
     assert len(pod.sock.sent) == 1
     responder.run_timers(last + 3.0)
     assert len(pod.sock.sent) == 2
-    assert pod.ra_at - (last + 3.0) >= 200  # back to periodic
+    assert pod.ra.at - (last + 3.0) >= 200  # back to periodic
 
 
 def test_ra_timers_of_closed_or_forgotten_pods_are_void(responder):
@@ -312,14 +314,14 @@ def test_ra_timers_of_closed_or_forgotten_pods_are_void(responder):
     responder.close_socket(pod, "test")
     assert responder.next_timer() is None
     responder.run_timers(20.0)
-    assert pod.ra_at is None
+    assert pod.ra.at is None
 
 
 def test_rs_and_dhcpv6_share_the_pods_log_budget(responder):
     pod = served(responder)
-    for _round in range(dr.LOG_LINES_PER_WINDOW + 10):
+    for _round in range(responder_pod.LOG_LINES_PER_WINDOW + 10):
         responder.handle_frame(pod, solicit())
-    assert log(responder).count("msg=SOLICIT") == dr.LOG_LINES_PER_WINDOW
+    assert log(responder).count("msg=SOLICIT") == responder_pod.LOG_LINES_PER_WINDOW
     assert responder.stats["suppressed_lines"] == 10
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
 from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_filters import udp_dport_drop_program
-from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import client_filter_program
+from ansible_collections.virtnet.podnet.plugins.module_utils._responder_sockets import client_filter_program
 
 TC_ACT_SHOT, TC_ACT_UNSPEC = 2, 0xFFFFFFFF
 VM, GW = "0a:58:0a:f4:01:0a", "02:00:00:00:00:01"

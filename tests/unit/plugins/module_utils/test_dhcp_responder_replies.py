@@ -181,7 +181,7 @@ def responder_burst():
 
 
 def test_log_lines_of_a_pod_are_capped_and_counted(flooded):
-    from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import LOG_LINES_PER_WINDOW, LOG_WINDOW
+    from ansible_collections.virtnet.podnet.plugins.module_utils._responder_pod import LOG_LINES_PER_WINDOW, LOG_WINDOW
     r, pod, clock, lines = flooded
     for _event in range(1000):
         r.log_line(pod, "msg=DISCOVER reply=OFFER")
