@@ -22,6 +22,7 @@ for DHCPv6): the kernel would not refuse an oversized reply, so the check is the
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import selectors
@@ -308,3 +309,130 @@ def test_malformed_frames_never_stop_the_responder(tmp_path, declared_mtu):
             served = responder.log().count("reply=")
         assert responder.proc is None  # stopped cleanly by the context manager
         assert served >= 1
+
+
+# -- DHCPv6 and Router Solicitations -------------------------------------------------------------
+CLIENT_LL6 = "fe80::858:aff:fef4:10a"
+PROBE_XID6, FIRST_XID6 = 0xF00000, 0x100000
+# Always answered (with the server's DUID where it must be named): every one of these must get its reply.
+ANSWERED6 = (c6.SOLICIT, c6.REQUEST, c6.RENEW, c6.REBIND, c6.RELEASE, c6.DECLINE)
+
+
+def router_solicitation(vm_mac: str, src_ip: str = CLIENT_LL6) -> bytes:
+    body = bytearray(struct.pack("!BBHI", 133, 0, 0, 0) + b"\x01\x01" + c6.mac_bytes(vm_mac))
+    src, dst = ipaddress.IPv6Address(src_ip).packed, ipaddress.IPv6Address("ff02::2").packed
+    struct.pack_into("!H", body, 2, c6.checksum(src + dst + struct.pack("!I3xB", len(body), 58) + bytes(body)))
+    header = struct.pack("!IHBB", 6 << 28, len(body), 58, 255) + src + dst
+    return bytes.fromhex("333300000002") + c6.mac_bytes(vm_mac) + b"\x86\xdd" + header + bytes(body)
+
+
+def dhcp6_frame(vm_mac: str, payload: bytes) -> bytes:
+    return c6.build_udp6_frame(vm_mac, None, CLIENT_LL6, c6.ALL_DHCP_AGENTS, payload, sport=546, dport=547, hop_limit=1)
+
+
+def many_ias(rng: random.Random, room: int, address: str) -> list[bytes]:
+    """45-170 IA_NA, IA_TA and IA_PD (some holding an address or prefix) within ``room`` bytes: a VM's frame is
+    at most its link MTU, and an empty IA_TA (8 bytes, answered with 36) is the cheapest."""
+    count, out = rng.randint(45, 170), []
+    for iaid in range(count):
+        spare = room - (count - iaid - 1) * 8  # what is left once the rest are empty IA_TAs
+        choices = [c6.ia_ta_option(iaid)]
+        if spare >= 16:
+            choices += [c6.ia_na_option(iaid, 0, 0), c6.ia_pd_option(iaid, 0, 0)]
+        if spare >= 44:
+            choices += [c6.ia_na_option(iaid, 0, 0, [c6.iaaddr_option(rng.choice([address, f"2001:db8::{iaid:x}"]), 0, 0)]),
+                        c6.ia_ta_option(iaid, [c6.iaaddr_option(f"2001:db8::{iaid:x}", 1, 2)]),
+                        c6.ia_pd_option(iaid, 0, 0, [c6.iaprefix_option(f"2001:db8:{iaid:x}::/56", 1, 2)])]
+        out.append(rng.choice(choices))
+        room -= len(out[-1])
+    return out
+
+
+def dhcp6_frames(rng: random.Random, vm_mac: str, count: int, server_duid: bytes, address: str, answered: set):
+    """The frames of the DHCPv6 fuzzer: valid messages of every client type with 45-170 IAs (their xids in
+    ``answered`` when the server must answer), the same mutated, Router Solicitations valid and mutated."""
+    client = c6.option(c6.OPT_CLIENTID, bytes.fromhex("00030001") + c6.mac_bytes(vm_mac))
+    server = c6.option(c6.OPT_SERVERID, server_duid)
+    for i in range(count):
+        family = i % 4
+        if family == 3:
+            frame = bytearray(router_solicitation(vm_mac))
+            if rng.random() < 0.7:
+                for _flip in range(rng.randint(1, 4)):
+                    frame[rng.randrange(54, len(frame))] = rng.getrandbits(8)
+            yield bytes(frame)
+            continue
+        mtype = rng.choice(ANSWERED6 + (c6.CONFIRM, c6.INFORMATION_REQUEST))
+        ids = [client, server] if mtype in (c6.REQUEST, c6.RENEW, c6.RELEASE, c6.DECLINE) else [client]
+        if mtype == c6.INFORMATION_REQUEST:
+            ias, ids = [], ids + [c6.option(c6.OPT_ORO, struct.pack("!100H", *range(100)))]
+        else:
+            ias = many_ias(rng, LINK_MTU - 48 - 4 - sum(map(len, ids)) - 8, address)
+        if mtype == c6.SOLICIT and rng.random() < 0.5:
+            ids.append(c6.option(c6.OPT_RAPID_COMMIT))
+        xid = FIRST_XID6 + i
+        frame = bytearray(dhcp6_frame(vm_mac, c6.encode_message(mtype, xid, ids + ias)))
+        assert len(frame) - ETHERNET <= LINK_MTU
+        if family == 0:      # valid: answered, unless a Confirm (with no address to confirm, it is ignored)
+            if mtype != c6.CONFIRM:
+                answered.add(xid)
+        elif family == 1:    # flip bytes in the message: lengths, option codes, IAIDs
+            for _flip in range(rng.randint(1, 12)):
+                frame[rng.randrange(62, len(frame))] = rng.getrandbits(8)
+        else:                # truncated, or garbage after it (UDP and IPv6 lengths now lie)
+            frame = frame[:rng.randint(54, len(frame))] if rng.random() < 0.5 else frame + rng.randbytes(rng.randint(1, 40))
+        yield bytes(frame)
+
+
+@pytest.mark.parametrize("declared_mtu", [c6.IPV6_MIN_MTU, LINK_MTU])
+def test_dhcpv6_and_rs_fuzzing_never_stop_the_responder_and_replies_fit(tmp_path, declared_mtu):
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir, mode=0o700)
+    with NetLab(prefix="pnf6") as lab:
+        block = {"address": f"fd00:58:{lab.subnet_index:x}::7", "prefixlen": 64, "gateway": "fe80::1c38:fbff:fec0:1bf0",
+                 "gateway_mac": "1e:38:fb:c0:1b:f0", "dns_servers": [f"fd00:96::{i:x}" for i in range(1, 9)]}
+        pod, decl = served_pod(lab, run_dir, declared_mtu, ipv6=block, search_domains=BIG_SEARCH)
+        with ResponderProcess(run_dir, extra_args=("--frame-rate", "0")) as responder:
+            responder.wait_serving(decl["key"])
+            fd = open_tap(pod.netns)
+            wire = Wire(fd, declared_mtu)
+            answered: set = set()
+            try:
+                client = c6.option(c6.OPT_CLIENTID, bytes.fromhex("00030001") + c6.mac_bytes(pod.mac))
+
+                def probe(xid):
+                    probe_ia = c6.ia_na_option(1, 0, 0)
+                    os.write(fd, dhcp6_frame(pod.mac, c6.encode_message(c6.SOLICIT, xid, [client, probe_ia])))
+                    return wire.wait("dhcp6", xid)
+
+                # The first Solicit right after the tap's fd attaches went unanswered once in about ten runs:
+                # retransmitted as a client would (RFC 8415 15), then every probe must be answered.
+                assert any(probe(PROBE_XID6 - attempt) is not None for attempt in range(3)), \
+                    "no ADVERTISE: " + responder.log()[-3000:]
+                written = failed = probes = 0
+                rng = random.Random(SEED)
+                for frame in dhcp6_frames(rng, pod.mac, COUNT6, wire.server_duid, block["address"], answered):
+                    try:
+                        os.write(fd, frame)
+                        written += 1
+                    except OSError:
+                        failed += 1
+                    if written % PACE == 0:
+                        probes += 1  # as for DHCPv4: FIFO, so every frame before it was judged
+                        assert probe(PROBE_XID6 + probes) is not None, f"no ADVERTISE after {written} frames"
+                assert written >= COUNT6 * 0.95, (written, failed)
+                # An RS now gets an RA within MIN_DELAY_BETWEEN_RAS (3 s) of the last one.
+                os.write(fd, router_solicitation(pod.mac))
+                assert wire.wait("ra", None, timeout=10) is not None, "no RA"
+                assert probe(PROBE_XID6 + probes + 1) is not None, "no ADVERTISE after the fuzzing"
+                # Each valid message was answered, within the declared MTU: 45-170 IAs draw replies that
+                # would be several times the MTU if every IA were answered.
+                unanswered = [x for x in answered if not wire.xids["dhcp6", x]]
+                assert len(answered) >= COUNT6 // 8 and not unanswered, (len(answered), unanswered[:5])
+                assert wire.checked["ra"] >= 1 and wire.checked["dhcp6"] >= probes + len(answered), wire.checked
+                assert wire.largest["dhcp6"] > declared_mtu - 200, wire.largest
+            finally:
+                os.close(fd)
+            assert responder.proc.poll() is None, "responder died"
+            assert "Traceback" not in responder.log()
+        assert responder.proc is None
