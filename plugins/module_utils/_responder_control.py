@@ -27,6 +27,9 @@ UNIT = "podnet-dhcpd.service"
 # systemd is PID 1 when this directory exists (sd_booted(3)).
 SYSTEMD_RUNTIME_DIR = "/run/systemd/system"
 # Where systemd looks for a system unit (systemd.unit(5)), the node role's /etc first.
+# How long a unit (re)started a moment ago may take to hold its pidfile (Python's start on a busy
+# node); only a responder that stays missing waits this long before the error.
+UNIT_GRACE = 10.0
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
              "/usr/lib/systemd/system", "/lib/systemd/system")
 
@@ -155,11 +158,13 @@ def unit_not_running_error(path, pidfile, unit_dirs=UNIT_DIRS, unit=UNIT):
         pidfile=pidfile, unit=unit, unit_file=path, unit_state=state)
 
 
-def ensure_responder(params, check_mode, systemd_dir=SYSTEMD_RUNTIME_DIR, unit_dirs=UNIT_DIRS):
+def ensure_responder(params, check_mode, systemd_dir=SYSTEMD_RUNTIME_DIR, unit_dirs=UNIT_DIRS, unit_grace=UNIT_GRACE):
     """Start podnet-dhcpd unless one holds the run dir's pidfile; return ``(change text or None, pid)``.
 
     Where systemd is PID 1 and knows ``podnet-dhcpd.service`` (the node role installed it), a
-    missing responder is an error naming the unit and how to start it, in check mode too.
+    missing responder is an error naming the unit and how to start it, in check mode too - after
+    ``unit_grace`` seconds: a unit (re)started a moment ago (the node role's handler) runs a
+    responder that has not taken its pidfile yet.
     """
     run_dir = params["run_dir"]
     pidfile = _rundir.pidfile_path(run_dir)
@@ -168,6 +173,12 @@ def ensure_responder(params, check_mode, systemd_dir=SYSTEMD_RUNTIME_DIR, unit_d
         return None, pid
     unit_file = systemd_unit(systemd_dir, unit_dirs)
     if unit_file is not None:
+        deadline = time.monotonic() + unit_grace
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            pid = running_pid(pidfile)
+            if pid:
+                return None, pid
         raise unit_not_running_error(unit_file, pidfile, unit_dirs)
     root = code_root(params["responder_pythonpath"])
     if root is None:

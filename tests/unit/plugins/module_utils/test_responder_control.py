@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
+import time
 
 import pytest
 
@@ -68,9 +70,9 @@ def node(tmp_path, monkeypatch):
                 (wants / UNIT).symlink_to(path)
             return path
 
-        def ensure(self, check_mode=False):
+        def ensure(self, check_mode=False, unit_grace=0.0):
             return control.ensure_responder(self.params, check_mode, systemd_dir=str(self.systemd_dir),
-                                            unit_dirs=self.unit_dirs)
+                                            unit_dirs=self.unit_dirs, unit_grace=unit_grace)
 
     return Node()
 
@@ -118,6 +120,33 @@ def test_a_running_responder_is_found_whatever_systemd_knows(node):
     finally:
         os.close(fd)
     assert node.spawned == []
+
+
+def test_a_unit_started_a_moment_ago_is_waited_for(node):
+    """The node role's handler restarts the unit just before the module runs: its responder takes the
+    pidfile a moment later. That is no error, and still no second responder."""
+    node.boot_systemd()
+    node.install_unit(enabled=True)
+    fd = os.open(node.pidfile, os.O_RDWR | os.O_CREAT, 0o600)
+    timer = threading.Timer(0.3, lambda: (os.write(fd, b"778\n"), fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)))
+    timer.start()
+    try:
+        started = time.monotonic()
+        assert node.ensure(check_mode=True, unit_grace=5.0) == (None, 778)
+        assert time.monotonic() - started < 3.0
+    finally:
+        timer.join()
+        os.close(fd)
+    assert node.spawned == []
+
+
+def test_the_unit_grace_is_bounded(node):
+    node.boot_systemd()
+    node.install_unit()
+    started = time.monotonic()
+    with pytest.raises(PodnetError):
+        node.ensure(unit_grace=0.5)
+    assert 0.5 <= time.monotonic() - started < 3.0 and node.spawned == []
 
 
 def test_systemd_without_the_unit_starts_the_daemon(node):
