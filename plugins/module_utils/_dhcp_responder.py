@@ -345,7 +345,9 @@ class Responder:
             pod.ra.initial = ra_module.INITIAL_RAS
             self.schedule_ra(pod, time.monotonic())
             extra = " with DHCPv6 and router advertisements" + ("" if decl.get("ip") else " (IPv6 only)")
-        LOG.info("pod=%s %s serving on %s%s", pod.key, pod.who, decl["tap"], extra)
+        # Within the pod's line budget, like its lease events: a socket that keeps reopening (a tap
+        # flapping in a loop) must not flood the log either.
+        self.log_line(pod, f"serving on {decl['tap']}{extra}")
 
     def _note_error(self, pod: Pod, message: str) -> None:
         if pod.last_error != message:  # once per distinct problem, not every rescan
@@ -366,7 +368,7 @@ class Responder:
         pod.sock = None
         pod.ns_id = None
         pod.ra.stop()
-        LOG.info("pod=%s %s socket closed: %s", pod.key, pod.who, why)
+        self.log_line(pod, f"socket closed: {why}")
 
     def forget(self, pod: Pod, why: str, quiet: bool = False, drop_state: bool = False) -> None:
         self.close_socket(pod, why)

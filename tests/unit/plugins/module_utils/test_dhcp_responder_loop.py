@@ -12,6 +12,7 @@ import json
 import logging
 import logging.handlers
 import os
+import socket
 import re
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as dr
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
+from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_pod as responder_pod
 from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder import Pod
 
 from lib.pod_samples import declaration
@@ -150,3 +152,28 @@ def test_version_is_the_collections(capsys):
         dr.main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.strip() == f"podnet-dhcpd {version}"
+
+
+class _ClosableSocket:
+    def __init__(self):
+        self.real = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def fileno(self):
+        return self.real.fileno()
+
+    def close(self):
+        self.real.close()
+
+
+def test_socket_lines_obey_the_pods_log_budget(responder, monkeypatch):
+    """M1's loop reopened a pod's socket every second, two lines each time outside any budget: now
+    its socket lines count against the pod's own line budget, as its lease events do."""
+    lines = []
+    monkeypatch.setattr(responder, "_write_event", lambda pod, text, *args: lines.append(text))
+    pod = Pod("pod1__eth0", declaration(), None)
+    for _cycle in range(100):
+        pod.sock = _ClosableSocket()
+        responder.close_socket(pod, "send failed")
+    assert lines[0] == "socket closed: send failed"
+    assert len(lines) == responder_pod.LOG_LINES_PER_WINDOW
+    assert responder.stats["suppressed_lines"] == 100 - responder_pod.LOG_LINES_PER_WINDOW
