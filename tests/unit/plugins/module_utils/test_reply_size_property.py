@@ -26,8 +26,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("pyroute2")
-
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as c6  # noqa: E402
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec  # noqa: E402
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as dr  # noqa: E402
