@@ -45,6 +45,7 @@ CACHE_FIELDS = {"netns": str, "netns_inode": list, "binding": dict, "original": 
 PIDFILE = "podnet-dhcpd.pid"
 CACHE_VERSION = 1
 DECLARATION_VERSION = 1
+IPV6_MIN_MTU = 1280
 MAX_RECORD = 1 << 20  # a record is a few KiB; refuse to read a file larger than this
 MIN_LEASE_TIME = 4  # short leases are for tests; T1 = half of it must stay >= 2 s
 MAX_LEASE_TIME = 0x7FFFFFFE  # 0xffffffff means "infinite" in RFC 2132; never handed out
@@ -514,7 +515,10 @@ def validate_declaration(decl):
     out["vm_mac"] = fields.mac(decl.get("vm_mac"), "vm_mac", errors)
     _addressing(decl, out, errors)
     if decl.get("mtu") is not None:
-        fields.int_in(decl["mtu"], 68, 65535, "mtu", errors)
+        # IPv6 needs links of 1280 bytes (RFC 8200 5; the kernel disables it below): an RA or a DHCPv6
+        # reply could not fit a smaller one.
+        fields.int_in(decl["mtu"], IPV6_MIN_MTU if decl.get("ipv6") else 68, 65535, "mtu", errors,
+                      " (IPv6 needs 1280)" if decl.get("ipv6") else "")
     out["dns_servers"] = fields.string_list(decl.get("dns_servers"), "dns_servers", errors, fields.ipv4,
                                             fields.MAX_DNS_SERVERS)
     try:

@@ -320,18 +320,13 @@ def test_router_solicitation_is_answered_within_the_mtu(responder, mtu, block, l
     assert len(r.router_advertisement(pod)) - ETHERNET <= mtu
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the RA is not bounded by the declared MTU; a declaration with an ipv6 "
-                                       "block and mtu 68..103 is valid, and its RA takes 104 bytes (72 for a /128)")
-@pytest.mark.parametrize("mtu, prefixlen", [(68, 64), (80, 64), (103, 64), (71, 128)])
-def test_router_advertisement_on_a_declared_mtu_below_its_size(responder, mtu, prefixlen):
-    """``validate_declaration`` takes any mtu 68..65535 with an ``ipv6`` block (IPv6 itself needs 1,280, RFC 8200
-    5). The RS is then answered with an RA larger than the declared MTU: on such a link the kernel refuses it
-    (EMSGSIZE, a counted drop), but the responder's own bound - a reply never exceeds the MTU - does not hold."""
-    r = _fresh(responder)
-    try:
-        pod = _served(r, mtu, prefixlen=prefixlen)
-    except PodnetError:
-        return  # a fix may refuse IPv6 on a link below 1,280 bytes
-    r.handle_frame(pod, _router_solicitation())
-    sizes = [len(sent) - ETHERNET for sent in pod.sock.sent]
-    assert all(size <= mtu for size in sizes), (sizes, mtu)  # no RA, or one that fits
+@pytest.mark.parametrize("mtu, prefixlen", [(68, 64), (80, 64), (103, 64), (71, 128), (1279, 64)])
+def test_an_ipv6_lease_on_a_link_below_1280_bytes_is_refused(mtu, prefixlen):
+    """Found by the RS fuzzer: ``validate_declaration`` took any mtu 68..65535 with an ``ipv6`` block, and the RS
+    was then answered with an RA (104 bytes, 72 for a /128) larger than the declared MTU. IPv6 needs 1,280
+    (RFC 8200 5; the kernel disables it below): such a declaration is refused, so no reply can outgrow its link."""
+    v6 = {"address": "fd00:58::7", "prefixlen": prefixlen, "gateway": GW_LL, "gateway_mac": GW_MAC}
+    with pytest.raises(PodnetError, match=r"mtu: %d is not a whole number 1280\.\.65535 \(IPv6 needs 1280\)" % mtu):
+        declaration(ipv6=v6, mtu=mtu)
+    assert declaration(ipv6=v6, mtu=1280)["mtu"] == 1280
+    assert declaration(mtu=mtu)["mtu"] == mtu  # IPv4 only: any link of 68 bytes and more
