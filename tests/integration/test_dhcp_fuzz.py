@@ -247,8 +247,9 @@ def test_malformed_frames_never_stop_the_responder(tmp_path, declared_mtu):
     with NetLab() as lab:
         pod, decl = served_pod(lab, run_dir, declared_mtu, dhcp_options=BIG_OPTIONS, dns_servers=BIG_DNS,
                                search_domains=BIG_SEARCH)
-        # No frame-rate limit: every malformed frame must reach the parser (the limit has its own tests).
-        with ResponderProcess(run_dir, extra_args=("--frame-rate", "0")) as responder:
+        # No frame-rate limit, the pod's or the node's: every malformed frame must reach the parser (the
+        # limits have their own tests).
+        with ResponderProcess(run_dir, extra_args=("--frame-rate", "0", "--node-frame-rate", "0")) as responder:
             responder.wait_serving(decl["key"])
             fd = open_tap(pod.netns)
             wire = Wire(fd, declared_mtu)
@@ -392,7 +393,7 @@ def test_dhcpv6_and_rs_fuzzing_never_stop_the_responder_and_replies_fit(tmp_path
         block = {"address": f"fd00:58:{lab.subnet_index:x}::7", "prefixlen": 64, "gateway": "fe80::1c38:fbff:fec0:1bf0",
                  "gateway_mac": "1e:38:fb:c0:1b:f0", "dns_servers": [f"fd00:96::{i:x}" for i in range(1, 9)]}
         pod, decl = served_pod(lab, run_dir, declared_mtu, ipv6=block, search_domains=BIG_SEARCH)
-        with ResponderProcess(run_dir, extra_args=("--frame-rate", "0")) as responder:
+        with ResponderProcess(run_dir, extra_args=("--frame-rate", "0", "--node-frame-rate", "0")) as responder:
             responder.wait_serving(decl["key"])
             fd = open_tap(pod.netns)
             wire = Wire(fd, declared_mtu)
