@@ -56,7 +56,10 @@ LEASES = 3              # udhcpc runs per phase; the phases compare their median
 FLOOD_RATE = 5000       # frames a second from the neighbour: to the pod's IP and broadcast, :67 and :547
 FLOOD_BEFORE = 1500     # frames out of the tap before the first lease of the flooded phase
 FLOOD_MIN = 1000        # "thousands": fewer arrived frames and the test proves nothing
-RATIO = 2.0             # the flooded median within 2x the quiet one
+RATIO = 2.0             # the flooded median within 2x the quiet one ...
+RETRY_S = 0.9           # ... or within less than one udhcpc retransmission (-T 1) of it: a lease is mostly
+                        # the client script's start-ups, which a loaded machine stretches; a VM frame the
+                        # flood made the responder drop costs a whole retransmission, load or not
 FLOOD_CPU = 0.08       # s of responder CPU the whole flooded phase may take (its rescans, the client's leases)
 RECEIVED_SLACK = 4      # frames the responder may read beyond the client's own (a retry)
 UDHCPC_TRIES = 8        # -T 1: a lease within ~8 s or udhcpc gives up (-n)
@@ -273,7 +276,8 @@ def test_neighbour_flooding_the_pod_ip_never_slows_the_vm_lease(cluster, record_
     # Woken for none of it: the responder's CPU time during the flood is that of the client's own leases.
     assert flood_cpu <= FLOOD_CPU, f"the flood kept the responder busy: {shown}"
     assert None not in flooded, f"no lease during the flood: {shown}\n{c.responder.log()[-3000:]}"
-    assert statistics.median(flooded) <= RATIO * quiet_s, f"the flood slowed the lease beyond {RATIO:g}x: {shown}"
+    assert statistics.median(flooded) <= max(RATIO * quiet_s, quiet_s + RETRY_S), \
+        f"the flood slowed the lease beyond {RATIO:g}x and by a retransmission: {shown}"
     assert received_start is not None, "the responder logs no stats on SIGUSR1"
     own_frames = received_quiet - received_start  # the same number of leases, quiet: the client's own frames
     assert own_frames > 0, shown
