@@ -14,6 +14,7 @@ instance; the generators below never repeat a code. pyroute2 is a test dependenc
 from __future__ import annotations
 
 import logging
+import socket
 import struct
 
 import pytest
@@ -285,3 +286,39 @@ def test_inet_checksum_agrees_with_the_word_sum(data):
                                   b"\x00\x01\xff\xfe", b"\xff"])
 def test_inet_checksum_edges(data):
     assert codec.inet_checksum(data) == _reference_checksum(data)
+
+
+# -- frames ----------------------------------------------------------------------------------------
+def _reference_build_frame(src_mac, dst_mac, src_ip, dst_ip, payload, sport=67, dport=68, ip_id=0):
+    """build_frame as 0.2.0 had it: headers packed, then checksummed word by word."""
+    src, dst = socket.inet_aton(src_ip), socket.inet_aton(dst_ip)
+    udp_len = 8 + len(payload)
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
+    udp_header = struct.pack("!HHHH", sport, dport, udp_len, 0)
+    udp_sum = _reference_checksum(pseudo + udp_header + payload) or 0xFFFF
+    udp_header = struct.pack("!HHHH", sport, dport, udp_len, udp_sum)
+    ip_header = struct.pack("!BBHHHBBH4s4s", 0x45, 0x10, 20 + udp_len, ip_id & 0xFFFF, 0, 64, 17, 0, src, dst)
+    ip_header = ip_header[:10] + struct.pack("!H", _reference_checksum(ip_header)) + ip_header[12:]
+    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00"
+    return eth + ip_header + udp_header + payload
+
+
+@settings(max_examples=1500, deadline=None)
+@given(mac, mac, ipv4, ipv4, st.one_of(st.binary(max_size=1500), st.binary(max_size=8).map(lambda b: b * 100)),
+       st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(0, 2**20))
+def test_build_frame_agrees_with_the_word_sum(src_mac, dst_mac, src_ip, dst_ip, payload, sport, dport, ip_id):
+    frame = codec.build_frame(src_mac, dst_mac, src_ip, dst_ip, payload, sport, dport, ip_id)
+    assert frame == _reference_build_frame(src_mac, dst_mac, src_ip, dst_ip, payload, sport, dport, ip_id)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(messages(bytes_codes=[66, 67] + list(range(224, 249))))
+def test_parse_request_fields_agree_with_decode_message(message):
+    fields, options = message
+    payload = codec.encode_message(dict(fields, op=1), options)
+    parsed = codec.parse_request(payload)
+    decoded = codec.decode_message(payload)
+    for key in ("op", "xid", "flags", "ciaddr", "giaddr", "chaddr", "message_type"):
+        assert parsed[key] == decoded[key], key
+    assert parsed["requested_ip"] == decoded["options"].get("requested_ip")
+    assert parsed["server_id"] == decoded["options"].get("server_id")
