@@ -276,7 +276,7 @@ def _reference_checksum(data):
     return ~total & 0xFFFF
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(st.one_of(st.binary(max_size=1600), st.lists(st.sampled_from([b"\x00\x00", b"\xff\xff"]), max_size=40).map(b"".join)))
 def test_inet_checksum_agrees_with_the_word_sum(data):
     assert codec.inet_checksum(data) == _reference_checksum(data)
@@ -303,7 +303,7 @@ def _reference_build_frame(src_mac, dst_mac, src_ip, dst_ip, payload, sport=67, 
     return eth + ip_header + udp_header + payload
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(mac, mac, ipv4, ipv4, st.one_of(st.binary(max_size=1500), st.binary(max_size=8).map(lambda b: b * 100)),
        st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(0, 2**20))
 def test_build_frame_agrees_with_the_word_sum(src_mac, dst_mac, src_ip, dst_ip, payload, sport, dport, ip_id):
@@ -311,7 +311,7 @@ def test_build_frame_agrees_with_the_word_sum(src_mac, dst_mac, src_ip, dst_ip, 
     assert frame == _reference_build_frame(src_mac, dst_mac, src_ip, dst_ip, payload, sport, dport, ip_id)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(messages(bytes_codes=[66, 67] + list(range(224, 249))))
 def test_parse_request_fields_agree_with_decode_message(message):
     fields, options = message
