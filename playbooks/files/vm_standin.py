@@ -77,7 +77,8 @@ import time
 TUNSETIFF = 0x400454CA
 IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
 SOL_PACKET, PACKET_AUXDATA, TP_STATUS_CSUMNOTREADY = 263, 8, 0x8
-PACKET_OUTGOING = 4
+PACKET_OUTGOING, PACKET_IGNORE_OUTGOING = 4, 23
+RELAY_BATCH = 64  # frames relayed one way per wake-up, so a flood one way never starves the other
 ETH_P_ALL = 0x0003
 CLONE_NEWNET = 0x40000000
 DHCPACK = 5
@@ -282,6 +283,12 @@ class TapRelay:
                 raise
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+                try:
+                    # What the relay itself sends to the VM never queues here (a flood towards the
+                    # VM would otherwise fill this queue and drop the VM's own frames).
+                    sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                except OSError:
+                    pass  # before Linux 4.20: skipped after reading, below
                 sock.bind((self.relay_ifname, ETH_P_ALL))
                 sock.setblocking(False)
             except OSError:
@@ -318,7 +325,7 @@ class TapRelay:
             sock.close()
 
     def _tap_to_vm(self, tun: int, sock: socket.socket) -> bool:
-        while True:
+        for _frame in range(RELAY_BATCH):
             try:
                 frame = os.read(tun, 65536)
             except BlockingIOError:
@@ -333,9 +340,10 @@ class TapRelay:
                 self.frames[0] += 1
             except OSError:
                 pass
+        return True
 
     def _vm_to_tap(self, tun: int, sock: socket.socket) -> bool:
-        while True:
+        for _frame in range(RELAY_BATCH):
             try:
                 frame, anc, _flags, addr = sock.recvmsg(65536, socket.CMSG_SPACE(32))
             except BlockingIOError:
@@ -353,6 +361,7 @@ class TapRelay:
                 self.frames[1] += 1
             except OSError:
                 pass
+        return True
 
 
 # -- the udhcpc script (udhcpc runs udhcpc_script()'s wrapper, which calls udhcpc_event) ----------
