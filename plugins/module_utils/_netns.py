@@ -77,15 +77,21 @@ def socket_cookie(sock):
 
 
 def identity(path):
-    """``{"inode": [dev, ino], "cookie": int | None}`` of the namespace at ``path``, or None when it is gone.
+    """``{"inode": [dev, ino], "cookie": int | None}`` of the namespace at ``path``, or None when it is gone
+    (``PodnetError`` when that cannot be told).
 
     The inode alone is not an identity: the kernel hands a freed namespace's number to the
     next one. The cookie is never reused; reading it means entering the namespace.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        # Only a missing path means gone: one we may not open (EACCES, EPERM: a /proc/PID/ns/net of
+        # another user without CAP_SYS_PTRACE) is alive as far as we know, and its records stay.
+        raise PodnetError(f"cannot tell whether network namespace {path} still exists: {exc.strerror or exc}",
+                          netns=path) from None
     try:
         st = os.fstat(fd)
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)

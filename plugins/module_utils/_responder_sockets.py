@@ -83,9 +83,10 @@ def hwaddr(sock: socket.socket, name: str) -> str | None:
 
 
 def ns_id(path: str):
+    """``[st_dev, st_ino]`` of ``path``, None when it is missing; other errors raise (not a sign of a gone pod)."""
     try:
         st = os.stat(path)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     return [st.st_dev, st.st_ino]
 

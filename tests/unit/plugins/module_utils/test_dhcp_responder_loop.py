@@ -177,3 +177,45 @@ def test_socket_lines_obey_the_pods_log_budget(responder, monkeypatch):
     assert lines[0] == "socket closed: send failed"
     assert len(lines) == responder_pod.LOG_LINES_PER_WINDOW
     assert responder.stats["suppressed_lines"] == 100 - responder_pod.LOG_LINES_PER_WINDOW
+
+
+def _denying(real, denied_path):
+    """``real`` (os.stat, os.open), except that ``denied_path`` fails as a ptrace-protected /proc path does."""
+    def call(path, *args, **kwargs):
+        if str(path) == denied_path:
+            raise PermissionError(1, "Operation not permitted")
+        return real(path, *args, **kwargs)
+    return call
+
+
+def test_a_namespace_we_may_not_open_is_not_a_gone_one(responder, tmp_path, monkeypatch, caplog):
+    """Under the unit (ProtectProc=noaccess, no CAP_SYS_PTRACE) a /proc/PID/ns/net of another user
+    fails with EACCES/EPERM. Any error used to read as "namespace gone": the pod's records - the
+    only copy of what `absent` restores - were collected. Only a missing path means gone."""
+    netns = tmp_path / "proc-ns-net"
+    netns.write_text("")
+    decl = declaration(netns=str(netns), netns_inode=[4, 1])
+    lease = rundir.save_declaration(responder.run_dir, decl)
+    pod = Pod(decl["key"], decl, None)
+    responder.pods[pod.key] = pod
+    monkeypatch.setattr(os, "stat", _denying(os.stat, str(netns)))
+    monkeypatch.setattr(os, "open", _denying(os.open, str(netns)))
+    with caplog.at_level(logging.WARNING, logger="podnet-dhcpd"):
+        responder.rescan()
+    monkeypatch.undo()
+    assert os.path.exists(lease) and pod.key in responder.pods
+    assert any("Operation not permitted" in r.getMessage() for r in caplog.records)
+
+
+def test_identity_refuses_to_guess_when_it_may_not_open_the_namespace(monkeypatch):
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _netns
+    from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+
+    def denied(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_netns.os, "open", denied)
+    with pytest.raises(PodnetError, match="cannot tell whether network namespace /proc/1/ns/net still exists"):
+        _netns.identity("/proc/1/ns/net")
+    monkeypatch.undo()
+    assert _netns.identity("/nonexistent/ns/net") is None
