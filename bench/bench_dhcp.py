@@ -20,7 +20,10 @@ the same path:
    lease (the pod's IP) to a second MAC (an address on the bridge plus --shared-network, since
    the pod's IP is not dnsmasq's own). Both clients' frames reach the responder's socket of the
    pod and spend its per-pod frame budget: the rounds are paced under it (``Pacer``), so no
-   round trip is lost to our own limiter, and the pauses are reported.
+   round trip is lost to our own limiter, and the pauses are reported. The first exchange after the
+   round's idle gap meets cold caches whatever its type, so the order alternates round by round
+   (DISCOVER first, then a SELECTING REQUEST first), the same for both servers; each exchange is
+   reported over all rounds and split by its position (first after the idle gap, or second).
 2. burst: N pods plumbed; one DISCOVER into every tap at once; time until every OFFER is
    back, and each pod's own round trip.
 3. memory: the responder's RSS and PSS with 0, 1 and N pods; then one dnsmasq per pod, N real
@@ -112,15 +115,41 @@ def server_id_of(reply):
     return ".".join(str(b) for b in raw[54])
 
 
-def measure(fd, clients, ip, rounds, warmup=WARMUP):
-    """Interleaved rounds: per round each client (name -> MAC) does DISCOVER->OFFER, REQUEST->ACK,
-    paced under the responder's per-pod frame limit.
+EXCHANGES = ("discover_offer", "request_ack")
+POSITIONS = ("first", "second")   # in a client's round: the first exchange after the idle gap, and the one after it
+OFFER, ACK = 2, 5
 
-    Interleaving puts both servers under the same machine noise.
+
+def order_of(round_index):
+    """The exchanges of round ``round_index`` in the order sent: DISCOVER first in even rounds, REQUEST first
+    in odd ones, the same for both servers (the first exchange after an idle gap meets cold caches)."""
+    return EXCHANGES if round_index % 2 == 0 else EXCHANGES[::-1]
+
+
+def message_type(reply):
+    raw = codec.scan_options(reply[42:]).get(53)
+    return raw[0] if raw else None
+
+
+def by_position(samples):
+    """{exchange: {position: summary}} of ``samples`` ({exchange: [(ns, position), ...]})."""
+    return {key: {pos: summary([ns for ns, at in samples[key] if at == pos]) for pos in POSITIONS} for key in EXCHANGES}
+
+
+def measure(fd, clients, ip, rounds, warmup=WARMUP):
+    """Interleaved rounds: per round each client (name -> MAC) does DISCOVER->OFFER and REQUEST->ACK, the order
+    alternating round by round (``order_of``) and each sample recorded with its position (first after the
+    round's idle gap, or second); paced under the responder's per-pod frame limit.
+
+    A REQUEST sent first is a SELECTING one (the server identifier and the address of an earlier OFFER): both
+    servers hold the lease and answer it without a DISCOVER in the same round. Interleaving puts both servers
+    under the same machine noise.
     """
     sel = selectors.DefaultSelector()
     sel.register(fd, selectors.EVENT_READ)
-    out = {name: {"offers": [], "acks": [], "lost": 0, "sent": 0, "server": None} for name in clients}
+    out = {name: {"samples": {key: [] for key in EXCHANGES}, "lost": 0, "wrong_type": 0, "sent": 0, "server": None,
+                  "request_first_rounds": 0}
+           for name in clients}
     pacer = Pacer(responder_module.FRAMES_PER_SECOND, responder_module.FRAME_BURST)
     xid = secrets.randbits(24) << 8
     params = (55, [1, 3, 6, 15, 26, 121])
@@ -128,25 +157,32 @@ def measure(fd, clients, ip, rounds, warmup=WARMUP):
         pacer.before(2 * len(clients))
         for name, mac in clients.items():
             res = out[name]
-            xid = (xid + 1) & 0xFFFFFFFF
-            res["sent"] += 1
-            took, reply = round_trip(fd, sel, client_frame(mac, 1, xid, [params]), xid)
-            if took is None:
-                res["lost"] += 1
-                continue
-            res["server"] = res["server"] or server_id_of(reply)
-            if i >= warmup:
-                res["offers"].append(took)
-            res["sent"] += 1
-            took, reply = round_trip(fd, sel, client_frame(mac, 3, xid, [(50, ip), (54, res["server"]), params]), xid)
-            if took is None:
-                res["lost"] += 1
-                continue
-            if i >= warmup:
-                res["acks"].append(took)
+            # A REQUEST can go first once the server's identifier is known (the warm-up's first round is DISCOVER-first).
+            order = order_of(i) if res["server"] else EXCHANGES
+            if i >= warmup and order[0] == "request_ack":
+                res["request_first_rounds"] += 1
+            for position, key in zip(POSITIONS, order):
+                xid = (xid + 1) & 0xFFFFFFFF
+                if key == "discover_offer":
+                    frame, want = client_frame(mac, 1, xid, [params]), OFFER
+                elif res["server"]:
+                    frame, want = client_frame(mac, 3, xid, [(50, ip), (54, res["server"]), params]), ACK
+                else:
+                    break  # no OFFER yet: no server identifier to select
+                res["sent"] += 1
+                took, reply = round_trip(fd, sel, frame, xid)
+                if took is None or message_type(reply) != want:
+                    res["lost"] += 1
+                    res["wrong_type"] += took is not None
+                    continue
+                res["server"] = res["server"] or server_id_of(reply)
+                if i >= warmup:
+                    res["samples"][key].append((took, position))
     sel.close()
-    results = {name: {"discover_offer": summary(res["offers"]), "request_ack": summary(res["acks"]),
-                      "lost": res["lost"], "sent": res["sent"], "server_id": res["server"]} for name, res in out.items()}
+    results = {name: {**{key: summary([ns for ns, _at in res["samples"][key]]) for key in EXCHANGES},
+                      "by_position": by_position(res["samples"]), "request_first_rounds": res["request_first_rounds"],
+                      "lost": res["lost"], "wrong_type": res["wrong_type"], "sent": res["sent"],
+                      "server_id": res["server"]} for name, res in out.items()}
     return dict(results, pacing=pacer.summary())
 
 
@@ -258,6 +294,9 @@ def ratios(results):
         for stat in ("median", "p99"):
             a, b = ours[key][f"{stat}_ms"], theirs[key][f"{stat}_ms"]
             results[f"ratio_{stat}_{key}"] = round(a / b, 2) if a is not None and b else None
+        for pos in POSITIONS:
+            a, b = ours["by_position"][key][pos]["median_ms"], theirs["by_position"][key][pos]["median_ms"]
+            results[f"ratio_median_{key}_{pos}"] = round(a / b, 2) if a is not None and b else None
 
 
 def latency_part(lab, run_dir, tmp, responder, rounds, results):
@@ -376,6 +415,36 @@ def _mb(kb):
     return f"{kb / 1024:.1f} MB"
 
 
+def _signed(value):
+    return f"{value:+.4f} ms" if value is not None else "n/a"
+
+
+def cold_start_ms(stats):
+    """First-after-idle median less the second-position median of one exchange; None when either is missing."""
+    first, second = stats["first"]["median_ms"], stats["second"]["median_ms"]
+    return round(first - second, 4) if first is not None and second is not None else None
+
+
+def position_lines(r, exchanges=(("DISCOVER -> OFFER", "discover_offer"), ("REQUEST -> ACK", "request_ack")),
+                   servers=("podnet_dhcpd", "dnsmasq")):
+    """The latency split by position in the round (first after the idle gap, second), and the cold-start cost."""
+    ours, theirs = (r[name] for name in servers)
+    lines = ["", "By position in the client's round (medians; n = samples):", "",
+             "| | position | podnet-dhcpd median | n | dnsmasq median | n | ratio (median) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, key in exchanges:
+        for pos, shown in (("first", "first after the idle gap"), ("second", "second")):
+            a, b = ours["by_position"][key][pos], theirs["by_position"][key][pos]
+            lines.append(f"| {label} | {shown} | {a['median_ms']} ms | {a['n']} | {b['median_ms']} ms | {b['n']} "
+                         f"| {r[f'ratio_median_{key}_{pos}']}x |")
+    costs = "; ".join(f"{label}: podnet-dhcpd {_signed(cold_start_ms(ours['by_position'][key]))}, dnsmasq "
+                      f"{_signed(cold_start_ms(theirs['by_position'][key]))}" for label, key in exchanges)
+    lines += ["", f"Cold start (the first-after-idle median less the second-position median) in this run: {costs}.",
+              f"Rounds with the REQUEST first (measured): podnet-dhcpd {ours['request_first_rounds']}, dnsmasq "
+              f"{theirs['request_first_rounds']} of {r['rounds']}."]
+    return lines
+
+
 def write_doc(r):
     ours, theirs = r["podnet_dhcpd"], r["dnsmasq"]
     n = r["pods"]
@@ -402,6 +471,13 @@ def write_doc(r):
         "a file like podnet-dhcpd does (`--log-dhcp`). The plumbing's tap filters are removed for this part, since",
         "their job is to hide the VM's DHCP from everything but podnet-dhcpd.",
         "",
+        "Each round, each client does both exchanges, in an order that alternates round by round and is the same for",
+        "both servers: DISCOVER -> OFFER then REQUEST -> ACK in even rounds, REQUEST -> ACK first in odd ones (a",
+        "SELECTING REQUEST naming the server identifier and the address of an earlier OFFER, which both servers answer",
+        "without a DISCOVER in the same round). The first exchange after the pacing's idle gap meets cold caches",
+        "whatever its type, so each exchange is measured first and second equally often; the first table is over all",
+        "rounds, the second splits it by position.",
+        "",
         "## Latency (one pod)",
         "",
         "| | podnet-dhcpd median | p99 | dnsmasq median | p99 | ratio (median) | ratio (p99) |",
@@ -410,10 +486,12 @@ def write_doc(r):
     for label, key in (("DISCOVER -> OFFER", "discover_offer"), ("REQUEST -> ACK", "request_ack")):
         lines.append(f"| {label} | {ours[key]['median_ms']} ms | {ours[key]['p99_ms']} ms | {theirs[key]['median_ms']} ms "
                      f"| {theirs[key]['p99_ms']} ms | {r[f'ratio_median_{key}']}x | {r[f'ratio_p99_{key}']}x |")
+    lines += position_lines(r)
     lines += [
         "",
         f"Lost round trips: podnet-dhcpd {ours['lost']} of {ours['sent']}, dnsmasq {theirs['lost']} of {theirs['sent']} "
-        "(a reply not read within 2 s).",
+        f"(a reply not read within 2 s, or of the wrong message type: podnet-dhcpd {ours['wrong_type']}, dnsmasq "
+        f"{theirs['wrong_type']}).",
         "",
         pacing_sentence(r["pacing"], r["rounds"] + WARMUP, r["responder_paused"]),
         "",
