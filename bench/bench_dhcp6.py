@@ -26,6 +26,9 @@ scripted client is the VM side of the tap (/dev/net/tun, as qemu holds it; bench
    ignores the VM's DUID, and has a permanent neighbour entry for its client's link-local (the
    scripted client answers no neighbour solicitation). Rounds are paced under the responder's
    per-pod frame limit (both clients' frames reach its socket), so no round meets the limiter.
+   The first exchange after the round's idle gap meets cold caches whatever its type, so the order
+   alternates round by round (SOLICIT first, then REQUEST first), the same for both servers; each
+   exchange is reported over all rounds and split by its position (first after the gap, or second).
 2. memory: a fresh responder with N IPv4-only pods, then another with N dual-stack pods, each
    after every pod had one DHCPv4 exchange (DISCOVER->OFFER, REQUEST->ACK) and, dual-stack,
    one DHCPv6 exchange and the initial Router Advertisements: RSS and PSS, the difference per pod.
@@ -53,7 +56,7 @@ from pathlib import Path
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
 from _common import (BINDING, Pacer, Responder, commit, commit_line, dnsmasq_version, load_text, machine_line, now_utc,
                      pacing_sentence, percentile, pss_kb, rss_kb, shown_command, shown_path, wait_for)
-from bench_dhcp import PODS_PER_LAB, WARMUP, client_frame, dnsmasq_ready, lost_of, server_id_of, stop_all
+from bench_dhcp import PODS_PER_LAB, WARMUP, client_frame, dnsmasq_ready, lost_of, position_lines, server_id_of, stop_all
 from bench_dhcp import TARGET_RATIO, TARGET_RATIO_MAX, _mb, _ratio_verdict as _verdict  # one wording for both reports
 from lib import plumbing
 from lib.cni import tentative
@@ -292,55 +295,100 @@ def prepare_pod_for_dnsmasq(pod, port, macs):
            "dev", bridge, "nud", "permanent")
 
 
-def one_exchange6(vm, mac, xid, want_server=None, avoid_server=None, timeout=2.0):
-    """SOLICIT->ADVERTISE, REQUEST->REPLY for ``mac``: ([ns, ns] or with None where lost, server DUID, address)."""
-    def accept(msg_type, txid):
-        def check(frame):
-            msg = dhcp6_reply(frame, msg_type, txid)
-            if msg is None or (want_server and msg["server_id"] != want_server) or \
-                    (avoid_server and msg["server_id"] == avoid_server):
-                return None
-            return msg
-        return check
+def _accept(msg_type, txid, want_server=None, avoid_server=None):
+    """A predicate for ``VmSide.exchange``: the parsed ``msg_type`` with ``txid`` from the server wanted."""
+    def check(frame):
+        msg = dhcp6_reply(frame, msg_type, txid)
+        if msg is None or (want_server and msg["server_id"] != want_server) or \
+                (avoid_server and msg["server_id"] == avoid_server):
+            return None
+        return msg
+    return check
 
-    took_advertise, advert = vm.exchange(solicit(mac, xid), accept(c6.ADVERTISE, xid), timeout)
+
+def _addresses(msg):
+    return [a["address"] for ia in msg["ia_na"] for a in ia["addresses"]]
+
+
+def solicit6(vm, mac, xid, want_server=None, avoid_server=None, timeout=2.0):
+    """SOLICIT->ADVERTISE for ``mac``: (ns or None when lost, server DUID, advertised address)."""
+    took, advert = vm.exchange(solicit(mac, xid), _accept(c6.ADVERTISE, xid, want_server, avoid_server), timeout)
     if advert is None:
-        return [None, None], None, None
-    addresses = [a["address"] for ia in advert["ia_na"] for a in ia["addresses"]]
+        return None, None, None
+    addresses = _addresses(advert)
     if not addresses:
         raise RuntimeError(f"ADVERTISE to {mac} without an address: {advert}")
-    xid2 = (xid + 1) & 0xFFFFFF
-    took_reply, reply = vm.exchange(request(mac, xid2, advert["server_id"], addresses[0]), accept(c6.REPLY, xid2),
-                                    timeout)
-    if reply is not None and [a["address"] for ia in reply["ia_na"] for a in ia["addresses"]][:1] != addresses[:1]:
-        raise RuntimeError(f"REPLY to {mac} does not bind {addresses[0]}: {reply}")
-    return [took_advertise, took_reply], advert["server_id"], addresses[0]
+    return took, advert["server_id"], addresses[0]
+
+
+def request6(vm, mac, xid, server_id, address, want_server=None, avoid_server=None, timeout=2.0):
+    """REQUEST->REPLY for ``mac`` (``address`` from ``server_id``): ns, or None when lost."""
+    took, reply = vm.exchange(request(mac, xid, server_id, address), _accept(c6.REPLY, xid, want_server, avoid_server),
+                              timeout)
+    if reply is not None and _addresses(reply)[:1] != [address]:
+        raise RuntimeError(f"REPLY to {mac} does not bind {address}: {reply}")
+    return took
+
+
+def one_exchange6(vm, mac, xid, want_server=None, avoid_server=None, timeout=2.0):
+    """SOLICIT->ADVERTISE, REQUEST->REPLY for ``mac``: ([ns, ns] or with None where lost, server DUID, address)."""
+    took_advertise, server, address = solicit6(vm, mac, xid, want_server, avoid_server, timeout)
+    if took_advertise is None:
+        return [None, None], None, None
+    took_reply = request6(vm, mac, (xid + 1) & 0xFFFFFF, server, address, want_server, avoid_server, timeout)
+    return [took_advertise, took_reply], server, address
+
+
+EXCHANGES = ("solicit_advertise", "request_reply")
+POSITIONS = ("first", "second")   # in a client's round: the first exchange after the idle gap, and the one after it
+
+
+def order_of(round_index):
+    """The exchanges of round ``round_index`` in the order sent: SOLICIT first in even rounds, REQUEST first in
+    odd ones, the same for both servers (the first exchange after an idle gap meets cold caches)."""
+    return EXCHANGES if round_index % 2 == 0 else EXCHANGES[::-1]
 
 
 def measure6(vm, clients, ours_duid, rounds, warmup=WARMUP):
-    """Interleaved rounds: per round each client (name -> MAC) does SOLICIT->ADVERTISE, REQUEST->REPLY,
-    fresh transaction ids; paced under the responder's per-pod frame limit (both clients' frames reach it)."""
-    out = {name: {"advertise": [], "reply": [], "lost": 0, "server_id": None, "address": None} for name in clients}
+    """Interleaved rounds: per round each client (name -> MAC) does SOLICIT->ADVERTISE and REQUEST->REPLY, the
+    order alternating round by round (``order_of``), each sample recorded with its position (first after the
+    round's idle gap, or second); fresh transaction ids; paced under the responder's per-pod frame limit (both
+    clients' frames reach it). A REQUEST sent first names the server DUID and the address of an earlier
+    ADVERTISE: both servers answer it without a SOLICIT in the same round."""
+    out = {name: {"samples": {key: [] for key in EXCHANGES}, "lost": 0, "sent": 0, "server_id": None, "address": None,
+                  "request_first_rounds": 0} for name in clients}
     pacer = Pacer(responder_module.FRAMES_PER_SECOND, responder_module.FRAME_BURST)
     xid = secrets.randbits(22) << 2
     for i in range(rounds + warmup):
         pacer.before(2 * len(clients))
         for name, mac in clients.items():
-            xid = (xid + 2) & 0xFFFFFF
             ours = name == "podnet_dhcpd"
-            took, server, address = one_exchange6(vm, mac, xid, want_server=ours_duid if ours else None,
-                                                  avoid_server=None if ours else ours_duid)
+            sides = {"want_server": ours_duid if ours else None, "avoid_server": None if ours else ours_duid}
             res = out[name]
-            res["lost"] += sum(t is None for t in took)
-            res["server_id"] = res["server_id"] or (server.hex(":") if server else None)
-            res["address"] = res["address"] or address
-            if i >= warmup:
-                for key, value in zip(("advertise", "reply"), took):
-                    if value is not None:
-                        res[key].append(value)
-    sent = 2 * (rounds + warmup)  # a lost ADVERTISE counts its REQUEST -> REPLY as lost too
-    results = {name: {"solicit_advertise": stats_ms(res["advertise"]), "request_reply": stats_ms(res["reply"]),
-                      "lost": res["lost"], "sent": sent, "server_duid": res["server_id"], "address": res["address"]}
+            order = order_of(i) if res["server_id"] else EXCHANGES
+            if i >= warmup and order[0] == "request_reply":
+                res["request_first_rounds"] += 1
+            for position, key in zip(POSITIONS, order):
+                xid = (xid + 1) & 0xFFFFFF
+                res["sent"] += 1
+                if key == "solicit_advertise":
+                    took, server, address = solicit6(vm, mac, xid, **sides)
+                    if took is not None:
+                        res["server_id"], res["address"] = res["server_id"] or server, res["address"] or address
+                elif res["server_id"]:
+                    took = request6(vm, mac, xid, res["server_id"], res["address"], **sides)
+                else:
+                    took = None  # no ADVERTISE yet: a lost ADVERTISE counts its REQUEST -> REPLY as lost too
+                if took is None:
+                    res["lost"] += 1
+                elif i >= warmup:
+                    res["samples"][key].append((took, position))
+    results = {name: {**{key: stats_ms([ns for ns, _at in res["samples"][key]]) for key in EXCHANGES},
+                      "by_position": {key: {pos: stats_ms([ns for ns, at in res["samples"][key] if at == pos])
+                                            for pos in POSITIONS} for key in EXCHANGES},
+                      "request_first_rounds": res["request_first_rounds"],
+                      "lost": res["lost"], "sent": res["sent"],
+                      "server_duid": res["server_id"].hex(":") if res["server_id"] else None, "address": res["address"]}
                for name, res in out.items()}
     return dict(results, pacing=pacer.summary())
 
@@ -351,6 +399,9 @@ def ratios(results):
         for stat in ("median", "p90"):
             a, b = ours[key][f"{stat}_ms"], theirs[key][f"{stat}_ms"]
             results[f"ratio_{stat}_{key}"] = round(a / b, 2) if a is not None and b else None
+        for pos in POSITIONS:
+            a, b = ours["by_position"][key][pos]["median_ms"], theirs["by_position"][key][pos]["median_ms"]
+            results[f"ratio_median_{key}_{pos}"] = round(a / b, 2) if a is not None and b else None
 
 
 def latency_part(stack, tmp, args, results):
@@ -571,8 +622,12 @@ def write_doc(r):
         "",
         f"Both servers run at the same time on the same pod bridge, measured over the same tap: {r['rounds']} rounds",
         f"each after {r['warmup']} warm-up, interleaved so both see the same machine noise. Each round, each client",
-        "sends SOLICIT and waits for the ADVERTISE, then REQUEST (the advertised address, the server's DUID) and waits",
-        "for the REPLY; every message has a fresh transaction id and the client DUID is a DUID-LL of the client's MAC.",
+        "does SOLICIT -> ADVERTISE and REQUEST -> REPLY (the advertised address, the server's DUID), in an order that",
+        "alternates round by round and is the same for both servers: SOLICIT first in even rounds, REQUEST first in odd",
+        "ones (naming the address and DUID of an earlier ADVERTISE; both servers answer it without a SOLICIT in the",
+        "same round). The first exchange after the pacing's idle gap meets cold caches whatever its type, so each",
+        "exchange is measured first and second equally often. Every message has a fresh transaction id and the client",
+        "DUID is a DUID-LL of the client's MAC.",
         f"podnet-dhcpd answers the VM's MAC; dnsmasq {r['dnsmasq_version']} answers a second MAC with the same single",
         "address, the pod's. The clock stops when the reply is read from the tap.",
         "",
@@ -584,6 +639,7 @@ def write_doc(r):
         lines.append(f"| {label} | {a['median_ms']} ms | {a['p90_ms']} ms | {a['min_ms']} ms | {a['max_ms']} ms "
                      f"| {b['median_ms']} ms | {b['p90_ms']} ms | {b['min_ms']} ms | {b['max_ms']} ms "
                      f"| {r[f'ratio_median_{key}']}x | {r[f'ratio_p90_{key}']}x |")
+    lines += position_lines(r, (("SOLICIT -> ADVERTISE", "solicit_advertise"), ("REQUEST -> REPLY", "request_reply")))
     lines += [
         "",
         f"Lost round trips: podnet-dhcpd {ours['lost']} of {ours['sent']}, dnsmasq {theirs['lost']} of {theirs['sent']} "
