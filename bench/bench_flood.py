@@ -21,6 +21,17 @@ Measured during the flood: the frames written, the responder's CPU time (/proc/P
 utime+stime) and the growth of its log file (rotated files included). Then, after
 ``--recover-wait`` seconds, one DISCOVER from pod 0: is it still served?
 
+Then the cluster-side flood (issue 18, finding H1; tests/integration/test_responder_cluster_flood.py's
+setup): a neighbour, another netns on the node's bridge cni0 as a CNI makes a pod, with the quiet
+VMs' MACs for their pods' IPs as permanent neighbour entries, sends UDP from a process of its own
+(``--cluster-rate`` frames a second) to every quiet pod IP's :67 and :547 and to the subnet's
+broadcast :67 and :547. Those frames cross each pod's bridge and leave through its tap towards the
+VM. Each quiet VM's NIC drops UDP to ports 67/547 itself (``nic_drops_server_ports``, a socket
+filter on the tun), as a VM running no DHCP server would. The quiet VMs' REQUEST -> ACK round trips
+are measured idle, then during this flood; with them the responder's CPU time, its ``received``
+counter (the ``stats`` line it logs on SIGUSR1) in both phases, and the frames that left through
+the quiet pods' taps (their tx counters), so the phase cannot pass without the flood arriving.
+
 Every namespace has the prefix ``pfl-`` and a random suffix, and is deleted on the way out.
 """
 
@@ -31,22 +42,27 @@ import contextlib
 import multiprocessing
 import os
 import random
+import ipaddress
+import json
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
-from _common import BINDING, commit, load_text, machine_line, now_utc, percentile, run_header, shown_command
+from _common import (BINDING, commit, load_text, machine_line, nic_drops_server_ports, now_utc, percentile,
+                     responder_stats, run_header, shown_command, wait_for)
 from bench_churn import add_output_arguments, cpu_s, start_as_root, write_outputs
 from lib import plumbing
 from lib.dhcpwire import client_frame, read_reply
-from lib.netlab import NetLab
+from lib.netlab import NetLab, sh
 from lib.responder import ResponderProcess
 from lib.standin import open_tap
 
+from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_responder as responder_code
 from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_pod as responder_pod
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
@@ -57,6 +73,34 @@ TARGET_RATIO = 2.0        # the quiet pods' median under the flood, against idle
 TARGET_LOG_BYTES = 1 << 20
 PARAMS = (55, [1, 3, 6, 12, 15, 26, 28, 119, 121])  # what a Linux guest's dhclient asks for
 VARIANTS = 4096           # distinct frames the flooder cycles through
+CLUSTER_RATE = 5000       # frames a second from the cluster neighbour (the integration test's rate)
+CLUSTER_MIN = 1000        # frames out of the quiet pods' taps during the cluster flood, or it proved nothing
+CLUSTER_BEFORE = 1000     # ... of them out before the flooded phase's first round trip
+RECEIVED_SLACK = 4        # frames the responder may read beyond the quiet VMs' own during the cluster flood
+
+# The cluster neighbour: its own interpreter in its own netns, paced at ``rate`` until a line (or EOF)
+# on stdin or ``limit`` s; round robin over the targets ("ip:port"); prints "sent errors".
+CLUSTER_FLOODER = r"""
+import select, socket, sys, time
+rate, limit, payload = float(sys.argv[1]), float(sys.argv[2]), bytes.fromhex(sys.argv[3])
+targets = [(t.rsplit(":", 1)[0], int(t.rsplit(":", 1)[1])) for t in sys.argv[4:]]
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+sent = errors = 0
+t0 = time.monotonic()
+print("flooding", flush=True)
+while time.monotonic() - t0 < limit:
+    for _ in range(30):
+        try:
+            sock.sendto(payload, targets[(sent + errors) % len(targets)])
+            sent += 1
+        except OSError:
+            errors += 1
+    ahead = max(0.0, (sent + errors) / rate - (time.monotonic() - t0))
+    if select.select([sys.stdin], [], [], ahead)[0]:
+        break
+print(sent, errors, flush=True)
+"""
 
 
 # -- the flooding VM (a process of its own) ----------------------------------------------------
@@ -224,7 +268,101 @@ def run(args, results):
         # The flooding pod after the flood: its bucket refills at the responder's rate.
         time.sleep(args.recover_wait)  # the bounded wait is the test itself: how soon the VM is served again
         results["after"] = {"wait_s": args.recover_wait, "offer_s": discover_offer(flood_pod.netns, flood["vm_mac"], 2.0)}
+        if args.cluster_rate > 0:
+            results["cluster"] = cluster_flood(stack, lab, pods[1:], plumbed[1:], taps, responder, args)
         results["responder_alive"] = responder.proc.poll() is None
+
+
+# -- the cluster-side flood (H1) --------------------------------------------------------------------
+
+def taps_out(pods):
+    """Frames the kernel sent out of the pods' taps towards their VMs (tx packets + tx dropped), summed."""
+    total = 0
+    for pod in pods:
+        link = json.loads(sh("ip", "-n", pod.netns, "-s", "-j", "link", "show", "dev", BINDING["tap"]).stdout)[0]
+        total += link["stats64"]["tx"]["packets"] + link["stats64"]["tx"]["dropped"]
+    return total
+
+
+def start_cluster_flood(netns, targets, rate, limit):
+    foreign = "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
+    payload = codec.encode_message({"op": 1, "xid": secrets.randbits(32), "chaddr": foreign}, [(53, DISCOVER)])
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", CLUSTER_FLOODER, str(rate), str(limit),
+                             payload.hex(), *targets],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.stdout.readline().strip() != "flooding":
+        proc.kill()
+        raise RuntimeError(f"the cluster flooder did not start: {proc.communicate(timeout=10)[1]}")
+    return proc
+
+
+def stop_cluster_flood(proc):
+    """End the flooder (a line on its stdin); (frames sent, send errors)."""
+    if proc.poll() is not None and proc.stdin.closed:
+        return 0, 0
+    try:
+        out, _err = proc.communicate("stop\n", timeout=10)
+    except (subprocess.TimeoutExpired, ValueError, OSError):
+        proc.kill()
+        out, _err = proc.communicate(timeout=10)
+    words = out.split()
+    return (int(words[0]), int(words[1])) if len(words) == 2 else (0, 0)
+
+
+def _received(responder):
+    stats = responder_stats(responder)
+    return None if stats is None else stats.get("received")
+
+
+def cluster_flood(stack, lab, quiet_pods, quiet, taps, responder, args):
+    """A neighbour on the node's bridge floods the quiet pods' IPs and the subnet broadcast on :67 and :547 while
+    the quiet VMs renew: their latency idle and flooded, the responder's CPU and ``received`` counter in both."""
+    pid = responder.pid
+    neighbour = lab.add_pod()  # another pod of the node, on cni0, in the quiet pods' /24
+    for pod, result in zip(quiet_pods, quiet):
+        # A real neighbour learned the VM's MAC for the pod's IP earlier; the scripted VM answers no ARP.
+        sh("ip", "-n", neighbour.netns, "neigh", "replace", result["ip"], "lladdr", result["vm_mac"],
+           "dev", "eth0", "nud", "permanent")
+    first = quiet_pods[0]
+    broadcast = str(ipaddress.ip_network(f"{first.ip}/{first.prefixlen}", strict=False).broadcast_address)
+    targets = [f"{address}:{port}" for port in (67, 547) for address in [r["ip"] for r in quiet] + [broadcast]]
+    for fd, _mac, _ip in taps:
+        nic_drops_server_ports(fd)  # the VM's NIC drops what a VM without a DHCP server would
+    out = {"neighbour_targets": len(targets), "rate": args.cluster_rate, "broadcast": broadcast,
+           "stats_counter": responder_stats(responder) is not None}
+    received0, cpu0, t0 = _received(responder), cpu_s(pid), time.monotonic()
+    out["idle"] = measure(taps, args.samples, args.duration)
+    received1, cpu1 = _received(responder), cpu_s(pid)
+    out["idle"]["responder_cpu_s"] = round(cpu1 - cpu0, 3)
+    out["idle"]["responder_cpu_share"] = round((cpu1 - cpu0) / (time.monotonic() - t0), 4)
+    out["idle"]["received"] = None if received0 is None else received1 - received0
+    tx0, cpu2, received2, t_go = taps_out(quiet_pods), cpu_s(pid), _received(responder), time.monotonic()
+    proc = start_cluster_flood(neighbour.netns, targets, args.cluster_rate, args.duration + 60)
+    stack.callback(stop_cluster_flood, proc)
+    # The flood is arriving, and has had time to fill any queue it can fill, before the first round trip.
+    wait_for(lambda: taps_out(quiet_pods) - tx0 >= CLUSTER_BEFORE, 20,
+             f"{CLUSTER_BEFORE} cluster flood frames out of the quiet pods' taps", interval=0.1)
+    out["flooded"] = measure(taps, args.samples, args.duration)
+    sent, errors = stop_cluster_flood(proc)
+    wall = time.monotonic() - t_go
+    cpu3, received3, tx1 = cpu_s(pid), _received(responder), taps_out(quiet_pods)
+    out["flood"] = {"sent": sent, "send_errors": errors, "seconds": round(wall, 2), "frames_per_s": round(sent / wall),
+                    "out_of_taps": tx1 - tx0, "responder_cpu_s": round(cpu3 - cpu2, 3),
+                    "responder_cpu_share": round((cpu3 - cpu2) / wall, 4)}
+    out["flooded"]["received"] = None if received2 is None else received3 - received2
+    # Each round trip is one frame from a quiet VM: beyond that, what the responder read came from elsewhere.
+    for phase in ("idle", "flooded"):
+        got = out[phase]["received"]
+        out[phase]["received_beyond_own"] = None if got is None else got - out[phase]["samples"]
+    idle, flooded = out["idle"]["median_ms"], out["flooded"]["median_ms"]
+    out["ratio"] = round(flooded / idle, 2) if idle and flooded else None
+    arrived = out["flood"]["out_of_taps"] >= CLUSTER_MIN
+    beyond = out["flooded"]["received_beyond_own"]
+    out["verdicts"] = {
+        "ratio": arrived and out["ratio"] is not None and out["ratio"] <= TARGET_RATIO
+        and not out["idle"]["lost"] and not out["flooded"]["lost"],
+        "received": None if beyond is None else arrived and beyond <= RECEIVED_SLACK}
+    return out
 
 
 def _end(proc):
@@ -286,8 +424,66 @@ def section(r):
         f"{os.cpu_count()} cores: the flooder's",
         "own CPU (a VM's vCPU on a real node) competes here with the responder and the measuring client.",
         "",
+        *cluster_section(r.get("cluster")),
     ]
     return "\n".join(lines)
+
+
+def _verdict(met):
+    return {True: "met", False: "**missed**", None: "not measured"}[met]
+
+
+def _received_text(phase):
+    got = phase["received"]
+    if got is None:
+        return "n/a (the responder logs no stats on SIGUSR1)"
+    return f"{got:,} ({phase['received_beyond_own']:+,} beyond the quiet VMs' own {phase['samples']})"
+
+
+def cluster_section(c):
+    """The cluster-side flood (H1): a neighbour floods the quiet pods' IPs and the broadcast on :67 and :547."""
+    if c is None:
+        return ["### Cluster-side flood", "", "Not run (`--cluster-rate 0`).", ""]
+    idle, flooded, flood = c["idle"], c["flooded"], c["flood"]
+    arrived = flood["out_of_taps"] >= CLUSTER_MIN
+    return [
+        "### Cluster-side flood: a neighbour floods the pods' IPs on UDP 67 and 547 (finding H1)",
+        "",
+        "After the VM flood, the same quiet pods and responder. A neighbour (another netns on the node's bridge cni0,",
+        "as a CNI makes a pod, with each quiet VM's MAC for its pod's IP as a permanent neighbour entry) sends UDP",
+        f"DISCOVER payloads of a foreign MAC from a process of its own at {c['rate']:g} frames/s, round robin to every",
+        f"quiet pod IP's :67 and :547 and to the subnet broadcast {c['broadcast']} :67 and :547 ({c['neighbour_targets']}",
+        "targets). The frames cross each pod's bridge and leave through its tap towards the VM; each quiet VM's NIC",
+        "drops UDP to ports 67/547 itself (a socket filter on the tun, `nic_drops_server_ports`), as a VM running no",
+        f"DHCP server would. The quiet VMs' REQUEST -> ACK round trips: {c['idle']['samples']} per phase, as above, idle",
+        "(the NIC filter on) and then during the flood, which had sent at least "
+        f"{CLUSTER_BEFORE:,} frames out of the taps before the first round trip.",
+        "",
+        "| quiet VMs' REQUEST -> ACK | median | p90 | max | answered | responder CPU | responder `received` |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| idle | {idle['median_ms']} ms | {idle['p90_ms']} ms | {idle['max_ms']} ms | {idle['answered']}/{idle['samples']} "
+        f"| {idle['responder_cpu_s']} s ({idle['responder_cpu_share'] * 100:.1f} % of one core) | {_received_text(idle)} |",
+        f"| during the cluster flood | {flooded['median_ms']} ms | {flooded['p90_ms']} ms | {flooded['max_ms']} ms "
+        f"| {flooded['answered']}/{flooded['samples']} | {flood['responder_cpu_s']} s in {flood['seconds']} s "
+        f"({flood['responder_cpu_share'] * 100:.1f} % of one core) | {_received_text(flooded)} |",
+        "",
+        f"The neighbour sent {flood['sent']:,} frames in {flood['seconds']} s ({flood['frames_per_s']:,}/s; "
+        f"{flood['send_errors']} send errors); {flood['out_of_taps']:,} frames left through the quiet pods' taps "
+        "(their tx counters, the quiet VMs' own replies included) - "
+        + (f"the flood arrived (at least {CLUSTER_MIN:,})." if arrived
+           else f"**fewer than {CLUSTER_MIN:,}: the flood did not arrive, the phase proves nothing**."),
+        "`received` is the responder's counter of frames it read (its `stats` line on SIGUSR1), taken before and after",
+        "each phase; the flooded phase's count starts before the flooder does.",
+        "",
+        "| target | measured | verdict |",
+        "| --- | --- | --- |",
+        f"| quiet VMs' median during the cluster flood <= {TARGET_RATIO:g}x idle, none lost, the flood arrived "
+        f"| {c['ratio']}x; lost: idle {idle['lost']}/{idle['samples']}, flood {flooded['lost']}/{flooded['samples']} "
+        f"| {_verdict(c['verdicts']['ratio'])} |",
+        f"| `received` not moved by the flood: at most {RECEIVED_SLACK} frames beyond the quiet VMs' own, the flood "
+        f"arrived | {_received_text(flooded)} | {_verdict(c['verdicts']['received'])} |",
+        "",
+    ]
 
 
 def main():
@@ -296,6 +492,9 @@ def main():
     parser.add_argument("--samples", type=int, default=400, help="round trips per phase")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase (and of the flood)")
     parser.add_argument("--recover-wait", type=float, default=1.0, help="seconds after the flood before the flooding pod's DISCOVER")
+    parser.add_argument("--cluster-rate", type=float, default=CLUSTER_RATE,
+                        help="frames/s of the cluster neighbour's flood to the quiet pods' IPs and broadcast :67/:547 "
+                             "(0: no cluster flood phase)")
     parser.add_argument("--quick", action="store_true", help="smoke size: --pods 5 --samples 50 --duration 3")
     add_output_arguments(parser)
     args = parser.parse_args()
@@ -317,7 +516,11 @@ def main():
                            "log": results["flood"]["log_growth_bytes"] <= TARGET_LOG_BYTES,
                            "quiet_all_answered": results["flooded"]["lost"] == 0,
                            "flooder_served_after": results["after"]["offer_s"] is not None}
-    write_outputs(args, results, "flood", section, ("idle", "flooded", "ratio", "flood", "after", "verdicts"))
+    if "cluster" in results:
+        results["verdicts"]["cluster_ratio"] = results["cluster"]["verdicts"]["ratio"]
+        results["verdicts"]["cluster_received"] = results["cluster"]["verdicts"]["received"]
+    shown = ("idle", "flooded", "ratio", "flood", "after", "verdicts") + (("cluster",) if "cluster" in results else ())
+    write_outputs(args, results, "flood", section, shown)
     # A missed target is a verdict on the page (run_all.py's too), not a failed run; a dead responder is.
     return 0 if results["responder_alive"] else 1
 

@@ -644,14 +644,35 @@ def _lifecycle_targets(results):
         out.append((label, "not measured", None, "bench_churn.py failed (see the runs)"))
     label = "Flood: the quiet pods' median <= 2x idle with none lost, log <= 1 MB, the flooder served after"
     if flood:
-        met = all(flood["verdicts"].values())
-        failed = ", ".join(name for name, ok in flood["verdicts"].items() if not ok)
+        verdicts = {name: ok for name, ok in flood["verdicts"].items() if not name.startswith("cluster_")}
+        met = all(verdicts.values())
+        failed = ", ".join(name for name, ok in verdicts.items() if not ok)
         shown = (f"{flood['ratio']}x; lost {flood['idle']['lost']} idle, {flood['flooded']['lost']} flooded; "
                  f"log {flood['flood']['log_growth_bytes'] / 1e6:.3f} MB")
         out.append((label, shown, met, "" if met else f"missed: {failed}; {_load_note(results)}"))
     else:
         out.append((label, "not measured", None, "bench_flood.py failed (see the runs)"))
+    out.append(_cluster_flood_target(results, flood))
     return out
+
+
+def _cluster_flood_target(results, flood):
+    """The cluster-side flood (H1): the quiet VMs' median <= 2x idle, none lost, ``received`` not moved by it."""
+    label = "Cluster flood: a neighbour floods the pods' IPs on UDP 67/547; quiet VMs' median <= 2x idle, `received` unmoved"
+    cluster = (flood or {}).get("cluster")
+    if not cluster:
+        why = "bench_flood.py failed (see the runs)" if not flood else "bench_flood.py ran no cluster flood"
+        return (label, "not measured", None, why)
+    verdicts = cluster["verdicts"]
+    beyond = cluster["flooded"]["received_beyond_own"]
+    shown = (f"{cluster['ratio']}x; lost {cluster['idle']['lost']} idle, {cluster['flooded']['lost']} flooded; "
+             f"received {'n/a' if beyond is None else f'{beyond:+d}'} beyond the quiet VMs' own; "
+             f"{cluster['flood']['out_of_taps']:,} frames out of the taps")
+    if verdicts["received"] is None:
+        return (label, shown, None, "the responder logs no stats on SIGUSR1")
+    met = bool(verdicts["ratio"] and verdicts["received"])
+    failed = ", ".join(name for name, ok in verdicts.items() if not ok)
+    return (label, shown, met, "" if met else f"missed: {failed}; {_load_note(results)}")
 
 
 def _boot_target(results):
@@ -968,6 +989,16 @@ def section_lifecycle(results):
                   f"{idle['median_ms']} ms idle ({idle['lost']}/{idle['samples']} lost), {flooded['median_ms']} ms during "
                   f"the flood ({flooded['lost']}/{flooded['samples']} lost), {flood['ratio']}x; "
                   f"{flood['flood']['frames_per_s']:,} frames/s written by the flooder.", ""]
+        cluster = flood.get("cluster")
+        if cluster:
+            ci, cf, beyond = cluster["idle"], cluster["flooded"], cluster["flooded"]["received_beyond_own"]
+            lines += [f"A cluster neighbour floods the quiet pods' IPs and the broadcast on UDP 67/547 "
+                      f"({cluster['flood']['frames_per_s']:,} frames/s, {cluster['flood']['out_of_taps']:,} frames out of "
+                      f"the taps): REQUEST -> ACK median {ci['median_ms']} ms idle, {cf['median_ms']} ms flooded "
+                      f"({cluster['ratio']}x; lost {ci['lost']}/{ci['samples']}, {cf['lost']}/{cf['samples']}); responder CPU "
+                      f"{cluster['flood']['responder_cpu_share'] * 100:.1f} % of one core during it; its `received` "
+                      + ("n/a (no stats on SIGUSR1)." if beyond is None else f"{beyond:+d} beyond the quiet VMs' own frames."),
+                      ""]
     else:
         lines += failed_note(results["_steps"].get("flood"))
     return lines + (["Its own page: [performance-lifecycle.md](performance-lifecycle.md).", ""] if churn or flood else [])

@@ -39,7 +39,7 @@ PAGES = ["performance-cni-bridge.md", "performance-pod-bridge.md", "performance-
          "performance-role.md", "performance-lifecycle.md", "performance-netlink-layers.md"]
 # Targets a quick run measures (tiny sizes still say met or missed); the others need sizes it does not run.
 COMPUTED = ["In-process plumbing <=", "Per-pod plumbing <=", "Dual-stack plumbing per pod", "DHCP DISCOVER->OFFER",
-            "DHCP REQUEST->ACK", "DHCPv6 latency vs dnsmasq", "Pod churn", "Flood:"]
+            "DHCP REQUEST->ACK", "DHCPv6 latency vs dnsmasq", "Pod churn", "Flood:", "Cluster flood:"]
 LATENCY = ["DHCP DISCOVER->OFFER", "DHCP REQUEST->ACK", "DHCPv6 latency vs dnsmasq"]
 COMMIT = re.compile(r"commit [0-9a-f]{7,40}(\+dirty)?\b")
 
