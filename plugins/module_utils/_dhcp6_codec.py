@@ -44,7 +44,6 @@ Decisions (RFC 8415 leaves them to the server):
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import struct
 from collections import namedtuple
@@ -52,6 +51,7 @@ from socket import AF_INET6, inet_ntop, inet_pton
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_codec import inet_checksum
+from ansible_collections.virtnet.podnet.plugins.module_utils._digest import sha256
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
 
@@ -417,7 +417,7 @@ def server_duid(node_id: bytes) -> bytes:
     """
     if not isinstance(node_id, (bytes, bytearray)) or not bytes(node_id).strip():
         raise Dhcp6CodecError("server_duid needs a non-empty node id (bytes)")
-    digest = hashlib.sha256(SERVER_DUID_KEY + bytes(node_id).strip()).digest()
+    digest = sha256(SERVER_DUID_KEY + bytes(node_id).strip()).digest()
     address = bytes([(digest[0] | 0x02) & 0xFE]) + digest[1:6]
     return struct.pack("!HH", DUID_LL, HWTYPE_ETHERNET) + address
 

@@ -29,7 +29,6 @@ import contextlib
 import errno
 import fcntl
 import logging
-import logging.handlers
 import os
 import selectors
 import signal
@@ -761,6 +760,10 @@ def _ensure_daemon(parser, args) -> int:
     if pid:
         sys.stdout.write(f"running {pid}\n")
         return 0
+    unit_file = control.systemd_unit()
+    if unit_file is not None:  # systemd runs the responder here: never a second, unmanaged one
+        sys.stderr.write(f"podnet-dhcpd: {control.unit_not_running_error(unit_file, args.pidfile).msg}\n")
+        return 1
     # The daemon runs this same code, from wherever this process found it.
     package_root = os.path.abspath(__file__).rsplit(os.sep + "ansible_collections" + os.sep, 1)[0]
     try:
@@ -809,8 +812,10 @@ def main(argv=None) -> int:
     if args.ensure_daemon:
         return _ensure_daemon(parser, args)
     if args.log_file:
-        handler = logging.handlers.RotatingFileHandler(args.log_file, maxBytes=max(0, args.log_max_bytes),
-                                                       backupCount=max(0, args.log_backups))
+        # ~3.4 MB of resident memory (it imports pickle, queue, threading): only with a log file.
+        from logging.handlers import RotatingFileHandler  # pylint: disable=import-outside-toplevel
+        handler = RotatingFileHandler(args.log_file, maxBytes=max(0, args.log_max_bytes),
+                                      backupCount=max(0, args.log_backups))
     else:
         handler = logging.StreamHandler(sys.stderr)
     # The journal stamps each line with the time, unit and PID itself.

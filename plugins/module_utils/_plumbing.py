@@ -14,7 +14,6 @@ link of the wrong type is refused before any change.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import zlib
@@ -24,6 +23,7 @@ from ansible_collections.virtnet.podnet.plugins.module_utils import _launcher
 from ansible_collections.virtnet.podnet.plugins.module_utils import _netlink as nl
 from ansible_collections.virtnet.podnet.plugins.module_utils import _pod_facts
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir
+from ansible_collections.virtnet.podnet.plugins.module_utils._digest import sha256
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
 GROUP_BASE = 0x6B740000  # "kt": device group of the bridge and tap, for one batched delete
@@ -114,7 +114,7 @@ def new_pod_mac(original, salt=""):
     """
     counter = 0
     while True:
-        raw = bytearray(hashlib.sha256(f"{original}|{salt}|{counter}".encode()).digest()[:6])
+        raw = bytearray(sha256(f"{original}|{salt}|{counter}".encode()).digest()[:6])
         raw[0] = (raw[0] & 0xFC) | 0x02
         mac = ":".join(f"{b:02x}" for b in raw)
         if mac != original:

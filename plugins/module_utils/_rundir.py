@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import ipaddress
 import json
 import os
@@ -35,6 +34,7 @@ from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec6
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 from ansible_collections.virtnet.podnet.plugins.module_utils import _spec
+from ansible_collections.virtnet.podnet.plugins.module_utils._digest import sha256
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
 DEFAULT_RUN_DIR = "/run/virtnet-podnet"
@@ -72,7 +72,7 @@ def netns_key(netns):
     elif key.startswith("."):
         key = "ns-" + key
     if len(key) > KEY_MAX:
-        key = key[:KEY_MAX - 17] + "-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        key = key[:KEY_MAX - 17] + "-" + sha256(key.encode()).hexdigest()[:16]
     return key
 
 

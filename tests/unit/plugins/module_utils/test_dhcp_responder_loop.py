@@ -219,3 +219,15 @@ def test_identity_refuses_to_guess_when_it_may_not_open_the_namespace(monkeypatc
         _netns.identity("/proc/1/ns/net")
     monkeypatch.undo()
     assert _netns.identity("/nonexistent/ns/net") is None
+
+
+def test_ensure_daemon_never_starts_a_second_responder_where_systemd_has_the_unit(tmp_path, monkeypatch, capsys):
+    from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_control as control
+    unit = tmp_path / "podnet-dhcpd.service"
+    unit.write_text("[Service]\n")
+    monkeypatch.setattr(control, "systemd_unit", lambda *args, **kwargs: str(unit))
+    monkeypatch.setattr(control, "spawn_daemon", lambda *args, **kwargs: pytest.fail("spawned a responder"))
+    code = dr.main(["--ensure-daemon", "--run-dir", str(tmp_path / "run"), "--pidfile", str(tmp_path / "pid"),
+                    "--log-file", str(tmp_path / "log")])
+    assert code == 1
+    assert "systemctl start podnet-dhcpd.service" in capsys.readouterr().err
