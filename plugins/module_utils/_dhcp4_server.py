@@ -66,7 +66,8 @@ class Answer4(NamedTuple):
 class Lease4:
     """The DHCPv4 lease of a declaration (validated by ``_rundir.validate_declaration``) and its replies."""
 
-    __slots__ = ("decl", "mac_bytes", "server_id", "mtu", "extra_options", "extra_codes", "boot_fields", "replies")
+    __slots__ = ("decl", "mac_bytes", "server_id", "mtu", "extra_options", "extra_codes", "boot_fields", "replies",
+                 "netmask", "routes_data")
 
     def __init__(self, decl: dict) -> None:
         self.decl = decl
@@ -80,6 +81,9 @@ class Lease4:
         self.extra_codes = frozenset(code for code, _data in self.extra_options)
         self.boot_fields = codec.boot_header_fields(decl.get("dhcp_options"))
         self.replies: dict = {}
+        # Parsed once: ipaddress was ~70% of building a reply the cache does not hold (L1's cost).
+        self.netmask = str(ipaddress.IPv4Network(f"0.0.0.0/{decl['prefixlen']}").netmask)
+        self.routes_data = codec.encode_classless_routes(decl["routes"]) if decl.get("routes") else None
 
     def options_for(self, reply_type: int, wanted, extras=frozenset()) -> list:
         """The options of a reply; ``wanted`` is the set of optional options asked for, None when
@@ -94,13 +98,11 @@ class Lease4:
             lease_time = decl["lease_time"]
             opts += [(codec.OPT_LEASE_TIME, lease_time), (codec.OPT_RENEWAL_TIME, lease_time // 2),
                      (codec.OPT_REBINDING_TIME, lease_time * 7 // 8)]
-        mask = str(ipaddress.IPv4Network(f"0.0.0.0/{decl['prefixlen']}").netmask)
-        opts.append((codec.OPT_SUBNET_MASK, mask))
+        opts.append((codec.OPT_SUBNET_MASK, self.netmask))
         if decl.get("gateway"):
             opts.append((codec.OPT_ROUTER, [decl["gateway"]]))
-        routes = decl.get("routes") or []
-        if routes:
-            data = codec.encode_classless_routes(routes)
+        data = self.routes_data
+        if data is not None:
             opts.append((codec.OPT_CLASSLESS_ROUTES, data))
             if wanted is not None and codec.OPT_MS_CLASSLESS_ROUTES in wanted:
                 opts.append((codec.OPT_MS_CLASSLESS_ROUTES, data))
