@@ -184,7 +184,8 @@ options:
       - V(auto) makes sure the node's DHCP responder C(podnet-dhcpd) runs when a binding delegates its IP -
         one that holds C(<run_dir>/podnet-dhcpd.pid) is used as it is; else, where systemd is PID 1
         (C(/run/systemd/system) exists) and has the unit C(podnet-dhcpd.service) (as the C(virtnet.podnet.node)
-        role installs it), the module fails before any change, in check mode too, naming the unit, its state and
+        role installs it), it waits up to 10 seconds for the unit's responder (one restarted a moment ago), then
+        fails before any change, in check mode too, naming the unit, its state and
         the command to start it (C(systemctl start podnet-dhcpd.service)) - it never starts a responder outside
         the unit's sandbox; elsewhere it starts one, detached, from O(responder_pythonpath).
       - V(skip) leaves the responder alone.

@@ -90,6 +90,7 @@ def node(tmp_path):
     paths = {
         "node_pyroute2": "present",
         "node_install_dir": str(tmp_path / "opt"),
+        "node_dhcpd_command": str(tmp_path / "opt" / "podnet-dhcpd"),  # not /usr/local/sbin of the host
         "node_run_dir": str(tmp_path / "run"),
         "node_log_file": str(tmp_path / "podnet-dhcpd.log"),
         "vm_network_run_dir": str(tmp_path / "run"),

@@ -99,7 +99,7 @@ def test_ansible_doc_renders(tmp_path, argv, title):
 # Role options that came after 0.1.0, with the release that brought them.
 LATER_OPTIONS = {"node_pyroute2_wheel": "0.2.0", "node_pyroute2_wheel_cache": "0.2.0", "node_pyroute2_index_url": "0.2.0",
                  "node_responder_max_pods": "0.2.0", "vm_network_pod_identity": "0.2.0",
-                 "vm_network_dns_servers6": "0.2.0"}
+                 "vm_network_dns_servers6": "0.2.0", "node_dhcpd_command": "0.2.1"}
 
 
 @pytest.mark.parametrize("role, options", [
