@@ -11,8 +11,10 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import queue
 import socket
 import struct
+import threading
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec6
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_filters as filters
@@ -129,3 +131,41 @@ class Inotify:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+class Closer:
+    """Closes packet sockets on a thread of its own: closing a bound packet socket waits for an RCU
+    grace period in the kernel (packet_release -> synchronize_net: ~16 ms measured here, no CPU),
+    which on the loop's thread stalled DHCP for every pod, per pod deleted."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = None
+
+    def close(self, sock) -> None:
+        """Close ``sock`` soon, off this thread (it is no longer read, its fd stays taken until then)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="podnet-dhcpd-closer", daemon=True)
+            self._thread.start()
+        self._queue.put(sock)
+
+    def _run(self) -> None:
+        while True:
+            sock = self._queue.get()
+            if sock is None:
+                return
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Close what is queued and stop the thread; False if it did not finish within ``timeout``."""
+        if self._thread is None:
+            return True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        done = not self._thread.is_alive()
+        if done:
+            self._thread = None  # a later close() starts another
+        return done
