@@ -22,6 +22,7 @@ packages=(
   dnsmasq-base      # the DHCP server we benchmark against
   tcpdump           # proving DHCP stays inside the pod
   shellcheck        # ansible-test sanity checks the shell scripts with it
+  systemd           # systemd-analyze: the node role's unit is scored offline (security), not run
 )
 case ${1:-} in
   --fresh-machine) packages+=(podman runc uidmap mmdebstrap openssh-client e2fsprogs containernetworking-plugins) ;;

@@ -181,6 +181,7 @@ class Responder:
         """(Re)load one declaration file if it changed; a bad one is logged once and not served."""
         # One open, never following a link nor blocking (a FIFO), and every check on that descriptor:
         # what is checked is what is read.
+        open_error = None
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:

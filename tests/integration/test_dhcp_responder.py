@@ -412,8 +412,15 @@ def test_pods_learned_and_forgotten_without_restart(env):
     env.responder.wait_serving(decl["key"], timeout=5)
     fd = open_tap(pod.netns)  # the VM side: one DISCOVER, so there is lease state
     try:
-        os.write(fd, client_frame(pod.mac, 1, 0xABCDEF))
-        assert read_reply(fd, 0xABCDEF) is not None
+        # Retransmitted once, as a client does: one CI run under load 8 (2 cores) saw no OFFER for
+        # the first frame written right after the tap was attached, never reproduced since.
+        for attempt in (1, 2):
+            os.write(fd, client_frame(pod.mac, 1, 0xABCDEF))
+            if read_reply(fd, 0xABCDEF, timeout=5) is not None:
+                break
+            print(f"no OFFER to DISCOVER {attempt}:\n{env.responder.log()[-2000:]}")
+        else:
+            pytest.fail("no OFFER to two DISCOVERs")
     finally:
         os.close(fd)
     wait_for(lambda: lease_state(env.run_dir, decl["key"]).get("state") == "offered", 10, what="state offered")

@@ -56,10 +56,11 @@ LEASES = 3              # udhcpc runs per phase; the phases compare their median
 FLOOD_RATE = 5000       # frames a second from the neighbour: to the pod's IP and broadcast, :67 and :547
 FLOOD_BEFORE = 1500     # frames out of the tap before the first lease of the flooded phase
 FLOOD_MIN = 1000        # "thousands": fewer arrived frames and the test proves nothing
-RATIO = 2.0             # the flooded median within 2x the quiet one ...
-RETRY_S = 0.9           # ... or within less than one udhcpc retransmission (-T 1) of it: a lease is mostly
-                        # the client script's start-ups, which a loaded machine stretches; a VM frame the
-                        # flood made the responder drop costs a whole retransmission, load or not
+# The flooded median within RATIO x the quiet one, or within less than one udhcpc retransmission
+# (-T 1) of it: a lease is mostly the client script's start-ups, which a loaded machine stretches;
+# a VM frame the flood made the responder drop costs a whole retransmission, load or not.
+RATIO = 2.0
+RETRY_S = 0.9
 FLOOD_CPU = 0.08       # s of responder CPU the whole flooded phase may take (its rescans, the client's leases)
 RECEIVED_SLACK = 4      # frames the responder may read beyond the client's own (a retry)
 UDHCPC_TRIES = 8        # -T 1: a lease within ~8 s or udhcpc gives up (-n)

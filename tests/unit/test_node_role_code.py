@@ -20,7 +20,7 @@ ENTRY_POINTS = ("_dhcp_responder", "_responder_control")  # the daemon, and --en
 
 def import_closure():
     """The collection modules a fresh interpreter loads for the responder (no pyroute2 among them)."""
-    code = (f"import json, sys\nfrom lib import paths\npaths.setup()\n"
+    code = ("import json, sys\nfrom lib import paths\npaths.setup()\n"
             + "".join(f"import {PACKAGE}.{name}\n" for name in ENTRY_POINTS)
             + f"print(json.dumps(sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('{PACKAGE}.'))))\n"
             + "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('pyroute2', 'ansible')\n"

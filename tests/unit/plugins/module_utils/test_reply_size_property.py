@@ -42,8 +42,8 @@ GW_MAC = "1e:38:fb:c0:1b:f0"
 GW_LL = "fe80::1c38:fbff:fec0:1bf0"
 CLIENT_LL = "fe80::858:aff:fef4:10a"
 DUID_LL_VM = bytes.fromhex("00030001") + bytes.fromhex(MAC.replace(":", ""))
-SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                         HealthCheck.data_too_large])
+SETTINGS = settings(max_examples=250, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SETTINGS6 = settings(SETTINGS, max_examples=150)  # 45-170 IAs a message: fewer, larger examples
 
 
@@ -241,8 +241,8 @@ LEASE6_CONFIG = st.fixed_dictionaries({
 
 
 @given(request=v6_requests(), mtu=V6_MTU, config=LEASE6_CONFIG)
-@example(request=(c6.SOLICIT, c6.encode_message(c6.SOLICIT, 1, _ids(c6.SOLICIT) + [c6.ia_ta_option(i)
-                                                                                    for i in range(45)]), False),
+@example(request=(c6.SOLICIT, c6.encode_message(c6.SOLICIT, 1, _ids(c6.SOLICIT)
+                                                + [c6.ia_ta_option(i) for i in range(45)]), False),
          mtu=1280, config={"dns_servers": [], "search_domains": []})
 @SETTINGS6
 def test_dhcpv6_answer_fits_the_mtu_with_many_ias(request, mtu, config):
