@@ -255,6 +255,15 @@ def test_malformed_frames_never_stop_the_responder(tmp_path, declared_mtu):
             wire = Wire(fd, declared_mtu)
             written = failed = probes = 0
             try:
+                # The path is live before the fuzzing starts: two loaded CI runs lost the first frames
+                # written right after the tap was attached (open question, see the closing note of
+                # issue 18's second stop); a client retransmits, so does this warm-up probe.
+                for attempt in range(3):
+                    os.write(fd, client_frame(pod.mac, 1, PROBE_XID4 - 1 - attempt))
+                    if wire.wait("dhcp4", PROBE_XID4 - 1 - attempt) is not None:
+                        break
+                else:
+                    pytest.fail("no OFFER to three DISCOVERs before the fuzzing")
                 rng = random.Random(SEED)
                 for frame in malformed_frames(rng, pod.mac, COUNT, wire.option_57, pod.ip, pod.gateway):
                     try:
