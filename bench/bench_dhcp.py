@@ -21,9 +21,11 @@ the same path:
    the pod's IP is not dnsmasq's own). Both clients' frames reach the responder's socket of the
    pod and spend its per-pod frame budget: the rounds are paced under it (``Pacer``), so no
    round trip is lost to our own limiter, and the pauses are reported. The first exchange after the
-   round's idle gap meets cold caches whatever its type, so the order alternates round by round
-   (DISCOVER first, then a SELECTING REQUEST first), the same for both servers; each exchange is
-   reported over all rounds and split by its position (first after the idle gap, or second).
+   round's idle gap meets cold caches (the machine's as much as the server's), so the two clients
+   take turns to go first round by round, and each client's exchange order alternates every two
+   rounds (DISCOVER first, then a SELECTING REQUEST first): every (server, exchange) pair meets the
+   idle gap equally often. Each exchange is reported over all rounds and split by its position (the
+   round's first exchange, after the idle gap, or a later one).
 2. burst: N pods plumbed; one DISCOVER into every tap at once; time until every OFFER is
    back, and each pod's own round trip.
 3. memory: the responder's RSS and PSS with 0, 1 and N pods; then one dnsmasq per pod, N real
@@ -116,14 +118,23 @@ def server_id_of(reply):
 
 
 EXCHANGES = ("discover_offer", "request_ack")
-POSITIONS = ("first", "second")   # in a client's round: the first exchange after the idle gap, and the one after it
+POSITIONS = ("first", "later")   # in a round: its first exchange (after the idle gap), or one after another exchange
 OFFER, ACK = 2, 5
 
 
-def order_of(round_index):
-    """The exchanges of round ``round_index`` in the order sent: DISCOVER first in even rounds, REQUEST first
-    in odd ones, the same for both servers (the first exchange after an idle gap meets cold caches)."""
-    return EXCHANGES if round_index % 2 == 0 else EXCHANGES[::-1]
+def order_of(round_index, exchanges=EXCHANGES):
+    """The exchanges of round ``round_index`` in the order each client sends them: the first exchange first in
+    rounds 0, 1, 4, 5, ..., the second first in rounds 2, 3, 6, 7, ... (see ``clients_order``)."""
+    return exchanges if (round_index // 2) % 2 == 0 else exchanges[::-1]
+
+
+def clients_order(round_index, clients):
+    """The clients (name -> MAC) of round ``round_index`` in the order they go: they take turns to go first
+    after the idle gap, round by round. With ``order_of`` every (server, exchange) pair is the round's first
+    exchange in a quarter of the rounds: a server that always went first would pay the machine's wake-up from
+    idle (a vCPU halted in the gap) for both."""
+    items = list(clients.items())
+    return items if round_index % 2 == 0 else items[::-1]
 
 
 def message_type(reply):
@@ -138,8 +149,9 @@ def by_position(samples):
 
 def measure(fd, clients, ip, rounds, warmup=WARMUP):
     """Interleaved rounds: per round each client (name -> MAC) does DISCOVER->OFFER and REQUEST->ACK, the order
-    alternating round by round (``order_of``) and each sample recorded with its position (first after the
-    round's idle gap, or second); paced under the responder's per-pod frame limit.
+    alternating (``order_of``), the clients taking turns to go first (``clients_order``), each sample recorded
+    with its position (the round's first exchange, after the idle gap, or a later one); paced under the
+    responder's per-pod frame limit.
 
     A REQUEST sent first is a SELECTING one (the server identifier and the address of an earlier OFFER): both
     servers hold the lease and answer it without a DISCOVER in the same round. Interleaving puts both servers
@@ -155,13 +167,14 @@ def measure(fd, clients, ip, rounds, warmup=WARMUP):
     params = (55, [1, 3, 6, 15, 26, 121])
     for i in range(rounds + warmup):
         pacer.before(2 * len(clients))
-        for name, mac in clients.items():
+        position = "first"
+        for name, mac in clients_order(i, clients):
             res = out[name]
             # A REQUEST can go first once the server's identifier is known (the warm-up's first round is DISCOVER-first).
             order = order_of(i) if res["server"] else EXCHANGES
             if i >= warmup and order[0] == "request_ack":
                 res["request_first_rounds"] += 1
-            for position, key in zip(POSITIONS, order):
+            for key in order:
                 xid = (xid + 1) & 0xFFFFFFFF
                 if key == "discover_offer":
                     frame, want = client_frame(mac, 1, xid, [params]), OFFER
@@ -171,13 +184,14 @@ def measure(fd, clients, ip, rounds, warmup=WARMUP):
                     break  # no OFFER yet: no server identifier to select
                 res["sent"] += 1
                 took, reply = round_trip(fd, sel, frame, xid)
+                at, position = position, "later"
                 if took is None or message_type(reply) != want:
                     res["lost"] += 1
                     res["wrong_type"] += took is not None
                     continue
                 res["server"] = res["server"] or server_id_of(reply)
                 if i >= warmup:
-                    res["samples"][key].append((took, position))
+                    res["samples"][key].append((took, at))
     sel.close()
     results = {name: {**{key: summary([ns for ns, _at in res["samples"][key]]) for key in EXCHANGES},
                       "by_position": by_position(res["samples"]), "request_first_rounds": res["request_first_rounds"],
@@ -420,26 +434,27 @@ def _signed(value):
 
 
 def cold_start_ms(stats):
-    """First-after-idle median less the second-position median of one exchange; None when either is missing."""
-    first, second = stats["first"]["median_ms"], stats["second"]["median_ms"]
-    return round(first - second, 4) if first is not None and second is not None else None
+    """First-after-idle median less the later-position median of one exchange; None when either is missing."""
+    first, later = stats["first"]["median_ms"], stats["later"]["median_ms"]
+    return round(first - later, 4) if first is not None and later is not None else None
 
 
 def position_lines(r, exchanges=(("DISCOVER -> OFFER", "discover_offer"), ("REQUEST -> ACK", "request_ack")),
                    servers=("podnet_dhcpd", "dnsmasq")):
-    """The latency split by position in the round (first after the idle gap, second), and the cold-start cost."""
+    """The latency split by position in the round (its first exchange, after the idle gap, or a later one), and
+    the cold-start cost."""
     ours, theirs = (r[name] for name in servers)
-    lines = ["", "By position in the client's round (medians; n = samples):", "",
+    lines = ["", "By position in the round (medians; n = samples):", "",
              "| | position | podnet-dhcpd median | n | dnsmasq median | n | ratio (median) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for label, key in exchanges:
-        for pos, shown in (("first", "first after the idle gap"), ("second", "second")):
+        for pos, shown in (("first", "the round's first, after the idle gap"), ("later", "after another exchange")):
             a, b = ours["by_position"][key][pos], theirs["by_position"][key][pos]
             lines.append(f"| {label} | {shown} | {a['median_ms']} ms | {a['n']} | {b['median_ms']} ms | {b['n']} "
                          f"| {r[f'ratio_median_{key}_{pos}']}x |")
     costs = "; ".join(f"{label}: podnet-dhcpd {_signed(cold_start_ms(ours['by_position'][key]))}, dnsmasq "
                       f"{_signed(cold_start_ms(theirs['by_position'][key]))}" for label, key in exchanges)
-    lines += ["", f"Cold start (the first-after-idle median less the second-position median) in this run: {costs}.",
+    lines += ["", f"Cold start (the first-after-idle median less the later-position median) in this run: {costs}.",
               f"Rounds with the REQUEST first (measured): podnet-dhcpd {ours['request_first_rounds']}, dnsmasq "
               f"{theirs['request_first_rounds']} of {r['rounds']}."]
     return lines
@@ -471,12 +486,13 @@ def write_doc(r):
         "a file like podnet-dhcpd does (`--log-dhcp`). The plumbing's tap filters are removed for this part, since",
         "their job is to hide the VM's DHCP from everything but podnet-dhcpd.",
         "",
-        "Each round, each client does both exchanges, in an order that alternates round by round and is the same for",
-        "both servers: DISCOVER -> OFFER then REQUEST -> ACK in even rounds, REQUEST -> ACK first in odd ones (a",
-        "SELECTING REQUEST naming the server identifier and the address of an earlier OFFER, which both servers answer",
-        "without a DISCOVER in the same round). The first exchange after the pacing's idle gap meets cold caches",
-        "whatever its type, so each exchange is measured first and second equally often; the first table is over all",
-        "rounds, the second splits it by position.",
+        "Each round, each client does both exchanges. The round's first exchange, after the pacing's idle gap, meets",
+        "a machine waking up (a halted vCPU, cold caches) whatever the server, so the clients take turns to go first,",
+        "round by round, and each client's order alternates every two rounds, the same for both servers:",
+        "DISCOVER -> OFFER then REQUEST -> ACK, or REQUEST -> ACK first (a SELECTING REQUEST naming the server",
+        "identifier and the address of an earlier OFFER, which both servers answer without a DISCOVER in the same",
+        "round). Every (server, exchange) pair is the round's first in a quarter of the rounds. The first table is",
+        "over all rounds, the second splits it by position.",
         "",
         "## Latency (one pod)",
         "",

@@ -26,9 +26,10 @@ scripted client is the VM side of the tap (/dev/net/tun, as qemu holds it; bench
    ignores the VM's DUID, and has a permanent neighbour entry for its client's link-local (the
    scripted client answers no neighbour solicitation). Rounds are paced under the responder's
    per-pod frame limit (both clients' frames reach its socket), so no round meets the limiter.
-   The first exchange after the round's idle gap meets cold caches whatever its type, so the order
-   alternates round by round (SOLICIT first, then REQUEST first), the same for both servers; each
-   exchange is reported over all rounds and split by its position (first after the gap, or second).
+   The round's first exchange, after the idle gap, meets a machine waking up whatever the server, so
+   the clients take turns to go first round by round and each client's order alternates every two
+   rounds (SOLICIT first, then REQUEST first), the same for both servers; each exchange is reported
+   over all rounds and split by its position (the round's first exchange, or a later one).
 2. memory: a fresh responder with N IPv4-only pods, then another with N dual-stack pods, each
    after every pod had one DHCPv4 exchange (DISCOVER->OFFER, REQUEST->ACK) and, dual-stack,
    one DHCPv6 exchange and the initial Router Advertisements: RSS and PSS, the difference per pod.
@@ -56,7 +57,8 @@ from pathlib import Path
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
 from _common import (BINDING, Pacer, Responder, commit, commit_line, dnsmasq_version, load_text, machine_line, now_utc,
                      pacing_sentence, percentile, pss_kb, rss_kb, shown_command, shown_path, wait_for)
-from bench_dhcp import PODS_PER_LAB, WARMUP, client_frame, dnsmasq_ready, lost_of, position_lines, server_id_of, stop_all
+from bench_dhcp import (POSITIONS, PODS_PER_LAB, WARMUP, client_frame, clients_order, dnsmasq_ready, lost_of, order_of, position_lines,
+                        server_id_of, stop_all)
 from bench_dhcp import TARGET_RATIO, TARGET_RATIO_MAX, _mb, _ratio_verdict as _verdict  # one wording for both reports
 from lib import plumbing
 from lib.cni import tentative
@@ -340,19 +342,13 @@ def one_exchange6(vm, mac, xid, want_server=None, avoid_server=None, timeout=2.0
 
 
 EXCHANGES = ("solicit_advertise", "request_reply")
-POSITIONS = ("first", "second")   # in a client's round: the first exchange after the idle gap, and the one after it
 
-
-def order_of(round_index):
-    """The exchanges of round ``round_index`` in the order sent: SOLICIT first in even rounds, REQUEST first in
-    odd ones, the same for both servers (the first exchange after an idle gap meets cold caches)."""
-    return EXCHANGES if round_index % 2 == 0 else EXCHANGES[::-1]
 
 
 def measure6(vm, clients, ours_duid, rounds, warmup=WARMUP):
     """Interleaved rounds: per round each client (name -> MAC) does SOLICIT->ADVERTISE and REQUEST->REPLY, the
-    order alternating round by round (``order_of``), each sample recorded with its position (first after the
-    round's idle gap, or second); fresh transaction ids; paced under the responder's per-pod frame limit (both
+    order alternating (``order_of``), the clients taking turns to go first (``clients_order``), each sample
+    recorded with its position (the round's first exchange, after the idle gap, or a later one); fresh transaction ids; paced under the responder's per-pod frame limit (both
     clients' frames reach it). A REQUEST sent first names the server DUID and the address of an earlier
     ADVERTISE: both servers answer it without a SOLICIT in the same round."""
     out = {name: {"samples": {key: [] for key in EXCHANGES}, "lost": 0, "sent": 0, "server_id": None, "address": None,
@@ -361,16 +357,18 @@ def measure6(vm, clients, ours_duid, rounds, warmup=WARMUP):
     xid = secrets.randbits(22) << 2
     for i in range(rounds + warmup):
         pacer.before(2 * len(clients))
-        for name, mac in clients.items():
+        position = "first"
+        for name, mac in clients_order(i, clients):
             ours = name == "podnet_dhcpd"
             sides = {"want_server": ours_duid if ours else None, "avoid_server": None if ours else ours_duid}
             res = out[name]
-            order = order_of(i) if res["server_id"] else EXCHANGES
+            order = order_of(i, EXCHANGES) if res["server_id"] else EXCHANGES
             if i >= warmup and order[0] == "request_reply":
                 res["request_first_rounds"] += 1
-            for position, key in zip(POSITIONS, order):
+            for key in order:
                 xid = (xid + 1) & 0xFFFFFF
                 res["sent"] += 1
+                at, position = position, "later"
                 if key == "solicit_advertise":
                     took, server, address = solicit6(vm, mac, xid, **sides)
                     if took is not None:
@@ -382,7 +380,7 @@ def measure6(vm, clients, ours_duid, rounds, warmup=WARMUP):
                 if took is None:
                     res["lost"] += 1
                 elif i >= warmup:
-                    res["samples"][key].append((took, position))
+                    res["samples"][key].append((took, at))
     results = {name: {**{key: stats_ms([ns for ns, _at in res["samples"][key]]) for key in EXCHANGES},
                       "by_position": {key: {pos: stats_ms([ns for ns, at in res["samples"][key] if at == pos])
                                             for pos in POSITIONS} for key in EXCHANGES},
@@ -622,11 +620,12 @@ def write_doc(r):
         "",
         f"Both servers run at the same time on the same pod bridge, measured over the same tap: {r['rounds']} rounds",
         f"each after {r['warmup']} warm-up, interleaved so both see the same machine noise. Each round, each client",
-        "does SOLICIT -> ADVERTISE and REQUEST -> REPLY (the advertised address, the server's DUID), in an order that",
-        "alternates round by round and is the same for both servers: SOLICIT first in even rounds, REQUEST first in odd",
-        "ones (naming the address and DUID of an earlier ADVERTISE; both servers answer it without a SOLICIT in the",
-        "same round). The first exchange after the pacing's idle gap meets cold caches whatever its type, so each",
-        "exchange is measured first and second equally often. Every message has a fresh transaction id and the client",
+        "does SOLICIT -> ADVERTISE and REQUEST -> REPLY (the advertised address, the server's DUID). The round's first",
+        "exchange, after the pacing's idle gap, meets a machine waking up (a halted vCPU, cold caches) whatever the",
+        "server, so the clients take turns to go first, round by round, and each client's order alternates every two",
+        "rounds, the same for both servers: SOLICIT first, or REQUEST first (naming the address and DUID of an earlier",
+        "ADVERTISE; both servers answer it without a SOLICIT in the same round). Every (server, exchange) pair is the",
+        "round's first in a quarter of the rounds. Every message has a fresh transaction id and the client",
         "DUID is a DUID-LL of the client's MAC.",
         f"podnet-dhcpd answers the VM's MAC; dnsmasq {r['dnsmasq_version']} answers a second MAC with the same single",
         "address, the pod's. The clock stops when the reply is read from the tap.",
