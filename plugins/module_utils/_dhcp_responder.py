@@ -54,6 +54,8 @@ from ansible_collections.virtnet.podnet.plugins.module_utils._version import VER
 
 LOG = logging.getLogger("podnet-dhcpd")
 RESCAN_INTERVAL = 1.0  # also how soon a deleted pod's socket is closed (inotify is sooner for /run/netns)
+NETNS_DIR = "/run/netns"
+_NETNS_DIRS = tuple(rundir.NETNS_DIRS)
 STATE_DELAY = 0.5
 # The node's budget, whatever many VMs send: a frame that defeats the reply cache costs ~0.8 ms,
 # so 500 a second hold the one thread under half a core; the burst answers 1,000 VMs booting at once.
@@ -114,8 +116,8 @@ class Responder:
         try:
             self.inotify = sockets.Inotify()
             self.inotify.watch(self.leases_dir, sockets.IN_CLOSE_WRITE | sockets.IN_MOVED_TO | sockets.IN_MOVED_FROM | sockets.IN_DELETE | sockets.IN_CREATE)
-            if os.path.isdir("/run/netns"):
-                self.inotify.watch("/run/netns", sockets.IN_DELETE | sockets.IN_CREATE | sockets.IN_MOVED_FROM)
+            if os.path.isdir(NETNS_DIR):
+                self.inotify.watch(NETNS_DIR, sockets.IN_DELETE | sockets.IN_CREATE | sockets.IN_MOVED_FROM)
             self.selector.register(self.inotify.fd, selectors.EVENT_READ, "inotify")
         except OSError as exc:
             LOG.warning("inotify unavailable (%s): relying on SIGHUP and the periodic rescan", exc)
@@ -177,29 +179,85 @@ class Responder:
             except Exception as exc:
                 self._note_error(pod, f"cannot serve: {exc!r}")
 
-    def _load_declaration(self, key: str, path: str) -> None:
-        """(Re)load one declaration file if it changed; a bad one is logged once and not served."""
+    def on_inotify(self) -> None:
+        """Act on what inotify names: only the declarations and namespaces that changed (a full rescan
+        lists and stats every one of them, per event). Lost events (the queue overflowed), an event on a
+        watched directory itself (removed, moved) or an unknown watch: a full rescan."""
+        events = self.inotify.read_events()
+        if events is None:
+            self.rescan_wanted = True
+            return
+        leases_wd = self.inotify.watches.get(self.leases_dir)
+        netns_wd = self.inotify.watches.get(NETNS_DIR)
+        keys: dict[str, None] = {}
+        namespaces: dict[str, None] = {}
+        for wd, _mask, name in events:
+            if not name or wd not in (leases_wd, netns_wd):
+                self.rescan_wanted = True
+                return
+            if wd == leases_wd:
+                if name.endswith(".json") and not name.startswith("."):  # what rescan lists; not the temp files
+                    keys[name[:-5]] = None
+            else:
+                namespaces[name] = None
+        if keys or namespaces:
+            self.rescan_some(keys, namespaces)
+
+    def rescan_some(self, keys, namespaces) -> None:
+        """``rescan`` for the declarations ``keys`` and the pods on the /run/netns entries ``namespaces`` only."""
+        pods = {}
+        for key in keys:
+            try:
+                present = self._load_declaration(key, os.path.join(self.leases_dir, key + ".json"))
+            except Exception as exc:  # one bad declaration hurts only its own pod
+                LOG.error("pod=%s ignoring lease declaration: %r", key, exc)
+                self.bad_files[key] = None
+                present = True
+            if not present:
+                if key in self.pods:
+                    self.forget(self.pods[key], "declaration withdrawn", drop_state=True)
+                self.bad_files.pop(key, None)
+            if key in self.pods:
+                pods[key] = self.pods[key]
+        if namespaces:
+            for pod in self.pods.values():
+                # Every path that may name such an entry (a basename match is a superset), and pods on any
+                # other path: an event in /run/netns may concern them too, as it did for the full rescan.
+                netns = pod.decl["netns"]
+                if not netns.startswith(_NETNS_DIRS) or netns.rsplit("/", 1)[-1] in namespaces:
+                    pods[pod.key] = pod
+        for pod in pods.values():
+            if self.pods.get(pod.key) is not pod:
+                continue  # forgotten meanwhile (collected with another)
+            try:
+                self.check_pod(pod)
+            except Exception as exc:
+                self._note_error(pod, f"cannot serve: {exc!r}")
+
+    def _load_declaration(self, key: str, path: str) -> bool:
+        """(Re)load one declaration file if it changed; a bad one is logged once and not served.
+        False when there is no such file (nothing was done)."""
         # One open, never following a link nor blocking (a FIFO), and every check on that descriptor:
         # what is checked is what is read.
         open_error = None
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            return
+            return False
         except OSError as exc:
             fd, open_error = None, exc
         try:
             st = os.fstat(fd) if fd is not None else os.lstat(path)
-        except OSError:
+        except OSError as exc:
             if fd is not None:
                 os.close(fd)
-            return
+            return not isinstance(exc, FileNotFoundError)
         # ctime, mode and owner too: a chmod that makes a file untrusted changes nothing else.
         file_id = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_mode, st.st_uid)
         pod = self.pods.get(key)
         try:
             if (pod is not None and pod.file_id == file_id) or self.bad_files.get(key) == file_id:
-                return
+                return True
             if fd is None:
                 raise PodnetError(f"cannot open {path}: {open_error.strerror or open_error}")
             if not stat.S_ISREG(st.st_mode):
@@ -215,7 +273,7 @@ class Responder:
             self.bad_files[key] = file_id
             if pod is not None:
                 self.forget(pod, "declaration not trusted")
-            return
+            return True
         finally:
             if fd is not None:
                 os.close(fd)
@@ -233,6 +291,7 @@ class Responder:
         v6 = f", IPv6 {pod.v6['address']}/{pod.v6['prefixlen']}" if pod.v6 else ""
         plen = f"/{decl['prefixlen']}" if decl.get("ip") else ""
         LOG.info("pod=%s %s%s declared (netns %s, tap %s%s)", key, pod.who, plen, decl["netns"], decl["tap"], v6)
+        return True
 
     def check_pod(self, pod: Pod) -> None:
         """Close sockets whose namespace is gone (and collect its records); (re)open where it is back or new."""
@@ -706,8 +765,7 @@ class Responder:
                     except (BlockingIOError, OSError):
                         pass
                 elif data == "inotify":
-                    if self.inotify.drain():
-                        self.rescan_wanted = True
+                    self.on_inotify()
                 else:
                     self.on_readable(data)
                     if data.dirty:

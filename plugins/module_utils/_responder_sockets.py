@@ -26,6 +26,8 @@ SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23
 SIOCGIFHWADDR = 0x8927
 IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
 IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_NONBLOCK, IN_CLOEXEC = 0x100, 0x200, 0x400, 0o4000, 0o2000000
+IN_MOVE_SELF, IN_UNMOUNT, IN_Q_OVERFLOW, IN_IGNORED = 0x800, 0x2000, 0x4000, 0x8000
+_EVENT = struct.Struct("=iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name (NUL-padded)
 
 
 def client_filter_program(v4: bool = True, v6: bool = False) -> list[tuple[int, int, int, int]]:
@@ -118,19 +120,44 @@ class Inotify:
 
     def drain(self) -> bool:
         """Read (and discard) pending events; True if there were any."""
-        got = False
+        return self.read_events() != []
+
+    def read_events(self):
+        """The pending events as ``[(wd, mask, name)]`` (name "" for an event on a watched directory itself),
+        or None when the kernel's queue overflowed (IN_Q_OVERFLOW) or reading failed: then events were
+        lost, and only a full look at the directories tells what changed."""
+        events: list = []
         while True:
             try:
-                if not os.read(self.fd, 65536):
-                    return got
-                got = True
+                data = os.read(self.fd, 65536)
             except BlockingIOError:
-                return got
+                return events
             except OSError:
-                return got
+                return None
+            if not data:
+                return events
+            if parse_events(data, events):
+                return None
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def parse_events(data: bytes, events: list) -> bool:
+    """Append the events in one read of an inotify descriptor to ``events``; True when one of them says
+    events were lost (IN_Q_OVERFLOW) or the buffer is not whole (never from the kernel)."""
+    pos, end, size = 0, len(data), _EVENT.size
+    while pos < end:
+        if pos + size > end:
+            return True
+        wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
+        pos += size
+        if mask & IN_Q_OVERFLOW or pos + length > end:
+            return True
+        name = data[pos:pos + length].rstrip(b"\0")
+        pos += length
+        events.append((wd, mask, os.fsdecode(name)))
+    return False
 
 
 class Closer:
