@@ -21,6 +21,9 @@ from ansible_collections.virtnet.podnet.plugins.module_utils._router_adverts imp
 # is not read, the kernel drops what overflows it) so one VM cannot starve the others.
 FRAMES_PER_SECOND = 20.0
 FRAME_BURST = 40.0
+# Frames a paused pod's socket may hold (SO_RCVBUF 64 KiB, doubled by the kernel, at least ~640 bytes of
+# buffer per frame): what is dropped on resuming, at most, however fast its VM refills the queue meanwhile.
+PAUSED_DISCARD = 256
 LOG_LINES_PER_WINDOW = 20  # per pod; the rest are counted and reported once per window
 LOG_WINDOW = 10.0
 MACHINE_ID = "/etc/machine-id"

@@ -169,7 +169,9 @@ def test_a_flooding_vm_is_paused_not_served(flooded):
     assert len(pod.sock.queue) > 300, "what it sent meanwhile stays for the kernel to drop"
     clock[0] += 1.0
     r.resume_paused(clock[0])
-    assert pod.key not in r.paused and not pod.sock.queue, "the stale queue is dropped on resuming"
+    # The stale queue is dropped on resuming, up to what a real socket's buffer holds (this one holds more).
+    from ansible_collections.virtnet.podnet.plugins.module_utils._responder_pod import PAUSED_DISCARD
+    assert pod.key not in r.paused and len(pod.sock.queue) == 500 - responder_burst() - 1 - PAUSED_DISCARD
     pod.sock.queue = [_client(codec.DISCOVER)] * 100
     r.on_readable(pod)
     assert len(pod.sock.sent) == responder_burst() + 20, "after a second, a second's worth of frames"
