@@ -166,6 +166,20 @@ def normalise_routes(routes) -> list[tuple[ipaddress.IPv4Network, str]]:
 def encode_classless_routes(routes) -> bytes:
     """RFC 3442: width, the significant octets of the destination, the router (0.0.0.0: on-link)."""
     out = bytearray()
+    for route in routes or []:
+        # Routes as _rundir._routes normalised them ("a.b.c.d/n", None or "a.b.c.d"): read by the same
+        # rules (_fields) without ipaddress; anything else through normalise_routes, which names what is wrong.
+        parts = fields.ipv4_network_parts(route.get("dst")) if isinstance(route, dict) else None
+        gateway = route.get("gateway") or "0.0.0.0" if parts else None
+        if parts is None or fields.ipv4_text(gateway) is None:
+            return _encode_classless_routes(routes)
+        network, prefixlen = parts
+        out += bytes([prefixlen]) + network[:(prefixlen + 7) // 8] + inet_aton(gateway)
+    return bytes(out)
+
+
+def _encode_classless_routes(routes) -> bytes:
+    out = bytearray()
     for dst, gateway in normalise_routes(routes):
         significant = (dst.prefixlen + 7) // 8
         out += bytes([dst.prefixlen]) + dst.network_address.packed[:significant]

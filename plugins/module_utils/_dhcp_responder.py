@@ -290,7 +290,7 @@ class Responder:
         self.pods[key] = pod
         v6 = f", IPv6 {pod.v6['address']}/{pod.v6['prefixlen']}" if pod.v6 else ""
         plen = f"/{decl['prefixlen']}" if decl.get("ip") else ""
-        LOG.info("pod=%s %s%s declared (netns %s, tap %s%s)", key, pod.who, plen, decl["netns"], decl["tap"], v6)
+        self._info(f"pod={key} {pod.who}{plen} declared (netns {decl['netns']}, tap {decl['tap']}{v6})")
         return True
 
     def check_pod(self, pod: Pod) -> None:
@@ -334,15 +334,17 @@ class Responder:
                       "netns_cookie": decl.get("netns_cookie"),
                       "binding": {"pod_interface": pod.key.rsplit("__", 1)[-1]}}
 
+        last = {}
+
         def why():
-            now = identity(decl["netns"])
-            if now is None:
-                return "namespace gone"
-            return None if rundir.same_namespace(record, now) else "namespace replaced"
+            now = last["identity"] = identity(decl["netns"])
+            reason = last["reason"] = "namespace gone" if now is None else \
+                None if rundir.same_namespace(record, now) else "namespace replaced"
+            return reason
 
         if why() is None:
             return
-        current = identity(decl["netns"])
+        current = last["identity"]
         # Never wait on a lock here: the loop serves every pod, and a module run may hold this
         # pod's lock for seconds. A busy lock is tried again at the next rescan.
         try:
@@ -354,8 +356,8 @@ class Responder:
             LOG.debug("pod=%s not collected yet: %s", pod.key, exc.msg)
             return
         if removed:
-            LOG.info("pod=%s %s records removed (%s): %s", pod.key, pod.who, why(),
-                     " ".join(os.path.basename(p) for p in removed))
+            self._info(f"pod={pod.key} {pod.who} records removed ({last['reason']}): "
+                       + " ".join(os.path.basename(p) for p in removed))
             self.forget(pod, "its namespace is gone", quiet=True, drop_state=True)
 
     def open_socket(self, pod: Pod) -> None:
@@ -570,11 +572,21 @@ class Responder:
             line = f"pod={pod.key} mac={pod.decl['vm_mac']} ip6={pod.v6['address']} {text}"
         else:
             line = f"pod={pod.key} {pod.who} {text}"
+        if not self._emit(line, level):
+            LOG.log(logging.WARNING if level == "WARNING" else logging.INFO, "%s", line)
+
+    def _info(self, line: str) -> None:
+        """A LOG.info line of a pod's lifecycle (declared, records removed) by the lease events' path when the log
+        is a stream of ours: the same line in the same place, without the logging machinery."""
+        if not (LOG.isEnabledFor(logging.INFO) and self._emit(line, "INFO")):
+            LOG.info("%s", line)
+
+    def _emit(self, line: str, level: str) -> bool:
+        """Write one line to the log's stream as its handler would; False when there is no stream of ours."""
         # With a log file, its handler's current stream: a rotation (by a LOG line too) replaces it.
         stream = self.log_handler.stream if self.log_handler is not None else self.event_stream
         if stream is None:
-            LOG.log(logging.WARNING if level == "WARNING" else logging.INFO, "%s", line)
-            return
+            return False
         # The per-packet line skips the logging machinery (half the cost of an answer) but
         # keeps the same format as every other line of the log, and the same size cap.
         head = ""
@@ -591,6 +603,7 @@ class Responder:
             self.stats["lost_lines"] += 1
             if self.stats["lost_lines"] == 1:
                 LOG.error("cannot write lease events: %r", exc)
+        return True
 
     def update_state(self, pod: Pod, mtype: int, reply) -> None:
         """The IPv4 lease's state after a DHCPv4 exchange (``_lease_state``)."""

@@ -23,6 +23,9 @@ MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 KEY = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 NAME_MAX = 253
+# An IPv4 address as ipaddress.IPv4Address reads one: four decimal octets 0..255, ASCII digits, no leading zero.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 def is_int(value):
@@ -50,14 +53,38 @@ def ip_address(value, version):
         return None
 
 
+def ipv4_text(value):
+    """``value`` if it is an IPv4 address in the only text ``ip_address(value, 4)`` accepts (which is also its
+    canonical form), else None: the same rule without building an object (a declaration has a dozen)."""
+    return value if isinstance(value, str) and IPV4.fullmatch(value) else None
+
+
+_PREFIX = re.compile(r"/(3[0-2]|[12]?[0-9])")
+
+
+def ipv4_network_parts(value):
+    """``(packed network address, prefix length)`` of ``"a.b.c.d/n"`` (host bits cleared, as
+    ``IPv4Network(value, strict=False)``), None for any other text: the caller asks ipaddress then, which
+    also knows the netmask forms and says what is wrong."""
+    if not isinstance(value, str):
+        return None
+    slash = value.find("/")
+    if slash < 0 or not IPV4.fullmatch(value, 0, slash) or not _PREFIX.fullmatch(value, slash):
+        return None
+    prefixlen = int(value[slash + 1:])
+    mask = (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF
+    address = int.from_bytes(bytes(int(octet) for octet in value[:slash].split(".")), "big")
+    return (address & mask).to_bytes(4, "big"), prefixlen
+
+
 def ipv4(value, field, errors, allow_none=False):
     if value is None and allow_none:
         return None
-    address = ip_address(value, 4)
+    address = ipv4_text(value)
     if address is None:
         errors.append(f"{field}: {value!r} is not an IPv4 address")
         return None
-    return str(address)
+    return address
 
 
 IPV6_KINDS = {False: "a global unicast IPv6 address", True: "a link-local unicast IPv6 address (fe80::/10)",

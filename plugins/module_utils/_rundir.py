@@ -27,6 +27,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 import stat
 import tempfile
 
@@ -404,8 +405,9 @@ def _routes(value, errors):
         if not isinstance(route, dict) or not isinstance(route.get("dst"), str):
             errors.append(f"{where}: {route!r} is not a route ({{dst, gateway}})")
             continue
+        parts = fields.ipv4_network_parts(route["dst"])
         try:
-            dst = str(ipaddress.IPv4Network(route["dst"], strict=False))
+            dst = f"{socket.inet_ntoa(parts[0])}/{parts[1]}" if parts else str(ipaddress.IPv4Network(route["dst"], strict=False))
         except ValueError:
             errors.append(f"{where}: dst {route['dst']!r} is not an IPv4 network")
             continue
