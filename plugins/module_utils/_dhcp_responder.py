@@ -37,13 +37,13 @@ import stat
 import sys
 import time
 
-from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp4_server as dhcp4
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec6
 from ansible_collections.virtnet.podnet.plugins.module_utils import _lease_state as lease_state
 from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_control as control
 from ansible_collections.virtnet.podnet.plugins.module_utils import _responder_sockets as sockets
 from ansible_collections.virtnet.podnet.plugins.module_utils import _router_adverts as ra_module
+from ansible_collections.virtnet.podnet.plugins.module_utils import _reply_frames as reply_frames
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
 from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp4_server import INFORM_ACK
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
@@ -520,9 +520,12 @@ class Responder:
             self.stats["dropped"] += 1
             return
         _src_mac, _src_ip, dst_ip, payload = parsed
-        result = dhcp4.answer4(pod.lease4, payload, dst_ip)
+        frames = pod.frames4
+        if frames is None or frames.src_mac != pod.src_mac or frames.lease is not pod.lease4:
+            frames = pod.frames4 = reply_frames.Frames4(pod.lease4, pod.src_mac, pod.server_id)
+        result, reply_frame = frames.answer(payload, dst_ip)
         request = result.request
-        if result.payload is None:
+        if reply_frame is None:
             self.stats["dropped"] += 1
             if request is None:
                 return  # not our VM's, or malformed: silently
@@ -533,8 +536,7 @@ class Responder:
                 if request["message_type"] in (codec.RELEASE, codec.DECLINE):
                     self.update_state(pod, request["message_type"], None)
             return
-        if self._send(pod, codec.build_frame(pod.src_mac, result.dst_mac, pod.server_id, result.dst_ip,
-                                             result.payload)):
+        if self._send(pod, reply_frame):
             self.stats["replied"] += 1
             self.log_event(pod, request, result.detail, result.reply)
             self.update_state(pod, request["message_type"], result.reply)
@@ -650,7 +652,10 @@ class Responder:
             self.stats["dropped"] += 1
             return
         src_mac, src_ip, _dst_ip, payload = parsed
-        result = codec6.answer(payload, pod.v6, self.server_duid, src_mac, mtu=pod.mtu)
+        frames = pod.frames6
+        if frames is None or frames.src_mac != pod.src_mac or frames.src_ip != pod.ll_src or frames.lease is not pod.v6:
+            frames = pod.frames6 = reply_frames.Frames6(pod.v6, self.server_duid, pod.mtu, pod.src_mac, pod.ll_src)
+        result, out = frames.answer(payload, src_mac, src_ip)
         request = result.request
         if request is None:
             self.stats["dropped"] += 1  # malformed
@@ -662,7 +667,6 @@ class Responder:
             self.stats["dropped"] += 1
             self.log_line(pod, f"msg={name} reply=- {xid} ({result.reason})", ip6=True)
             return
-        out = codec6.build_udp6_frame(pod.src_mac, src_mac, pod.ll_src, src_ip, result.reply)
         if not self._send(pod, out):
             return
         self.stats["replied"] += 1

@@ -113,7 +113,7 @@ class Pod:
 
     __slots__ = ("key", "decl", "file_id", "sock", "src_mac", "mac_bytes", "lease4", "state", "dirty", "ns_id",
                  "unseen_warned", "last_error", "server_id", "bucket", "resume_at", "log_budget", "mtu", "v6", "who",
-                 "ll_src", "ra")
+                 "ll_src", "ra", "frames4", "frames6")
 
     def __init__(self, key: str, decl: dict, file_id) -> None:
         self.key = key
@@ -140,6 +140,8 @@ class Pod:
         self.resume_at = None  # set while the socket is paused for sending too much
         self.log_budget = LineBudget()
         self.mtu = decl.get("mtu") or 1500
+        # _reply_frames.Frames4 and Frames6 of the socket open now (their source MAC is the bridge's).
+        self.frames4 = self.frames6 = None
 
     def reply_payload(self, reply_type: int, request: dict):
         """``Lease4.reply_payload`` of the pod's IPv4 lease."""
