@@ -142,7 +142,3 @@ class Pod:
         self.mtu = decl.get("mtu") or 1500
         # _reply_frames.Frames4 and Frames6 of the socket open now (their source MAC is the bridge's).
         self.frames4 = self.frames6 = None
-
-    def reply_payload(self, reply_type: int, request: dict):
-        """``Lease4.reply_payload`` of the pod's IPv4 lease."""
-        return self.lease4.reply_payload(reply_type, request)

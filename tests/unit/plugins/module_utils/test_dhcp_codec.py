@@ -297,7 +297,7 @@ def test_no_pyroute2_on_the_responder_path():
         from lib.pod_samples import MAC, declaration
         request = codec.parse_request(codec.encode_message({"op": 1, "xid": 5, "chaddr": MAC},
                                                            [(53, codec.DISCOVER), (55, [1, 3, 6, 15, 119])]))
-        payload = Pod("pod1__eth0", declaration(), None).reply_payload(codec.OFFER, request)
+        payload = Pod("pod1__eth0", declaration(), None).lease4.reply_payload(codec.OFFER, request)
         frame = codec.build_frame("02:00:00:00:00:01", MAC, "10.244.1.1", "10.244.1.10", payload)
         assert codec.decode_message(codec.parse_frame(frame, dport=68)[3])["message_type"] == codec.OFFER
         loaded = sorted(name for name in sys.modules if name.split(".")[0] == "pyroute2")

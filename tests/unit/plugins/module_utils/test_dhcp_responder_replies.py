@@ -29,12 +29,12 @@ from lib.pod_samples import MAC, declaration  # noqa: E402
 def test_option_55_honoured_but_routing_always_sent():
     pod = Pod("pod1__eth0", declaration(), None)
     request = {"xid": 9, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": [1]}
-    opts = codec.scan_options(pod.reply_payload(codec.OFFER, request))
+    opts = codec.scan_options(pod.lease4.reply_payload(codec.OFFER, request))
     for code in (1, 3, 26, 51, 54, 58, 59, 121):
         assert code in opts, code
     for code in (6, 12, 15, 119, 249):
         assert code not in opts, code
-    opts = codec.scan_options(pod.reply_payload(codec.OFFER, dict(request, parameter_list=[6, 12, 15, 119, 249])))
+    opts = codec.scan_options(pod.lease4.reply_payload(codec.OFFER, dict(request, parameter_list=[6, 12, 15, 119, 249])))
     assert opts[6] == bytes([10, 96, 0, 10]) and opts[12] == b"vm1" and 249 in opts
     assert codec.decode_search_domains(opts[119]) == ["svc.cluster.local"]
     assert opts[54] == bytes([10, 244, 1, 1])  # the gateway: reachable by the unicast renewal
@@ -43,7 +43,7 @@ def test_option_55_honoured_but_routing_always_sent():
 
 def test_inform_ack_carries_no_lease():
     pod = Pod("pod1__eth0", declaration(), None)
-    payload = pod.reply_payload(INFORM_ACK, {"xid": 3, "flags": 0, "ciaddr": "10.244.1.10", "parameter_list": []})
+    payload = pod.lease4.reply_payload(INFORM_ACK, {"xid": 3, "flags": 0, "ciaddr": "10.244.1.10", "parameter_list": []})
     msg = codec.decode_message(payload)
     assert msg["message_type"] == codec.ACK and msg["yiaddr"] == "0.0.0.0" and msg["ciaddr"] == "10.244.1.10"
     assert not {"lease_time", "renewal_time", "rebinding_time"} & set(msg["options"])
@@ -200,7 +200,7 @@ def test_reply_cache_stays_bounded_whatever_option_55_lists(lists):
     pod = Pod("pod1__eth0", declaration(), None)
     for requested in lists:
         for reply in (codec.OFFER, codec.ACK):
-            pod.reply_payload(reply, {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
+            pod.lease4.reply_payload(reply, {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
     assert len(pod.lease4.replies) <= 2 * 33
 
 
@@ -209,14 +209,14 @@ def test_a_reply_larger_than_the_vm_takes_drops_the_optional_options():
                       dns_servers=[f"10.96.0.{i}" for i in range(1, 17)], hostname="vm1")
     pod = Pod("pod1__eth0", big, None)
     request = {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": [1, 3, 6, 12, 15, 119]}
-    payload = pod.reply_payload(codec.OFFER, request)
+    payload = pod.lease4.reply_payload(codec.OFFER, request)
     assert len(payload) + 28 <= 576
     options = codec.scan_options(payload)
     assert 119 not in options and 6 not in options and 121 in options, "routing is kept, extras dropped"
     roomy = Pod("pod1__eth0", dict(big, mtu=1500), None)
-    assert 119 in codec.scan_options(roomy.reply_payload(codec.OFFER, request))
+    assert 119 in codec.scan_options(roomy.lease4.reply_payload(codec.OFFER, request))
     asked_small = dict(request, max_message_size=576)
-    assert 119 not in codec.scan_options(roomy.reply_payload(codec.OFFER, asked_small)), "option 57 is honoured"
+    assert 119 not in codec.scan_options(roomy.lease4.reply_payload(codec.OFFER, asked_small)), "option 57 is honoured"
 
 
 @pytest.mark.parametrize("mtu", [300, 400, 500, 575])
@@ -229,7 +229,7 @@ def test_a_reply_never_exceeds_an_mtu_below_576(mtu):
         request = {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": [1, 3, 6, 12, 15, 119],
                    "max_message_size": asked}
         for reply in (codec.OFFER, codec.ACK, codec.NAK, INFORM_ACK):
-            payload = pod.reply_payload(reply, request)
+            payload = pod.lease4.reply_payload(reply, request)
             if payload is None:
                 assert mtu < 400, "only when not even the bare lease fits"
                 continue
@@ -266,7 +266,7 @@ def test_configured_dhcp_options_are_in_every_lease_reply(reply, requested):
     """Sent whatever option 55 lists, as KubeVirt does: udhcpc, dhclient and dhcpcd ask for none of
     them by default, and the VM's owner configured them for this VM."""
     pod = Pod("pod1__eth0", declaration(dhcp_options=DHCP_OPTIONS), None)
-    payload = pod.reply_payload(reply, {"xid": 5, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
+    payload = pod.lease4.reply_payload(reply, {"xid": 5, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
     opts = codec.scan_options(payload)
     assert opts[66] == b"10.0.0.5" and opts[67] == b"pxelinux.0" and opts[42] == bytes([10, 96, 0, 20])
     assert opts[224] == b"hello" and opts[254] == b"last"
@@ -278,7 +278,7 @@ def test_configured_dhcp_options_are_in_every_lease_reply(reply, requested):
 
 def test_a_nak_carries_no_dhcp_options():
     pod = Pod("pod1__eth0", declaration(dhcp_options=DHCP_OPTIONS), None)
-    payload = pod.reply_payload(codec.NAK, {"xid": 5, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": []})
+    payload = pod.lease4.reply_payload(codec.NAK, {"xid": 5, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": []})
     assert not set(CONFIGURED) & set(codec.scan_options(payload))
     assert payload[20:24] == bytes(4) and payload[44:300].strip(b"\x00").startswith(b"c\x82Sc")
 
@@ -286,8 +286,8 @@ def test_a_nak_carries_no_dhcp_options():
 def test_without_dhcp_options_replies_are_unchanged():
     plain, with_none = Pod("pod1__eth0", declaration(), None), Pod("pod1__eth0", declaration(dhcp_options=None), None)
     request = {"xid": 5, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": [1, 3, 6, 66, 67, 42, 224]}
-    assert plain.reply_payload(codec.OFFER, request) == with_none.reply_payload(codec.OFFER, request)
-    assert not set(CONFIGURED) & set(codec.scan_options(plain.reply_payload(codec.OFFER, request)))
+    assert plain.lease4.reply_payload(codec.OFFER, request) == with_none.lease4.reply_payload(codec.OFFER, request)
+    assert not set(CONFIGURED) & set(codec.scan_options(plain.lease4.reply_payload(codec.OFFER, request)))
 
 
 def _big_options():
@@ -301,7 +301,7 @@ def test_dhcp_options_that_do_not_fit_go_first_the_unasked_ones():
     options as fit, those the client asked for first (option 55's order), then the others."""
     pod = Pod("pod1__eth0", declaration(mtu=576, dhcp_options=_big_options()), None)
     request = {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": [1, 3, 6, 12, 66, 67, 230]}
-    payload = pod.reply_payload(codec.OFFER, request)
+    payload = pod.lease4.reply_payload(codec.OFFER, request)
     assert len(payload) + 28 <= 576
     opts = codec.scan_options(payload)
     assert {1, 3, 121, 6, 12} <= set(opts), "routing, and the optional options asked for"
@@ -311,17 +311,17 @@ def test_dhcp_options_that_do_not_fit_go_first_the_unasked_ones():
     # DNS and the host name do not fit with them: DNS and host name stay, the configured options fill the rest.
     crowded = Pod("pod1__eth0", declaration(mtu=576, dhcp_options=_big_options(),
                                             dns_servers=[f"10.96.0.{i}" for i in range(1, 17)]), None)
-    opts = codec.scan_options(crowded.reply_payload(codec.OFFER, dict(request, parameter_list=[6, 230, 67, 231])))
+    opts = codec.scan_options(crowded.lease4.reply_payload(codec.OFFER, dict(request, parameter_list=[6, 230, 67, 231])))
     assert 6 in opts and 230 in opts and 67 in opts and 231 not in opts and 224 not in opts
     # A search list that alone does not fit goes (as before); the configured options still come.
     long_search = declaration(mtu=576, dhcp_options=_big_options(),
                               search_domains=[f"d{i}-" + "x" * 50 + ".example" for i in range(10)])
-    opts = codec.scan_options(Pod("pod1__eth0", long_search, None).reply_payload(
+    opts = codec.scan_options(Pod("pod1__eth0", long_search, None).lease4.reply_payload(
         codec.OFFER, dict(request, parameter_list=[119, 67])))
     assert 119 not in opts and 67 in opts and 121 in opts
     # A roomy VM gets every one of them.
     roomy = Pod("pod1__eth0", declaration(mtu=9000, dhcp_options=_big_options()), None)
-    opts = codec.scan_options(roomy.reply_payload(codec.OFFER, dict(request, max_message_size=9000)))
+    opts = codec.scan_options(roomy.lease4.reply_payload(codec.OFFER, dict(request, max_message_size=9000)))
     assert set(range(224, 255)) <= set(opts) and 66 in opts and 67 in opts
 
 
@@ -331,7 +331,7 @@ def test_reply_cache_stays_bounded_with_dhcp_options(lists):
     pod = Pod("pod1__eth0", declaration(mtu=576, dhcp_options=_big_options()), None)
     for requested in lists:
         for reply in (codec.OFFER, codec.ACK):
-            payload = pod.reply_payload(reply, {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
+            payload = pod.lease4.reply_payload(reply, {"xid": 1, "flags": 0, "ciaddr": "0.0.0.0", "parameter_list": requested})
             assert payload is not None and len(payload) + 28 <= 576
     assert len(pod.lease4.replies) <= dhcp4.MAX_TEMPLATES
 

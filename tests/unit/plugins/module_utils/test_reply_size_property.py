@@ -6,7 +6,7 @@
 
 Property tests over generated pods and requests, at both levels:
 
-- pure: ``Pod.reply_payload`` (DHCPv4: within the declared MTU and the VM's option 57, never below
+- pure: ``Lease4.reply_payload`` (DHCPv4: within the declared MTU and the VM's option 57, never below
   the 576 bytes every client takes), ``_dhcp6_codec.answer(..., mtu=)`` (DHCPv6: 45-170 IA_NA,
   IA_TA and IA_PD with nested addresses and prefixes) and ``Responder.router_advertisement``;
 - the frames the responder hands its socket (``handle_frame``): a frame of n bytes takes n - 14
@@ -143,7 +143,7 @@ def test_dhcpv4_reply_payload_fits_the_mtu_and_option_57(decl, reply, option_55,
     pod = dr.Pod("pod1__eth0", decl, None)
     request = {"xid": 0xABCDEF01, "flags": 0, "ciaddr": "10.244.1.10", "parameter_list": option_55 or [],
                "max_message_size": option_57}
-    payload = pod.reply_payload(reply, request)
+    payload = pod.lease4.reply_payload(reply, request)
     bound = v4_bound(decl["mtu"], option_57)
     if decl["mtu"] >= MIN_DATAGRAM:
         # The routed lease alone takes about 300 bytes: it always fits 576, so a reply is always sent.
