@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.virtnet.podnet.plugins.module_utils._spec import describe, match_by_name
+from ansible_collections.virtnet.podnet.plugins.module_utils._spec import match_by_name
+from ansible_collections.virtnet.podnet.plugins.module_utils._spec_errors import describe
 
 
 def _named_items(value, what, filter_name):

@@ -211,7 +211,7 @@ BOOTP_SNAME_LEN, BOOTP_FILE_LEN = 64, 128  # header fields, NUL-terminated
 
 
 def encode_dhcp_options(options) -> list[tuple[int, bytes]]:
-    """A validated ``dhcp_options`` (``_spec.validate_dhcp_options``) as (code, payload) pairs, in order."""
+    """A validated ``dhcp_options`` (``_dhcp_options.validate_dhcp_options``) as (code, payload) pairs, in order."""
     options = options or {}
     out = []
     for key, code in (("tftp_server_name", OPT_TFTP_SERVER_NAME), ("boot_file_name", OPT_BOOTFILE_NAME)):

@@ -15,10 +15,10 @@ import struct
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
-from ansible_collections.virtnet.podnet.plugins.module_utils._netlink import RawRtnl
 
 # pyroute2 is imported where first used (LazyIPRoute): the import costs ~0.3 s, and plumbing
-# needs it only for the rare restores; the sanity import test runs without it.
+# needs it only for the rare restores; the sanity import test runs without it. _netlink too: the
+# responder uses identity/setns/socket_cookie only and its node install holds no netlink code.
 HAS_PYROUTE2 = importlib.util.find_spec("pyroute2") is not None
 PYROUTE2_IMPORT_ERROR = None if HAS_PYROUTE2 else "No module named 'pyroute2'"
 
@@ -139,6 +139,7 @@ class LazyIPRoute:
     def raw(self):
         """The raw rtnetlink socket (``_netlink.RawRtnl``), made on first use, inside the namespace."""
         if self._raw is None:
+            from ansible_collections.virtnet.podnet.plugins.module_utils._netlink import RawRtnl
             self._raw = RawRtnl()
         return self._raw
 

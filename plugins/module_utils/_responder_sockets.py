@@ -17,7 +17,7 @@ import struct
 import threading
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec6
-from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_filters as filters
+from ansible_collections.virtnet.podnet.plugins.module_utils._bpf_programs import dhcp_program
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -36,8 +36,8 @@ def client_filter_program(v4: bool = True, v6: bool = False) -> list[tuple[int, 
 
     The kernel then wakes us only for DHCP to a server (and RS), not for every frame the VM sends.
     """
-    return filters.dhcp_program(67 if v4 else None, 547 if v6 else None, codec6.ICMPV6_RS if v6 else None,
-                                match=0xFFFF, nomatch=0, incoming_only=True)
+    return dhcp_program(67 if v4 else None, 547 if v6 else None, codec6.ICMPV6_RS if v6 else None,
+                        match=0xFFFF, nomatch=0, incoming_only=True)
 
 
 _FILTERS = {(v4, v6): b"".join(struct.pack("=HBBI", *insn) for insn in client_filter_program(v4, v6))

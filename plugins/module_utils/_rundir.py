@@ -34,7 +34,7 @@ import tempfile
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_codec as codec
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec6
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
-from ansible_collections.virtnet.podnet.plugins.module_utils import _spec
+from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_options import validate_dhcp_options
 from ansible_collections.virtnet.podnet.plugins.module_utils._digest import sha256
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
@@ -420,7 +420,7 @@ def _dhcp_options(decl, out, errors):
     """KubeVirt's dhcpOptions as the binding carries them (optional: declarations of older versions have
     none); checked by the very function that checked the spec and the binding."""
     spec_errors = []
-    options = _spec.validate_dhcp_options(decl.get("dhcp_options"), "dhcp_options", spec_errors)
+    options = validate_dhcp_options(decl.get("dhcp_options"), "dhcp_options", spec_errors)
     errors.extend(str(e) for e in spec_errors)
     if options:
         out["dhcp_options"] = options

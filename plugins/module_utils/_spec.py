@@ -13,16 +13,21 @@ Backends and connection methods are entries in two registries (``BACKENDS``,
 
 Validation never stops at the first problem: every violation is collected as a
 ``SpecError`` naming the field's path, and reported at once.
+
+``SpecError`` and its message texts are ``_spec_errors``'; ``dhcpOptions`` is checked by
+``_dhcp_options``, which the responder's lease declarations share (without the rest of the spec).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as fields
+from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_options import SPEC_DHCP_NAMES, validate_dhcp_options
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
+from ansible_collections.virtnet.podnet.plugins.module_utils._spec_errors import (
+    SpecError, describe, key_text, names_text, shorten)
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # used with fullmatch: "$" would accept a trailing newline
 DNS_LABEL_MAX = 63
@@ -38,68 +43,11 @@ INTERFACES_PATH = "spec.devices.interfaces"
 NETWORKS_PATH = "spec.networks"
 
 
-class SpecError:
-    """One violation: where it is, what is wrong, and what is allowed there."""
-
-    __slots__ = ("path", "problem", "allowed")
-
-    def __init__(self, path, problem, allowed=None):
-        self.path = path
-        self.problem = problem
-        self.allowed = allowed
-
-    def __str__(self):
-        text = f"{self.path}: {self.problem}"
-        return f"{text} (allowed: {self.allowed})" if self.allowed else text
-
-    def as_dict(self):
-        return {"path": self.path, "msg": self.problem, "allowed": self.allowed}
-
-
-def describe(value):
-    """A short, safe description of a value of any type for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, str):
-        return f"string {_shorten(value)!r}"
-    if isinstance(value, (int, float)):
-        return f"number {_number_text(value)}"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return f"a value of type {type(value).__name__}"
-
-
-def _shorten(text, limit=40):
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _number_text(value):
-    # Python refuses to print ints of more than 4300 digits; nobody wants to read them anyway.
-    if isinstance(value, int) and value.bit_length() > 128:
-        return f"({value.bit_length()}-bit integer)"
-    return _shorten(repr(value))
-
-
-def _key_text(key):
-    """A mapping key as it appears in a path, bounded so messages stay short."""
-    if isinstance(key, str):
-        return _shorten(key)
-    return _number_text(key) if isinstance(key, (int, float)) else _shorten(repr(key))
-
-
 def _listing(names, limit=5):
     """At most ``limit`` quoted names, then how many more."""
     names = list(names)
-    shown = ", ".join(repr(_shorten(n)) for n in names[:limit]) or "none"
+    shown = ", ".join(repr(shorten(n)) for n in names[:limit]) or "none"
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _names(keys):
-    return ", ".join(sorted(keys))
 
 
 # --- registries -----------------------------------------------------------------------------
@@ -121,8 +69,8 @@ class Backend:
         normalized = {}
         for key, item in value.items():
             if key not in self.fields:
-                allowed = _names(self.fields) if self.fields else "no fields"
-                errors.append(SpecError(f"{path}.{_key_text(key)}", f"unknown field of the {self.name!r} backend", allowed))
+                allowed = names_text(self.fields) if self.fields else "no fields"
+                errors.append(SpecError(f"{path}.{key_text(key)}", f"unknown field of the {self.name!r} backend", allowed))
                 continue
             normalized[key] = self.fields[key](item, f"{path}.{key}", errors)
         return normalized
@@ -143,13 +91,13 @@ class Connection:
         if value is None:  # "bridge:" with nothing after it in YAML
             value = {}
         if not isinstance(value, Mapping):
-            errors.append(SpecError(path, f"must be a mapping, got {describe(value)}", _names(self.options) or "{}"))
+            errors.append(SpecError(path, f"must be a mapping, got {describe(value)}", names_text(self.options) or "{}"))
             return None
         normalized = {}
         for key, item in value.items():
             if key not in self.options:
-                errors.append(SpecError(f"{path}.{_key_text(key)}", f"unknown option of the {self.name!r} connection",
-                                        _names(self.options) or "no options"))
+                errors.append(SpecError(f"{path}.{key_text(key)}", f"unknown option of the {self.name!r} connection",
+                                        names_text(self.options) or "no options"))
                 continue
             validator = self.options[key][0]
             normalized[key] = validator(item, f"{path}.{key}", errors)
@@ -161,7 +109,7 @@ class Connection:
         """Options that only make sense with some backends."""
         for key, (_validator, default, backends) in self.options.items():
             if backends is not None and options.get(key) != default and backend.name not in backends:
-                errors.append(SpecError(f"{path}.{key}", f"is valid only with the {_names(backends)} backend, "
+                errors.append(SpecError(f"{path}.{key}", f"is valid only with the {names_text(backends)} backend, "
                                         f"but network uses the {backend.name!r} backend"))
 
     def plan_fields(self, options, backend):
@@ -194,15 +142,6 @@ CONNECTIONS = {c.name: c for c in (BridgeConnection(),)}
 
 MAC_FORMS = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")  # one separator throughout
 MAC_ALLOWED = "a unicast MAC address like 02:00:00:00:00:01 or 02-00-00-00-00-01"
-MAX_OPTION_BYTES = 255  # what one DHCP option holds
-MAX_NTP_SERVERS = 16  # option 42 holds 63; as for DNS servers, more is a mistake
-FIRST_PRIVATE_OPTION, LAST_PRIVATE_OPTION = 224, 254  # RFC 2132 site-specific options, as KubeVirt allows
-PRIVATE_ALLOWED = f"{FIRST_PRIVATE_OPTION}..{LAST_PRIVATE_OPTION} (site-specific options), each once"
-# dhcpOptions' keys: in the plan, binding and lease declaration (snake_case) and in the spec (KubeVirt's).
-DHCP_OPTION_KEYS = ("boot_file_name", "tftp_server_name", "ntp_servers", "private_options")
-SPEC_DHCP_NAMES = {"boot_file_name": "bootFileName", "tftp_server_name": "tftpServerName",
-                   "ntp_servers": "ntpServers", "private_options": "privateOptions"}
-SNAKE_DHCP_NAMES = {key: key for key in DHCP_OPTION_KEYS}
 
 
 def validate_mac_address(value, path, errors, unset_ok=True):
@@ -214,7 +153,7 @@ def validate_mac_address(value, path, errors, unset_ok=True):
         errors.append(SpecError(path, f"must be a string, got {describe(value)}", MAC_ALLOWED))
         return None
     if not MAC_FORMS.fullmatch(value):
-        errors.append(SpecError(path, f"{_shorten(value)!r} is not a MAC address", MAC_ALLOWED))
+        errors.append(SpecError(path, f"{shorten(value)!r} is not a MAC address", MAC_ALLOWED))
         return None
     mac = value.lower().replace("-", ":")
     if int(mac[:2], 16) & 1:
@@ -224,122 +163,6 @@ def validate_mac_address(value, path, errors, unset_ok=True):
         errors.append(SpecError(path, f"{value!r} is the all-zero address", MAC_ALLOWED))
         return None
     return mac
-
-
-def _option_text(value, path, errors, unset_ok):
-    """A string option value: 1..255 bytes as UTF-8, no control characters. "" is unset when ``unset_ok``."""
-    allowed = f"a string of 1 to {MAX_OPTION_BYTES} bytes (UTF-8) without control characters"
-    if not isinstance(value, str):
-        errors.append(SpecError(path, f"must be a string, got {describe(value)}", allowed))
-        return None
-    if value == "":
-        if not unset_ok:
-            errors.append(SpecError(path, "is empty", allowed))
-        return None
-    problem, size_allowed = None, f"at most {MAX_OPTION_BYTES} bytes (UTF-8): what one DHCP option holds"
-    if len(value) > 4 * MAX_OPTION_BYTES:  # before encoding or scanning: a hostile value may be huge
-        problem, allowed = f"is {len(value)} characters long", size_allowed
-    else:
-        try:
-            size = len(value.encode("utf-8"))
-        except UnicodeEncodeError:
-            size, problem = 0, "is not valid UTF-8 text (lone surrogates)"
-        if size > MAX_OPTION_BYTES:
-            problem, allowed = f"is {size} bytes long (UTF-8)", size_allowed
-        elif problem is None and any(unicodedata.category(c) == "Cc" for c in value):
-            problem = "holds control characters"
-    if problem:
-        errors.append(SpecError(path, problem, allowed))
-        return None
-    return value
-
-
-def _ntp_servers(value, path, errors):
-    allowed = f"a list of at most {MAX_NTP_SERVERS} IPv4 addresses"
-    if not isinstance(value, list):
-        errors.append(SpecError(path, f"must be a list, got {describe(value)}", allowed))
-        return None
-    if len(value) > MAX_NTP_SERVERS:
-        errors.append(SpecError(path, f"has {len(value)} entries", f"at most {MAX_NTP_SERVERS}"))
-        return None
-    servers = []
-    for index, item in enumerate(value):
-        address = fields.ip_address(item, 4)
-        servers.append(None if address is None else str(address))
-        if servers[-1] is None:
-            errors.append(SpecError(f"{path}[{index}]", f"{describe(item)} is not an IPv4 address", "an IPv4 address"))
-    return servers if None not in servers else None
-
-
-def _private_options(value, path, errors):
-    """``[{option: 224..254, value: string}]``, no option twice."""
-    if not isinstance(value, list):
-        errors.append(SpecError(path, f"must be a list, got {describe(value)}", "a list of {option, value}"))
-        return None
-    span = LAST_PRIVATE_OPTION - FIRST_PRIVATE_OPTION + 1
-    if len(value) > span:  # more entries than codes: checking each would only list duplicates
-        errors.append(SpecError(path, f"has {len(value)} entries", f"at most {span}, one per option {PRIVATE_ALLOWED}"))
-        return None
-    out, seen, before = [], {}, len(errors)
-    for index, item in enumerate(value):
-        where = f"{path}[{index}]"
-        if not isinstance(item, Mapping):
-            errors.append(SpecError(where, f"must be a mapping, got {describe(item)}", "option, value"))
-            continue
-        for key in item:
-            if key not in ("option", "value"):
-                errors.append(SpecError(f"{where}.{_key_text(key)}", "unknown field of a private option",
-                                        "option, value"))
-        code = item.get("option")
-        if "option" not in item:
-            errors.append(SpecError(f"{where}.option", "is required", PRIVATE_ALLOWED))
-        elif not fields.is_int(code) or not FIRST_PRIVATE_OPTION <= code <= LAST_PRIVATE_OPTION:
-            errors.append(SpecError(f"{where}.option", f"{describe(code)} is not a private option", PRIVATE_ALLOWED))
-        elif code in seen:
-            errors.append(SpecError(f"{where}.option", f"duplicate option {code}, also in {path}[{seen[code]}]",
-                                    PRIVATE_ALLOWED))
-        else:
-            seen[code] = index
-        if "value" not in item:
-            errors.append(SpecError(f"{where}.value", "is required", f"a string of 1 to {MAX_OPTION_BYTES} bytes"))
-            continue
-        text = _option_text(item["value"], f"{where}.value", errors, unset_ok=False)
-        if text is not None and fields.is_int(code):
-            out.append({"option": code, "value": text})
-    return out if len(errors) == before else None
-
-
-def validate_dhcp_options(value, path, errors, names=None):
-    """KubeVirt's ``dhcpOptions`` (options 67, 66, 42 and 224..254): the normalised mapping with
-    snake_case keys, holding only the options set ({} for none; "" and [] are unset, as KubeVirt's
-    omitempty). ``names`` maps those keys to the ones expected in ``value`` (``SPEC_DHCP_NAMES`` in a
-    VM spec; snake_case by default, as in a binding or a lease declaration). The one validation of
-    the plan, a binding, and the declaration the responder reads."""
-    names = names or SNAKE_DHCP_NAMES
-    allowed = _names(names.values())
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        errors.append(SpecError(path, f"must be a mapping, got {describe(value)}", allowed))
-        return {}
-    keys = {shown: key for key, shown in names.items()}
-    found = {}
-    for shown, item in value.items():
-        key = keys.get(shown) if isinstance(shown, str) else None
-        if key is None:
-            errors.append(SpecError(f"{path}.{_key_text(shown)}", f"unknown field of {path.rsplit('.', 1)[-1]}",
-                                    allowed))
-            continue
-        found[key] = _DHCP_CHECKS[key](item, f"{path}.{shown}", errors)
-    return {key: found[key] for key in DHCP_OPTION_KEYS if found.get(key)}
-
-
-def _unset_or_text(value, path, errors):
-    return _option_text(value, path, errors, unset_ok=True)
-
-
-_DHCP_CHECKS = {"boot_file_name": _unset_or_text, "tftp_server_name": _unset_or_text,
-                "ntp_servers": _ntp_servers, "private_options": _private_options}
 
 
 def _spec_dhcp_options(value, path, errors):
@@ -367,7 +190,7 @@ def _validate_name(item, path, errors):
         errors.append(SpecError(f"{path}.name", f"is {len(name)} characters long", f"at most {DNS_LABEL_MAX}"))
         return None
     if not DNS_LABEL.fullmatch(name):
-        errors.append(SpecError(f"{path}.name", f"{_shorten(name)!r} is not a valid name",
+        errors.append(SpecError(f"{path}.name", f"{shorten(name)!r} is not a valid name",
                                 "lowercase letters, digits and '-', starting and ending with a letter or digit"))
         return None
     return name
@@ -408,8 +231,8 @@ def _validate_entries(entries, path, registry, kind, errors, extra_fields=None):
                 methods.append(key)
             else:
                 unknown = True
-                errors.append(SpecError(f"{item_path}.{_key_text(key)}", f"unknown field of a {kind}",
-                                        f"name, {fields_text}and one of {_names(registry)}"))
+                errors.append(SpecError(f"{item_path}.{key_text(key)}", f"unknown field of a {kind}",
+                                        f"name, {fields_text}and one of {names_text(registry)}"))
         extras = {key: check(item[key], f"{item_path}.{key}", errors)
                   for key, check in extra_fields.items() if item.get(key) is not None}
         method = options = None
@@ -417,10 +240,10 @@ def _validate_entries(entries, path, registry, kind, errors, extra_fields=None):
             method = methods[0]
             options = registry[method].validate(item[method], f"{item_path}.{method}", errors)
         elif methods:
-            errors.append(SpecError(item_path, f"names more than one {kind} ({_names(methods)})",
-                                    f"exactly one of {_names(registry)}"))
+            errors.append(SpecError(item_path, f"names more than one {kind} ({names_text(methods)})",
+                                    f"exactly one of {names_text(registry)}"))
         elif not unknown:  # an unknown field was already reported with the allowed ones
-            errors.append(SpecError(item_path, f"names no {kind}", f"exactly one of {_names(registry)}"))
+            errors.append(SpecError(item_path, f"names no {kind}", f"exactly one of {names_text(registry)}"))
         # Invalid entries still take part in name matching, so pairing errors stay accurate.
         result.append((index, name, method if options is not None else None, options, extras))
     return result
@@ -484,11 +307,11 @@ def validate_ifname(name, path, errors):
         return False
     size = len(name.encode("utf-8", "surrogatepass"))  # the kernel counts bytes, not characters
     if size > IFNAME_MAX:
-        errors.append(SpecError(path, f"{_shorten(name)!r} is {size} bytes long", f"at most {IFNAME_MAX} (Linux limit)"))
+        errors.append(SpecError(path, f"{shorten(name)!r} is {size} bytes long", f"at most {IFNAME_MAX} (Linux limit)"))
         return False
     if fields.ifname(name, path, []) is None:
         # Names go into qemu's -netdev lists and libvirt XML: no ',', quotes, '<' or control characters.
-        errors.append(SpecError(path, f"{_shorten(name)!r} is not a valid Linux interface name",
+        errors.append(SpecError(path, f"{shorten(name)!r} is not a valid Linux interface name",
                                 "letters, digits, '_', '.', '-'; not '.' or '..'"))
         return False
     return True
@@ -645,7 +468,7 @@ def validate_binding(binding):
                       subject="binding")
     for key in binding:
         if key not in BINDING_KEYS and key not in OPTIONAL_BINDING_KEYS:
-            errors.append(SpecError(f"binding.{_key_text(key)}", "unknown key (not produced by vm_network_plan)",
+            errors.append(SpecError(f"binding.{key_text(key)}", "unknown key (not produced by vm_network_plan)",
                                     ", ".join(BINDING_KEYS + OPTIONAL_BINDING_KEYS)))
     for key in BINDING_KEYS:
         if key not in binding:
@@ -660,10 +483,10 @@ def validate_binding(binding):
     if binding["interface"] != binding["network"]:
         errors.append(SpecError("binding.network", "differs from binding.interface", "the interface's own name"))
     if not isinstance(binding["backend"], str) or binding["backend"] not in BACKENDS:
-        errors.append(SpecError("binding.backend", f"unknown backend {describe(binding['backend'])}", _names(BACKENDS)))
+        errors.append(SpecError("binding.backend", f"unknown backend {describe(binding['backend'])}", names_text(BACKENDS)))
     if not isinstance(binding["connection"], str) or binding["connection"] not in CONNECTIONS:
         errors.append(SpecError("binding.connection", f"unknown connection {describe(binding['connection'])}",
-                                _names(CONNECTIONS)))
+                                names_text(CONNECTIONS)))
     delegate = binding["delegate_ip"]
     if not isinstance(delegate, bool):
         errors.append(SpecError("binding.delegate_ip", f"must be a boolean, got {describe(delegate)}", "true, false"))

@@ -23,7 +23,8 @@ from ansible_collections.virtnet.podnet.plugins.module_utils._errors import Podn
 from ansible_collections.virtnet.podnet.plugins.module_utils._netns import netns_path
 from ansible_collections.virtnet.podnet.plugins.module_utils._options import POD_OPTIONS
 from ansible_collections.virtnet.podnet.plugins.module_utils._spec import (
-    DEFAULT_POD_INTERFACE, DEFAULT_TAP, SpecError, build_plan, describe, raise_invalid, vm_name)
+    DEFAULT_POD_INTERFACE, DEFAULT_TAP, build_plan, raise_invalid, vm_name)
+from ansible_collections.virtnet.podnet.plugins.module_utils._spec_errors import SpecError, describe
 
 STATES = ("present", "absent")
 ONE_POD_PER_VM = "one pod namespace per VM"

@@ -141,6 +141,7 @@ def test_socket_filter_wakes_the_responder_for_dhcp_to_a_server_only():
 
 # -- IPv6 (issue 12): DHCPv6 and RS/RA ------------------------------------------------------------
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as c6  # noqa: E402
+from ansible_collections.virtnet.podnet.plugins.module_utils import _bpf_programs as programs  # noqa: E402
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp_filters as filters  # noqa: E402
 
 LL = "fe80::858:aff:fef4:10a"
@@ -214,9 +215,9 @@ def test_programs_are_well_formed():
 
 def test_assembler_refuses_backward_and_far_jumps():
     with pytest.raises((ValueError, KeyError)):
-        filters.assemble(["x", (0x15, "x", 0, 1), (0x06, 0, 0, 0)])
+        programs.assemble(["x", (0x15, "x", 0, 1), (0x06, 0, 0, 0)])
     with pytest.raises(ValueError):
-        filters.assemble([(0x15, "far", 0, 1)] + [(0x06, 0, 0, 0)] * 300 + ["far", (0x06, 0, 0, 0)])
+        programs.assemble([(0x15, "far", 0, 1)] + [(0x06, 0, 0, 0)] * 300 + ["far", (0x06, 0, 0, 0)])
 
 
 @pytest.mark.parametrize("v4, v6", [(True, False), (False, True), (True, True)])
