@@ -344,12 +344,11 @@ def one_exchange6(vm, mac, xid, want_server=None, avoid_server=None, timeout=2.0
 EXCHANGES = ("solicit_advertise", "request_reply")
 
 
-
 def measure6(vm, clients, ours_duid, rounds, warmup=WARMUP):
     """Interleaved rounds: per round each client (name -> MAC) does SOLICIT->ADVERTISE and REQUEST->REPLY, the
     order alternating (``order_of``), the clients taking turns to go first (``clients_order``), each sample
-    recorded with its position (the round's first exchange, after the idle gap, or a later one); fresh transaction ids; paced under the responder's per-pod frame limit (both
-    clients' frames reach it). A REQUEST sent first names the server DUID and the address of an earlier
+    recorded with its position (the round's first exchange, after the idle gap, or a later one); fresh
+    transaction ids; paced under the responder's per-pod frame limit (both clients' frames reach it). A REQUEST sent first names the server DUID and the address of an earlier
     ADVERTISE: both servers answer it without a SOLICIT in the same round."""
     out = {name: {"samples": {key: [] for key in EXCHANGES}, "lost": 0, "sent": 0, "server_id": None, "address": None,
                   "request_first_rounds": 0} for name in clients}
