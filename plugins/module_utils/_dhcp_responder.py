@@ -104,6 +104,8 @@ class Responder:
         self.stats = {"received": 0, "dropped": 0, "replied": 0, "rate_limited": 0, "suppressed_lines": 0,
                       "lost_lines": 0, "ras": 0, "node_throttled": 0}
         self.paused: dict[str, Pod] = {}
+        self.nsfs_dev = None
+        self._stamp = (None, "")  # (second, its text): a log line's time, formatted once a second
         self.event_stream = None  # set by main(): where lease event lines go, bypassing logging
         self.event_stamped = True  # the lines carry time and PID (not on the journal, which adds its own)
         self.log_handler = None  # set by main() with a log file: rotated when it reaches its size
@@ -296,7 +298,9 @@ class Responder:
     def check_pod(self, pod: Pod) -> None:
         """Close sockets whose namespace is gone (and collect its records); (re)open where it is back or new."""
         current = sockets.ns_id(pod.decl["netns"])
-        if current is not None and current[0] != sockets.nsfs_device():
+        if self.nsfs_dev is None:
+            self.nsfs_dev = sockets.nsfs_device()  # one filesystem for every namespace, as long as the node runs
+        if current is not None and current[0] != self.nsfs_dev:
             # The path is there but holds no namespace in this process's view: a pod being
             # deleted (the path goes next), or a mount namespace (the unit's sandbox) that pods
             # do not propagate into. Never collect on that - only a missing path means gone.
@@ -594,7 +598,9 @@ class Responder:
         head = ""
         if self.event_stamped:
             now = time.time()
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+            second, stamp = self._stamp
+            if second != int(now):
+                second, stamp = self._stamp = int(now), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
             head = f"{stamp},{int(now * 1000) % 1000:03d} podnet-dhcpd[{self.pid}] "
         try:
             stream.write(f"{head}{level} {line}\n")

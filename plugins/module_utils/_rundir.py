@@ -177,13 +177,18 @@ def atomic_write_json(path, data):
 
 def read_json(path):
     """The JSON document at ``path``, or None when there is none; PodnetError when unreadable."""
+    # os.open and pread, not open(): no buffered file object for a read of one record (the responder reads
+    # three per pod's lifecycle).
     try:
-        with open(path, "rb") as handle:
-            return _json_of(handle.read(MAX_RECORD + 1))
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise PodnetError(f"cannot read {path}: {exc}; remove it if the pod is gone", path=path) from None
+    try:
+        return read_json_fd(fd, path)
+    finally:
+        os.close(fd)
 
 
 def read_json_fd(fd, path):

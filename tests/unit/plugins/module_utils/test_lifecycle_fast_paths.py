@@ -21,6 +21,8 @@ from ansible_collections.virtnet.podnet.plugins.module_utils import _fields as f
 from ansible_collections.virtnet.podnet.plugins.module_utils import _rundir as rundir
 from ansible_collections.virtnet.podnet.plugins.module_utils._errors import PodnetError
 
+from lib.pod_samples import declaration
+
 OCTETS = ["0", "1", "9", "10", "01", "00", "99", "100", "199", "249", "250", "255", "256", "300", "1000", "", "+1",
           "-1", " 1", "1 ", "\u0661", "\uff11", "0x1", "1e1"]
 
@@ -102,3 +104,28 @@ def test_a_lifecycle_line_goes_where_its_logging_line_went(responder, caplog):
     finally:
         dr.LOG.setLevel(level)
     assert stream.getvalue() == "INFO pod=b records removed (namespace gone): b.json\n"  # main()'s format on the journal
+
+
+def test_stamped_lines_carry_the_time_of_their_own_second(responder, monkeypatch):
+    stream = io.StringIO()
+    responder.event_stream = stream
+    pod = dr.Pod("pod1__eth0", declaration(), None)
+    for now in (1000.25, 1000.75, 1001.5):
+        monkeypatch.setattr(dr.time, "time", lambda now=now: now)
+        responder._write_event(pod, "x")
+    stamps = [line.split(" podnet-dhcpd[")[0] for line in stream.getvalue().splitlines()]
+    expected = [dr.time.strftime("%Y-%m-%d %H:%M:%S", dr.time.localtime(now)) + f",{ms:03d}"
+                for now, ms in ((1000, 250), (1000, 750), (1001, 500))]
+    assert stamps == expected
+
+
+def test_read_json_reads_a_record_refuses_a_directory_and_misses_nothing(tmp_path):
+    path = tmp_path / "r.json"
+    assert rundir.read_json(str(path)) is None
+    path.write_text('{"a": 1}')
+    assert rundir.read_json(str(path)) == {"a": 1}
+    with pytest.raises(PodnetError, match="cannot read"):
+        rundir.read_json(str(tmp_path))
+    path.write_text(" " * (rundir.MAX_RECORD + 1))
+    with pytest.raises(PodnetError, match="larger than"):
+        rundir.read_json(str(path))
