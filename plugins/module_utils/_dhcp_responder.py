@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import errno
 import fcntl
+import gc
 import logging
 import os
 import selectors
@@ -926,6 +927,9 @@ def main(argv=None) -> int:
         if args.log_file:
             responder.log_handler = handler
         responder.install_signal_handlers()
+        # What exists now (modules, the responder) lives as long as the process: kept out of the cyclic
+        # collector's full collections, which otherwise walk all of it again and again as pods come and go.
+        gc.freeze()
         responder.run()
     except PodnetError as exc:
         LOG.error("%s", exc.msg)

@@ -129,3 +129,22 @@ def test_read_json_reads_a_record_refuses_a_directory_and_misses_nothing(tmp_pat
     path.write_text(" " * (rundir.MAX_RECORD + 1))
     with pytest.raises(PodnetError, match="larger than"):
         rundir.read_json(str(path))
+
+
+def test_the_daemon_runs_with_its_startup_objects_frozen(tmp_path, monkeypatch):
+    """The modules and the responder made at startup are out of the cyclic collector's full collections."""
+    import gc  # pylint: disable=import-outside-toplevel
+    seen = []
+    monkeypatch.setattr(dr.Responder, "install_signal_handlers", lambda self: None)
+    monkeypatch.setattr(dr.Responder, "run", lambda self: seen.append(gc.get_freeze_count()))
+    handlers, propagate, level = list(dr.LOG.handlers), dr.LOG.propagate, dr.LOG.level
+    try:
+        assert dr.main(["--run-dir", str(tmp_path / "run"), "--log-file", str(tmp_path / "log")]) == 0
+    finally:
+        for handler in dr.LOG.handlers[:]:
+            if handler not in handlers:
+                dr.LOG.removeHandler(handler)
+                handler.close()
+        dr.LOG.propagate, dr.LOG.level = propagate, level
+        gc.unfreeze()
+    assert seen and seen[0] > 0
