@@ -363,7 +363,8 @@ class Responder:
         if removed:
             self._info(f"pod={pod.key} {pod.who} records removed ({last['reason']}): "
                        + " ".join(os.path.basename(p) for p in removed))
-            self.forget(pod, "its namespace is gone", quiet=True, drop_state=True)
+            pod.dirty = False  # its lease state went with its records: nothing to write, nor to remove again
+            self.forget(pod, "its namespace is gone", quiet=True)
 
     def open_socket(self, pod: Pod) -> None:
         decl = pod.decl

@@ -27,6 +27,7 @@ SIOCGIFHWADDR = 0x8927
 IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x8, 0x40, 0x80
 IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_NONBLOCK, IN_CLOEXEC = 0x100, 0x200, 0x400, 0o4000, 0o2000000
 IN_MOVE_SELF, IN_UNMOUNT, IN_Q_OVERFLOW, IN_IGNORED = 0x800, 0x2000, 0x4000, 0x8000
+_READ_SIZE = 65536
 _EVENT = struct.Struct("=iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name (NUL-padded)
 
 
@@ -129,7 +130,7 @@ class Inotify:
         events: list = []
         while True:
             try:
-                data = os.read(self.fd, 65536)
+                data = os.read(self.fd, _READ_SIZE)
             except BlockingIOError:
                 return events
             except OSError:
@@ -138,6 +139,8 @@ class Inotify:
                 return events
             if parse_events(data, events):
                 return None
+            if len(data) <= _READ_SIZE - _EVENT.size - 256:
+                return events  # the next event would have fitted: none was left (no read to hear EAGAIN)
 
     def close(self) -> None:
         os.close(self.fd)

@@ -196,11 +196,12 @@ def read_json_fd(fd, path):
     try:
         chunks, size = [], 0
         while size <= MAX_RECORD:
-            chunk = os.pread(fd, MAX_RECORD + 1 - size, size)
-            if not chunk:
-                break
+            want = MAX_RECORD + 1 - size
+            chunk = os.pread(fd, want, size)
             chunks.append(chunk)
             size += len(chunk)
+            if len(chunk) < want:
+                break  # a regular file reads short only at its end: no second read to learn that
         return _json_of(b"".join(chunks))
     except (OSError, ValueError) as exc:
         raise PodnetError(f"cannot read {path}: {exc}; remove it if the pod is gone", path=path) from None

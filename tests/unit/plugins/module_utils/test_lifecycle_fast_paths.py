@@ -148,3 +148,13 @@ def test_the_daemon_runs_with_its_startup_objects_frozen(tmp_path, monkeypatch):
         dr.LOG.propagate, dr.LOG.level = propagate, level
         gc.unfreeze()
     assert seen and seen[0] > 0
+
+
+def test_a_record_is_read_in_one_read(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    path.write_text('{"a": 1}')
+    reads = []
+    real = dr.os.pread
+    monkeypatch.setattr(dr.os, "pread", lambda fd, size, offset: reads.append(offset) or real(fd, size, offset))
+    assert rundir.read_json(str(path)) == {"a": 1}
+    assert reads == [0]

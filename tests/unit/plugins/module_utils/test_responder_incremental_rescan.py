@@ -173,3 +173,21 @@ def test_a_real_overflow_falls_back_to_a_full_rescan(tmp_path):
         assert ino.read_events() is None
     finally:
         ino.close()
+
+
+def test_events_that_fit_one_read_take_one_read(tmp_path, monkeypatch):
+    """No second read only to hear EAGAIN: the next event would have fitted in the first."""
+    ino = sockets.Inotify()
+    try:
+        ino.watch(str(tmp_path), sockets.IN_CREATE)
+        (tmp_path / "a.json").touch()
+        (tmp_path / "b.json").touch()
+        reads = []
+        real = os.read
+        monkeypatch.setattr(os, "read", lambda fd, size: reads.append(size) or real(fd, size))
+        assert [name for _wd, _mask, name in ino.read_events()] == ["a.json", "b.json"]
+        assert len(reads) == 1
+        monkeypatch.undo()
+        assert ino.read_events() == []
+    finally:
+        ino.close()
