@@ -126,8 +126,8 @@ def test_a_namespace_event_checks_the_pods_on_that_entry(responder, tmp_path, mo
     responder.pods.update(pods)
     checked = []
     monkeypatch.setattr(responder, "check_pod", lambda pod: checked.append(pod.key))
-    monkeypatch.setattr(responder.inotify, "read_events", lambda: [(-7, sockets.IN_DELETE, "pch-a"),
-                                                                    (-7, sockets.IN_CREATE, "pch-b")])
+    events = [(-7, sockets.IN_DELETE, "pch-a"), (-7, sockets.IN_CREATE, "pch-b")]
+    monkeypatch.setattr(responder.inotify, "read_events", lambda: events)
     monkeypatch.setitem(responder.inotify.watches, dr.NETNS_DIR, -7)
     responder.on_inotify()
     # The two entries named, and the pod whose netns is on no /run/netns path (as the full rescan did).
@@ -167,7 +167,7 @@ def test_a_real_overflow_falls_back_to_a_full_rescan(tmp_path):
         folder.mkdir()
         ino.watch(str(folder), sockets.IN_CREATE | sockets.IN_DELETE)
         path = folder / "f"
-        for _ in range(limit // 2 + 10):
+        for _round in range(limit // 2 + 10):
             path.touch()
             path.unlink()
         assert ino.read_events() is None
