@@ -27,15 +27,6 @@ from ansible_collections.virtnet.podnet.plugins.module_utils._dhcp_responder imp
 from lib.pod_samples import declaration
 
 
-@pytest.fixture
-def responder(tmp_path):
-    machine_id = tmp_path / "machine-id"
-    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
-    r = dr.Responder(str(tmp_path / "run"), machine_id=str(machine_id))
-    yield r
-    r.close()
-
-
 def test_sigusr1_reports_every_counter(responder, caplog):
     responder.pods["pod1__eth0"] = Pod("pod1__eth0", declaration(), None)
     responder.stats["received"] = 7

@@ -82,15 +82,6 @@ def test_a_route_in_another_form_still_encodes_as_before():
     assert codec.encode_classless_routes(routes) == bytes([8, 10, 0, 0, 0, 0])
 
 
-@pytest.fixture
-def responder(tmp_path):
-    machine_id = tmp_path / "machine-id"
-    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
-    r = dr.Responder(str(tmp_path / "run"), machine_id=str(machine_id))
-    yield r
-    r.close()
-
-
 def test_a_lifecycle_line_goes_where_its_logging_line_went(responder, caplog):
     with caplog.at_level(logging.INFO, logger="podnet-dhcpd"):
         responder._info("pod=a declared")  # no stream of ours: through logging
