@@ -44,8 +44,9 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
-from _common import (BINDING, commit, load_text, machine_line, now_utc, pss_kb, rss_kb, run_header, shown_command, shown_path,
-                     versions)
+from _common import (BINDING, commit, load_text, machine_line, now_utc, pss_kb, rss_kb, run_dir_base, run_dir_fs, run_header,
+                     shown_command, shown_path, versions)
+import bench_lifecycle_floor
 from lib import plumbing
 from lib.dhcpwire import client_frame, read_reply
 from lib.netlab import NetLab, sh
@@ -62,6 +63,9 @@ DISCOVER, OFFER = 1, 2
 # it counts as growing: one pod in flight, Python's allocator taking one more arena or two.
 ALLOWANCE = {"fds": 2, "own_fds": 2, "rss_kb": 2048, "pss_kb": 2048, "files": 2}
 SETTLE_S = 5.0
+
+TARGET_CPU_PER_POD_MS = 1.0  # issue 18
+FLOOR_PODS = 1000
 
 
 # -- the doc page: one file, one section per benchmark ---------------------------------------
@@ -228,7 +232,7 @@ def churn(args, results):
     state_cycles = 0
     current = None
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-churn-"))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-churn-", dir=run_dir_base()))
         lab = stack.enter_context(NetLab(prefix=PREFIX))
         lab.start()
         run_dir = os.path.join(tmp, "run")
@@ -415,6 +419,17 @@ def section(r):
                         ("delete", "`ip netns del`")):
         if what in t:
             lines.append(f"| {label} | {t[what]['median']} | {t[what]['p90']} |")
+    per_pod, fl = r["cpu_per_pod_ms"], r["floor"]
+    lines += [
+        "",
+        f"CPU per pod lifecycle: {per_pod} ms, the responder's CPU time from 0 to {r['cycles']:,} cycles over {r['cycles']:,}",
+        f"(declared, socket opened, served, collected). The kernel's floor in the same run: {fl['cpu_ms']} ms per pod",
+        f"(`bench/bench_lifecycle_floor.py`, {fl['pods']:,} pods: only the syscalls the responder must make per pod, with no",
+        "Python around them: " + ", ".join(f"{step} {us:g} us" for step, us in fl["steps_us"].items()) + ").",
+        f"The responder is {per_pod / fl['cpu_ms']:.1f}x its floor. Target: at most {TARGET_CPU_PER_POD_MS:g} ms of CPU per pod "
+        f"lifecycle: {'met' if per_pod <= TARGET_CPU_PER_POD_MS else '**missed**'}"
+        + (f" (the kernel's floor alone is {fl['cpu_ms'] / TARGET_CPU_PER_POD_MS:.2f}x the target)." if per_pod > TARGET_CPU_PER_POD_MS else "."),
+    ]
     lines += ["", "File descriptors the responder held at the end (readlink /proc/PID/fd/*):", ""]
     lines += ["    " + line for line in textwrap.wrap(", ".join(r["final_fd_targets"]), 120)] + [""]
     return "\n".join(lines)
@@ -437,10 +452,14 @@ def main():
     args.cycles = sorted(set(args.cycles))
     if not start_as_root():
         return 2
-    results = {"command": shown_command(), "machine": machine_line(), "commit": commit(), "versions": versions(), "date": now_utc(),
+    results = {"command": shown_command(), "machine": machine_line(), "run_dir_fs": run_dir_fs(run_dir_base()),
+               "commit": commit(), "versions": versions(), "date": now_utc(),
                "load_start": load_text(os.getloadavg()), "cycles": max(args.cycles), "checkpoints": args.cycles,
                "sample_every": args.sample_every, "state_every": args.state_every, "settle_limit": args.settle}
     churn(args, results)
+    # The kernel's share of a lifecycle, in the same run: what no implementation of the responder can go below.
+    results["floor"] = bench_lifecycle_floor.floor(100 if args.quick else FLOOR_PODS)
+    results["cpu_per_pod_ms"] = round(1000 * (results["final"]["cpu_s"] - results["samples"][0]["cpu_s"]) / results["cycles"], 2)
     results["load_end"] = load_text(os.getloadavg())
     results["verdicts"] = verdicts(results, args.cycles[0])
     base, final = results["samples"][0], results["final"]

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
 from _common import (BINDING, Pacer, Responder, commit, commit_line, dnsmasq_version, latency_verdict, load_text,
-                     machine_line, now_utc, pacing_sentence, percentile, pss_kb, rss_kb, shown_command, shown_path, wait_for)
+                     machine_line, now_utc, pacing_sentence, percentile, pss_kb, rss_kb, run_dir_base, run_dir_fs, shown_command, shown_path, wait_for)
 from lib.netlab import NetLab, sh
 from lib.standin import open_tap
 
@@ -386,10 +386,11 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the namespaces are removed on the way out
     report = args.report or (str(REPO / "docs" / "performance-dhcp.md") if args.write_doc else None)
     results = {"pods": args.pods, "rounds": args.rounds, "command": shown_command(), "machine": machine_line(),
+               "run_dir_fs": run_dir_fs(run_dir_base()),
                "commit": commit(),
                "dnsmasq_version": dnsmasq_version(), "date": now_utc(), "load_start": load_text(os.getloadavg())}
     with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-dhcp-")))
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-dhcp-", dir=run_dir_base())))
         lab = stack.enter_context(NetLab(prefix="pbd"))
         run_dir = str(tmp / "run")
         os.makedirs(run_dir, mode=0o700)
@@ -473,7 +474,8 @@ def write_doc(r):
         "",
         f"    {r['command']}",
         "",
-        f"Machine: {r['machine']}; dnsmasq {r['dnsmasq_version']} (`dnsmasq --version`). Measured {r['date']}, load",
+        f"Machine: {r['machine']}; dnsmasq {r['dnsmasq_version']} (`dnsmasq --version`); run dir on {r['run_dir_fs']} (a node's",
+        f"/run is a tmpfs). Measured {r['date']}, load",
         f"average (1, 5, 15 min) at the start {r['load_start']}, at the end {r['load_end']}.",
         commit_line(r["commit"]),
         "",

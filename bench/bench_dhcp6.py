@@ -56,7 +56,7 @@ from pathlib import Path
 
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
 from _common import (BINDING, Pacer, Responder, commit, commit_line, dnsmasq_version, load_text, machine_line, now_utc,
-                     pacing_sentence, percentile, pss_kb, rss_kb, shown_command, shown_path, wait_for)
+                     pacing_sentence, percentile, pss_kb, rss_kb, run_dir_base, run_dir_fs, shown_command, shown_path, wait_for)
 from bench_dhcp import (POSITIONS, PODS_PER_LAB, WARMUP, client_frame, clients_order, dnsmasq_ready, lost_of, order_of, position_lines,
                         server_id_of, stop_all)
 from bench_dhcp import TARGET_RATIO, TARGET_RATIO_MAX, _mb, _ratio_verdict as _verdict  # one wording for both reports
@@ -348,8 +348,9 @@ def measure6(vm, clients, ours_duid, rounds, warmup=WARMUP):
     """Interleaved rounds: per round each client (name -> MAC) does SOLICIT->ADVERTISE and REQUEST->REPLY, the
     order alternating (``order_of``), the clients taking turns to go first (``clients_order``), each sample
     recorded with its position (the round's first exchange, after the idle gap, or a later one); fresh
-    transaction ids; paced under the responder's per-pod frame limit (both clients' frames reach it). A REQUEST sent first names the server DUID and the address of an earlier
-    ADVERTISE: both servers answer it without a SOLICIT in the same round."""
+    transaction ids; paced under the responder's per-pod frame limit (both clients' frames reach it). A REQUEST
+    sent first names the server DUID and the address of an earlier ADVERTISE: both servers answer it without a
+    SOLICIT in the same round."""
     out = {name: {"samples": {key: [] for key in EXCHANGES}, "lost": 0, "sent": 0, "server_id": None, "address": None,
                   "request_first_rounds": 0} for name in clients}
     pacer = Pacer(responder_module.FRAMES_PER_SECOND, responder_module.FRAME_BURST)
@@ -565,11 +566,12 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the namespaces are removed on the way out
     results = {"pods": args.pods, "rounds": args.rounds, "warmup": WARMUP, "quick": args.quick,
                "command": shown_command(), "machine": machine_line(), "dnsmasq_version": dnsmasq_version(),
+               "run_dir_fs": run_dir_fs(run_dir_base()),
                "code": code_version(), "commit": commit(),
                "date": now_utc(), "load_start": load_text(os.getloadavg())}
     t0 = time.monotonic()
     with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-dhcp6-")))
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-dhcp6-", dir=run_dir_base())))
         latency_part(stack, tmp, args, results)
         memory_part(stack, tmp, args.pods, False, results)
         memory_part(stack, tmp, args.pods, True, results)
@@ -603,7 +605,8 @@ def write_doc(r):
         "",
         f"    {r['command']}",
         "",
-        f"Machine: {r['machine']}; dnsmasq {r['dnsmasq_version']} (`dnsmasq --version`).",
+        f"Machine: {r['machine']}; dnsmasq {r['dnsmasq_version']} (`dnsmasq --version`); run dir on {r['run_dir_fs']} (a node's "
+        "/run is a tmpfs).",
         f"Code: {code_line(r['code'])}.",
         commit_line(r["commit"]),
         f"Measured {r['date']} in {r['seconds']:.0f} s; load average (1, 5, 15 min) at the start {r['load_start']}, "

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
-from _common import (BINDING, Responder, commit, load_text, machine_line, now_utc, run_header, samples_word,
+from _common import (BINDING, Responder, commit, load_text, machine_line, now_utc, run_dir_base, run_dir_fs, run_header, samples_word,
                      shown_command, shown_path, wait_for)
 from bench_churn import cpu_s, start_as_root
 from bench_dhcp import burst
@@ -46,7 +46,7 @@ TARGET_S = 0.5
 
 def run(args, results):
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-burst-"))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-burst-", dir=run_dir_base()))
         run_dir = os.path.join(tmp, "run")
         rundir.ensure_dirs(run_dir)
         t0 = time.monotonic()
@@ -123,7 +123,7 @@ def main():
     args = parser.parse_args()
     if not start_as_root():
         return 2
-    results = {"command": shown_command(), "machine": machine_line(), "commit": commit(), "date": now_utc(),
+    results = {"command": shown_command(), "machine": machine_line(), "run_dir_fs": run_dir_fs(run_dir_base()), "commit": commit(), "date": now_utc(),
                "load_start": load_text(os.getloadavg()), "pods": args.pods}
     run(args, results)
     results["load_end"] = load_text(os.getloadavg())

@@ -54,7 +54,7 @@ from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
 from _common import (BINDING, commit, load_text, machine_line, nic_drops_server_ports, now_utc, percentile,
-                     responder_stats, run_header, shown_command, wait_for)
+                     responder_stats, run_dir_base, run_dir_fs, run_header, shown_command, wait_for)
 from bench_churn import add_output_arguments, cpu_s, start_as_root, write_outputs
 from lib import plumbing
 from lib.dhcpwire import client_frame, read_reply
@@ -221,7 +221,7 @@ def discover_offer(netns, mac, timeout):
 def run(args, results):
     ctx = multiprocessing.get_context("fork")
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-flood-"))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="podnet-bench-flood-", dir=run_dir_base()))
         lab = stack.enter_context(NetLab(prefix=PREFIX))
         run_dir = os.path.join(tmp, "run")
         rundir.ensure_dirs(run_dir)
@@ -502,7 +502,7 @@ def main():
         args.pods, args.samples, args.duration = 5, 50, 3.0
     if not start_as_root():
         return 2
-    results = {"command": shown_command(), "machine": machine_line(), "commit": commit(), "date": now_utc(),
+    results = {"command": shown_command(), "machine": machine_line(), "run_dir_fs": run_dir_fs(run_dir_base()), "commit": commit(), "date": now_utc(),
                "load_start": load_text(os.getloadavg()),
                "pods": args.pods, "samples": args.samples, "duration": args.duration,
                "defaults": {"frame_rate": responder_code.FRAMES_PER_SECOND, "frame_burst": responder_code.FRAME_BURST,

@@ -25,6 +25,9 @@ import subprocess
 import tempfile
 import time
 
+import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
+from _common import run_dir_base
+
 CLONE_NEWNET = 0x40000000
 libc = ctypes.CDLL(None, use_errno=True)
 # A filter of the responder's size (accept all; the length is what the kernel checks and copies).
@@ -93,40 +96,50 @@ def collect(sock, run, n):
     phase("records: lock open/flock/stat/fstat, 5 unlinks, close", t)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--pods", type=int, default=200)
-    args = parser.parse_args()
+def floor(pods):
+    """The floor over ``pods`` pod lifecycles: ``{"cpu_ms", "user_ms", "system_ms", "wall_ms", "steps_us"}`` per pod."""
+    PHASES.clear()
     name = f"kfloor-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "tuntap", "add", "tap0", "mode", "tap"], check=True)
         subprocess.run(["ip", "-n", name, "link", "set", "tap0", "up"], check=True)
         home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        with tempfile.TemporaryDirectory() as run:
-            with open(os.path.join(run, "decl.json"), "w") as handle:
-                handle.write("{}" + " " * 600)
-            # The 4 record files of each pod are made beforehand: making them is the writers' cost.
-            for n in range(args.pods):
-                for i in range(4):
-                    with open(os.path.join(run, f"f{n}-{i}"), "w"):
-                        pass
-            u0, s0 = cpu()
-            t0 = time.perf_counter()
-            for n in range(args.pods):
-                collect(one_pod(f"/run/netns/{name}", home, run), run, n)
-            u1, s1 = cpu()
-            t1 = time.perf_counter()
-        per_u = (u1 - u0) / args.pods
-        per_s = (s1 - s0) / args.pods
-        print(f"kernel floor per pod lifecycle: {1000 * (per_u + per_s):.3f} ms CPU (getrusage; its user/system split is by "
-              f"ticks: user {1000 * per_u:.3f} ms, system {1000 * per_s:.3f} ms); wall {(t1 - t0) / args.pods * 1000:.2f} ms "
-              f"with the socket close's RCU wait; over {args.pods} pods")
-        for key, value in PHASES.items():
-            print(f"  {key}: {value / args.pods * 1e6:.1f} us")
-        print(f"  thread_time total: {sum(PHASES.values()) / args.pods * 1e3:.3f} ms")
+        try:
+            with tempfile.TemporaryDirectory(dir=run_dir_base()) as run:  # a node's /run is a tmpfs
+                with open(os.path.join(run, "decl.json"), "w") as handle:
+                    handle.write("{}" + " " * 600)
+                # The 4 record files of each pod are made beforehand: making them is the writers' cost.
+                for n in range(pods):
+                    for i in range(4):
+                        with open(os.path.join(run, f"f{n}-{i}"), "w"):
+                            pass
+                u0, s0 = cpu()
+                t0 = time.perf_counter()
+                for n in range(pods):
+                    collect(one_pod(f"/run/netns/{name}", home, run), run, n)
+                u1, s1 = cpu()
+                t1 = time.perf_counter()
+        finally:
+            os.close(home)
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+    return {"pods": pods, "cpu_ms": round(1000 * (u1 - u0 + s1 - s0) / pods, 3), "user_ms": round(1000 * (u1 - u0) / pods, 3),
+            "system_ms": round(1000 * (s1 - s0) / pods, 3), "wall_ms": round(1000 * (t1 - t0) / pods, 2),
+            "steps_us": {key: round(value / pods * 1e6, 1) for key, value in PHASES.items()}}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pods", type=int, default=200)
+    args = parser.parse_args()
+    r = floor(args.pods)
+    print(f"kernel floor per pod lifecycle: {r['cpu_ms']:.3f} ms CPU (getrusage; its user/system split is by "
+          f"ticks: user {r['user_ms']:.3f} ms, system {r['system_ms']:.3f} ms); wall {r['wall_ms']:.2f} ms "
+          f"with the socket close's RCU wait; over {args.pods} pods; run dir on {run_dir_base()}")
+    for key, value in r["steps_us"].items():
+        print(f"  {key}: {value:.1f} us")
+    print(f"  thread_time total: {sum(r['steps_us'].values()) / 1000:.3f} ms")
 
 
 if __name__ == "__main__":

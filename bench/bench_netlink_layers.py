@@ -50,7 +50,7 @@ import types
 from pathlib import Path
 
 import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
-from _common import (BINDING, cni_plugin_version, commit, commit_line, fs_type, load_text, machine_line, now_utc, percentile,
+from _common import (BINDING, cni_plugin_version, commit, commit_line, run_dir_base, run_dir_fs, load_text, machine_line, now_utc, percentile,
                      shown_command, shown_path)
 import bench_cni_bridge as cni
 from lib.netlab import NetLab, ip_json, snapshot
@@ -459,8 +459,8 @@ def main():
     out = {"command": shown_command(), "machine": machine_line(), "commit": commit(), "date": now_utc(),
            "cni_plugin": cni.PLUGIN, "cni_version": cni_plugin_version(cni.PLUGIN),
            "load_start": load_text(os.getloadavg()), "target_plumb_to_add": TARGET}
-    base = args.run_dir_base or ("/run" if fs_type("/run") == "tmpfs" else "/dev/shm")
-    out["run_dir_fs"] = f"{base} ({fs_type(base)})"
+    base = args.run_dir_base or run_dir_base()
+    out["run_dir_fs"] = run_dir_fs(base)
     out["swapped_modules"] = use_layer("raw")
     print(f"{out['machine']}\nCNI: {out['cni_plugin']} {out['cni_version']}\n"
           f"layer swapped in: {', '.join(out['swapped_modules'])} (the DHCP filters stay raw under both); "

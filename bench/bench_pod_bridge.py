@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
-from _common import (BINDING, MIN_MEDIAN_SAMPLES, commit, commit_line, fs_type, kernel_bound, kernel_bound_sentence, labelled,
+from _common import (BINDING, MIN_MEDIAN_SAMPLES, commit, commit_line, run_dir_base, run_dir_fs, kernel_bound, kernel_bound_sentence, labelled,
                      load_text, machine_line, median_ms, now_utc, samples_word, shown_command, shown_path, verdict)
 from bench_dhcp6 import add_dual_stack_pod, ipv6_node, wait_dad
 from lib.netlab import NetLab, snapshot
@@ -345,9 +345,9 @@ def main():
     # A killed benchmark still deletes its namespaces (NetLab cleans up on the way out).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     book_sizes = [] if args.no_playbook else (args.playbook_sizes or args.sizes)
-    base = args.run_dir_base or ("/run" if fs_type("/run") == "tmpfs" else "/dev/shm")
+    base = args.run_dir_base or run_dir_base()
     results = {"command": shown_command(), "machine": machine_line(), "date": now_utc(),
-               "load_start": load_text(os.getloadavg()), "run_dir_fs": f"{base} ({fs_type(base)})",
+               "load_start": load_text(os.getloadavg()), "run_dir_fs": run_dir_fs(base),
                "commit": commit(), "target_plumb_ms": TARGET_PLUMB_MS, "inprocess": [], "playbook": [], "dual_stack": []}
     with tempfile.TemporaryDirectory(prefix="podnet-bench-", dir=base) as workdir:
         run_dir = os.path.join(workdir, "run")
