@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 
-import _paths  # noqa: F401  (sys.path: the collection and tests/lib)
+import _paths  # noqa: F401  # pylint: disable=unused-import  # sets sys.path: the collection, tests/lib
 from _common import run_dir_base
 
 CLONE_NEWNET = 0x40000000

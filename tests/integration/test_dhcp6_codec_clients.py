@@ -26,7 +26,7 @@ import pytest
 
 from ansible_collections.virtnet.podnet.plugins.module_utils import _dhcp6_codec as codec
 from lib.netlab import NetLab, ip_json, link, sh
-from lib.processes import stop
+from lib.processes import output_of, stop
 from lib.standin import netns_entered
 from lib.waiting import wait_for
 
@@ -153,11 +153,11 @@ class Client:
 
     def check_running(self) -> None:
         if self.proc.poll() is not None and self.proc.returncode != 0:
-            raise AssertionError(f"client exited {self.proc.returncode}: {self.proc.stdout.read()}")
+            raise AssertionError(f"client exited {self.proc.returncode}: {output_of(self.proc)}")
 
     def stop(self) -> str:
         stop(self.proc)
-        return self.proc.stdout.read()
+        return output_of(self.proc)
 
 
 # T1 of 2 s: dhclient Renews (with our Server ID) within the test.

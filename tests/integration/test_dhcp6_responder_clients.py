@@ -26,7 +26,7 @@ import pytest
 from lib import plumbing
 from lib.bindings import make_binding
 from lib.netlab import NetLab, ip_json, sh
-from lib.processes import Processes
+from lib.processes import Processes, output_of
 from lib.responder import ResponderProcess, lease_state
 from lib.standin import TapRelay, netns_entered
 from lib.waiting import wait_for
@@ -145,7 +145,7 @@ def vm_default6(vm: str) -> list[dict]:
 def wait_configured(env: Env6, vm: str, ifname: str, address: str, proc) -> list[dict]:
     def configured():
         if proc.poll() is not None and proc.returncode != 0:
-            raise AssertionError(f"client exited {proc.returncode}: {proc.stdout.read()}")
+            raise AssertionError(f"client exited {proc.returncode}: {output_of(proc)}")
         routes = vm_default6(vm)
         return address in vm_addresses6(vm, ifname) and routes and routes[0].get("gateway") == env.gateway_ll \
             and routes

@@ -27,7 +27,7 @@ import pytest
 from lib import plumbing
 from lib.bindings import make_binding
 from lib.netlab import NetLab, sh
-from lib.processes import Processes
+from lib.processes import Processes, output_of
 from lib.responder import ResponderProcess, lease_state
 from lib.standin import TapRelay
 from lib.waiting import wait_for
@@ -192,7 +192,7 @@ def test_dhclient_records_every_option_in_its_lease(env):
 
     def leased():
         if proc.poll() is not None:
-            raise AssertionError(f"dhclient exited {proc.returncode}: {proc.stdout.read()}")
+            raise AssertionError(f"dhclient exited {proc.returncode}: {output_of(proc)}")
         text = lease_file.read_text()
         return text if "fixed-address" in text else None
 
@@ -218,7 +218,7 @@ def test_dhcpcd_hands_every_option_to_its_hook(env):
 
     def bound():
         if proc.poll() is not None:
-            raise AssertionError(f"dhcpcd exited {proc.returncode}: {proc.stdout.read()}")
+            raise AssertionError(f"dhcpcd exited {proc.returncode}: {output_of(proc)}")
         return Path(f"{dump}.BOUND").exists()
 
     try:

@@ -33,7 +33,7 @@ from lib import plumbing
 from lib.bindings import make_binding
 from lib.dhcpwire import client_frame, read_reply
 from lib.netlab import NetLab, link_exists, sh
-from lib.processes import Processes
+from lib.processes import Processes, output_of
 from lib.paths import STANDIN
 from lib.responder import ResponderProcess, lease_state
 from lib.standin import TapRelay, netns_entered, open_tap, udhcpc_script
@@ -182,7 +182,7 @@ def vm_routes(vm: str) -> list[dict]:
 def wait_bound(vm: str, ifname: str, pod, proc=None, timeout: float = CLIENT_TIMEOUT) -> None:
     def bound():
         if proc is not None and proc.poll() is not None and proc.returncode != 0:
-            raise AssertionError(f"client exited {proc.returncode}: {proc.stdout.read()}")
+            raise AssertionError(f"client exited {proc.returncode}: {output_of(proc)}")
         return (pod.ip, pod.prefixlen) in vm_addresses(vm, ifname) and any(
             r.get("dst") == "default" for r in vm_routes(vm))
     wait_for(bound, timeout, what=f"{pod.ip}/{pod.prefixlen} and a default route in {vm}")

@@ -24,7 +24,7 @@ from lib.bindings import make_binding
 from lib.cni import CniNetwork, tentative
 from lib.netlab import ip_json, sh
 from lib.paths import module_utils
-from lib.processes import Processes
+from lib.processes import Processes, output_of
 from lib.responder import ResponderProcess
 from lib.standin import TapRelay
 from lib.waiting import wait_for
@@ -129,7 +129,7 @@ def test_dhcpcd_gets_both_addresses_and_both_default_routes(stack, lab, tmp_path
     proc = stack.client(dhcpcd_argv(tmp_path, stack.relay.vm_ifname), mount_ns=True)
 
     def configured():
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, output_of(proc)
         return (f"{pod.ip}/{pod.prefixlen}" in stack.addresses("-4") and any(a.startswith(pod.ip6 + "/")
                 for a in stack.addresses("-6")) and stack.default_route("-4") and stack.default_route("-6"))
     wait_for(configured, CLIENT_TIMEOUT, what="dhcpcd to apply both addresses and both default routes")
@@ -158,7 +158,7 @@ def test_a_calico_style_pod_with_a_link_local_gateway_and_a_128(stack, lab, tmp_
     proc = stack.client(dhcpcd_argv(tmp_path, stack.relay.vm_ifname), mount_ns=True)
 
     def configured():
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, output_of(proc)
         return (f"{pod.ip}/32" in stack.addresses("-4") and f"{pod.ip6}/128" in stack.addresses("-6")
                 and stack.default_route("-4") and stack.default_route("-6"))
     wait_for(configured, CLIENT_TIMEOUT, what="dhcpcd to apply the /32, the /128 and both default routes")
@@ -186,7 +186,7 @@ def test_dhclient_6_gets_the_address_and_the_kernel_takes_our_router_advertiseme
                          "-sf", str(script), ifname])
 
     def bound():
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, output_of(proc)
         return f"{pod.ip6}/128" in stack.addresses("-6") and stack.default_route("-6")
     wait_for(bound, CLIENT_TIMEOUT, what="dhclient -6 to apply the address, and the RA's default route")
     assert stack.default_route("-6")["gateway"] == gateway_link_local(lab)
@@ -203,7 +203,7 @@ def test_an_ipv6_only_pod_is_delegated_by_dhcpv6_alone(stack, lab, tmp_path):
     proc = stack.client(dhcpcd_argv(tmp_path, stack.relay.vm_ifname, "-6"), mount_ns=True)
 
     def configured():
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, output_of(proc)
         return any(a.startswith(pod.ip6 + "/") for a in stack.addresses("-6")) and stack.default_route("-6")
     wait_for(configured, CLIENT_TIMEOUT, what="dhcpcd -6 to apply the address and the default route")
     ping = stack.ping(stack.vm, pod.gateway6)
