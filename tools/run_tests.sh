@@ -32,6 +32,15 @@ use_venv() {  # use_venv DIR: PATH, interpreter and collections path of that ven
 }
 use_venv "$VENV"
 
+# Every inotify instance of root on this machine counts against one limit (128 by default): the fleet
+# lane's three systemd nodes, the fresh-machine container and four pytest workers' responders together
+# went past it (EMFILE from inotify_init1 in a clean-clone CI run). Raised for the run when we may.
+if [ "$(id -u)" = 0 ] && [ -w /proc/sys/fs/inotify/max_user_instances ] \
+   && [ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt 1024 ]; then
+  echo "raising fs.inotify.max_user_instances to 1024 (was $(cat /proc/sys/fs/inotify/max_user_instances))"
+  echo 1024 > /proc/sys/fs/inotify/max_user_instances || true
+fi
+
 pyver() { "$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
 
 # -- steps -------------------------------------------------------------------------------------
